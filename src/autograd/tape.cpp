@@ -1,0 +1,176 @@
+#include "autograd/tape.h"
+
+#include <unordered_map>
+
+namespace mmrec::autograd {
+namespace {
+
+struct Tape {
+  std::vector<std::weak_ptr<Node>> nodes;
+  size_t compact_at = 1024;
+  bool grad_enabled = true;
+};
+
+Tape& tape() {
+  thread_local Tape t;
+  return t;
+}
+
+void compact(Tape& t) {
+  std::erase_if(t.nodes, [](const std::weak_ptr<Node>& w) {
+    auto n = w.lock();
+    return !n || n->released;
+  });
+  t.compact_at = std::max<size_t>(1024, 2 * t.nodes.size());
+}
+
+// dst += src (both f32, same shape; dst contiguous and owned by autograd).
+void accumulate(Tensor& dst, const Tensor& src) {
+  check(dst.shape() == src.shape(), "backward: gradient shape ", src.shape(), " does not match ",
+        dst.shape());
+  Tensor s = src.contiguous().to(DType::f32);
+  float* d = dst.data<float>();
+  const float* p = s.data<float>();
+  for (int64_t i = 0, n = dst.numel(); i < n; ++i) d[i] += p[i];
+}
+
+Tensor to_f32_contig(const Tensor& t) {
+  Tensor c = t.to(DType::f32);
+  return c.is_contiguous() ? c : c.contiguous();
+}
+
+}  // namespace
+
+bool grad_enabled() { return tape().grad_enabled; }
+void set_grad_enabled(bool on) { tape().grad_enabled = on; }
+
+bool needs_grad(std::initializer_list<Tensor> inputs) {
+  if (!grad_enabled()) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+bool needs_grad(const std::vector<Tensor>& inputs) {
+  if (!grad_enabled()) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+void record(std::string name, std::vector<Tensor> inputs, std::vector<Tensor> outputs, BackwardFn fn) {
+  auto node = std::make_shared<Node>();
+  node->name = std::move(name);
+  node->inputs = std::move(inputs);
+  node->backward = std::move(fn);
+  for (Tensor& o : outputs) {
+    node->output_ids.push_back(o.impl()->id);
+    node->output_shapes.push_back(o.shape());
+    o.impl()->requires_grad = true;
+    o.impl()->grad_fn = node;
+  }
+  Tape& t = tape();
+  t.nodes.push_back(node);
+  if (t.nodes.size() >= t.compact_at) compact(t);
+}
+
+void backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
+  check(root.defined(), "backward: undefined tensor");
+  check(root.requires_grad(), "backward: tensor of shape ", root.shape(),
+        " does not require grad (no input of its graph requires grad, or grad mode was off)");
+  Tensor g;
+  if (seed.defined()) {
+    check(seed.shape() == root.shape(), "backward: seed gradient shape ", seed.shape(),
+          " does not match tensor shape ", root.shape());
+    g = to_f32_contig(seed).clone();
+  } else {
+    check(root.numel() == 1, "backward: implicit seed needs a one-element tensor, got shape ", root.shape(),
+          " (pass a seed gradient)");
+    g = Tensor::ones(root.shape());
+  }
+
+  auto accumulate_leaf = [](const Tensor& leaf, const Tensor& grad) {
+    if (!leaf.impl()->grad) {
+      leaf.impl()->grad = to_f32_contig(grad).clone().impl_ptr();
+    } else {
+      Tensor acc(leaf.impl()->grad);
+      accumulate(acc, grad);
+    }
+  };
+
+  if (root.is_leaf()) {
+    accumulate_leaf(root, g);
+    return;
+  }
+  const std::shared_ptr<Node> root_node = root.impl()->grad_fn;
+  check(!root_node->released, "backward: the graph of this tensor (produced by '", root_node->name,
+        "') was freed by an earlier backward; pass retain_graph=true to backward twice");
+  if (root.impl()->retains_grad) accumulate_leaf(root, g);
+
+  NoGradGuard no_grad;  // backward functions record nothing
+  std::unordered_map<uint64_t, Tensor> grads;
+  grads.emplace(root.impl()->id, g);
+  Tape& t = tape();
+  // Hold every node for the walk: releasing a node's inputs must not free
+  // the producers still to be visited.
+  std::vector<std::shared_ptr<Node>> nodes;
+  nodes.reserve(t.nodes.size());
+  for (auto& w : t.nodes) nodes.push_back(w.lock());
+  // Nodes are appended in creation order, so reverse order is topological.
+  for (size_t i = nodes.size(); i-- > 0 && !grads.empty();) {
+    const std::shared_ptr<Node>& node = nodes[i];
+    if (!node) continue;
+    std::vector<Tensor> gouts(node->output_ids.size());
+    bool any = false;
+    for (size_t k = 0; k < gouts.size(); ++k) {
+      auto it = grads.find(node->output_ids[k]);
+      if (it != grads.end()) {
+        gouts[k] = it->second;
+        grads.erase(it);
+        any = true;
+      }
+    }
+    if (!any) continue;
+    check(!node->released, "backward: node '", node->name,
+          "' was freed by an earlier backward; pass retain_graph=true to backward twice");
+    for (size_t k = 0; k < gouts.size(); ++k)
+      if (!gouts[k].defined()) gouts[k] = Tensor::zeros(node->output_shapes[k]);
+    std::vector<Tensor> gins = node->backward(gouts);
+    check(gins.size() == node->inputs.size(), "backward: node '", node->name, "' returned ", gins.size(),
+          " gradients for ", node->inputs.size(), " inputs");
+    for (size_t k = 0; k < gins.size(); ++k) {
+      const Tensor& in = node->inputs[k];
+      if (!gins[k].defined() || !in.defined() || !in.requires_grad()) continue;
+      check(gins[k].shape() == in.shape(), "backward: node '", node->name, "' gave gradient of shape ",
+            gins[k].shape(), " for input ", k, " of shape ", in.shape());
+      if (in.is_leaf() || in.impl()->retains_grad) accumulate_leaf(in, gins[k]);
+      if (in.is_leaf()) continue;
+      auto it = grads.find(in.impl()->id);
+      if (it == grads.end()) {
+        grads.emplace(in.impl()->id, to_f32_contig(gins[k]));
+      } else {
+        // Out of place: a backward may return the same buffer for two inputs.
+        Tensor sum = to_f32_contig(it->second).clone();
+        accumulate(sum, gins[k]);
+        it->second = sum;
+      }
+    }
+    if (!retain_graph) {
+      node->backward = nullptr;
+      node->inputs.clear();
+      node->released = true;
+    }
+  }
+  if (!retain_graph) compact(t);
+}
+
+size_t tape_size() {
+  size_t n = 0;
+  for (auto& w : tape().nodes)
+    if (auto p = w.lock(); p && !p->released) ++n;
+  return n;
+}
+
+void clear_tape() { tape().nodes.clear(); }
+
+}  // namespace mmrec::autograd

@@ -1,0 +1,74 @@
+// Tape autograd. While grad mode is on and an op's input requires grad, the op
+// records one Node on this thread's tape; backward(loss) walks the tape in
+// reverse and accumulates into the leaves' .grad.
+//
+//   Tensor w = randn({3, 3}, g).set_requires_grad();
+//   Tensor loss = ops::sum(ops::matmul(x, w));
+//   autograd::backward(loss);          // w.grad() now holds dloss/dw
+//
+// Ownership: an output tensor owns its producing node (grad_fn), a node owns
+// its inputs, so a graph lives exactly as long as the tensors that can reach
+// it; the tape only keeps weak references in creation order. A backward
+// function must not capture its own node's outputs with history (capture
+// out.detach()), or the graph would own itself.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace mmrec::autograd {
+
+// Gradients of the inputs (same order as Node::inputs; an undefined Tensor
+// means "no gradient") from the gradients of the outputs (zeros where an
+// output received none).
+using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outputs)>;
+
+struct Node {
+  std::string name;
+  std::vector<Tensor> inputs;
+  std::vector<uint64_t> output_ids;
+  std::vector<Shape> output_shapes;
+  BackwardFn backward;
+  bool released = false;  // saved buffers freed by a backward without retain_graph
+};
+
+// ---- grad mode ----
+bool grad_enabled();
+void set_grad_enabled(bool on);
+
+// Disables recording in its scope (evaluation, optimizer updates).
+class NoGradGuard {
+ public:
+  NoGradGuard() : prev_(grad_enabled()) { set_grad_enabled(false); }
+  ~NoGradGuard() { set_grad_enabled(prev_); }
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// True when grad mode is on and any of the tensors requires grad: the op
+// should record a node.
+bool needs_grad(std::initializer_list<Tensor> inputs);
+bool needs_grad(const std::vector<Tensor>& inputs);
+
+// Records a node producing `outputs` (which become non-leaf, requires_grad).
+// Call only when needs_grad(inputs) is true.
+void record(std::string name, std::vector<Tensor> inputs, std::vector<Tensor> outputs, BackwardFn fn);
+
+// Backpropagates from `root`. Without `seed`, root must have one element and
+// the seed is 1. Leaves that require grad accumulate into .grad. Unless
+// retain_graph, the nodes used are released and a second backward through
+// them throws.
+void backward(const Tensor& root, const Tensor& seed = Tensor(), bool retain_graph = false);
+
+// Number of live nodes on this thread's tape (tests, debugging).
+size_t tape_size();
+// Drops every node on this thread's tape.
+void clear_tape();
+
+}  // namespace mmrec::autograd

@@ -1,0 +1,44 @@
+// Shared argument checks and small helpers for op builders (internal to src/ops).
+#pragma once
+#include "autograd/tape.h"
+#include "tensor/tensor.h"
+
+namespace mmrec::ops::detail {
+
+inline void check_defined(const char* op, const Tensor& t, const char* what = "input") {
+  check(t.defined(), op, ": ", what, " is undefined");
+}
+
+inline void check_f32(const char* op, const Tensor& t, const char* what = "input") {
+  check_defined(op, t, what);
+  check(t.dtype() == DType::f32, op, ": ", what, " must be f32, got ", dtype_name(t.dtype()), " of shape ",
+        t.shape());
+}
+
+// Kernels need row-major memory; views are made contiguous by the builder.
+inline Tensor contig_f32(const char* op, const Tensor& t, const char* what = "input") {
+  check_f32(op, t, what);
+  return t.contiguous();
+}
+
+// True if `small` is a suffix of `big` (broadcast over leading axes).
+inline bool is_suffix(const Shape& small, const Shape& big) {
+  if (small.size() > big.size()) return false;
+  return std::equal(small.begin(), small.end(), big.end() - static_cast<std::ptrdiff_t>(small.size()));
+}
+
+// Output shape of a binary op broadcasting over leading axes: one shape must
+// be a suffix of the other, or hold a single element (a scalar).
+inline Shape broadcast_shape(const char* op, const Shape& a, const Shape& b) {
+  if (is_suffix(b, a)) return a;
+  if (is_suffix(a, b)) return b;
+  if (numel_of(b) == 1 && b.size() <= a.size()) return a;
+  if (numel_of(a) == 1 && a.size() <= b.size()) return b;
+  fail(op, ": shapes ", a, " and ", b, " do not broadcast (one must be a suffix of the other)");
+}
+
+// Sums a gradient of shape `g.shape()` down to its suffix `shape` (the
+// backward of broadcasting over leading axes).
+Tensor sum_to(const Tensor& g, const Shape& shape);
+
+}  // namespace mmrec::ops::detail

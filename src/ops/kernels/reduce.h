@@ -1,0 +1,16 @@
+// Reduction kernels on contiguous f32 buffers viewed as [outer, n, inner].
+#pragma once
+#include <cstdint>
+
+namespace mmrec::kernels {
+
+// out[o, i] = scale * sum_k x[o, k, i]   (out is [outer, inner])
+void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float scale, float* out);
+// out[o, k, i] = scale * g[o, i]   (the backward of sum_axis)
+void expand_axis_f32(const float* g, int64_t outer, int64_t n, int64_t inner, float scale, float* out);
+
+namespace ref {
+void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float scale, float* out);
+}
+
+}  // namespace mmrec::kernels

@@ -1,0 +1,74 @@
+#include "ops/view.h"
+
+#include "ops/common.h"
+
+namespace mmrec::ops {
+namespace {
+// Records a node whose backward is `back(grad_output)`.
+template <class F>
+Tensor with_grad(const char* name, const Tensor& x, Tensor out, F back) {
+  if (autograd::needs_grad({x})) {
+    // A view shares storage: give it its own impl so the node owns it alone.
+    if (out.same(x)) out = x.detach();
+    autograd::record(name, {x}, {out}, [back](const std::vector<Tensor>& g) {
+      return std::vector<Tensor>{back(g[0])};
+    });
+  }
+  return out;
+}
+}  // namespace
+
+Tensor reshape(const Tensor& x, const Shape& shape) {
+  detail::check_defined("reshape", x);
+  const Shape xs = x.shape();
+  return with_grad("reshape", x, x.reshape(shape), [xs](const Tensor& g) { return g.reshape(xs); });
+}
+
+Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end) {
+  detail::check_defined("slice", x);
+  const Shape xs = x.shape();
+  const int64_t a = normalize_axis(axis, x.dim(), "slice");
+  return with_grad("slice", x, x.slice(a, start, end), [xs, a, start, end](const Tensor& g) {
+    Tensor gx = Tensor::zeros(xs);
+    gx.slice(a, start, end).copy_from(g);
+    return gx;
+  });
+}
+
+Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
+  detail::check_defined("transpose", x);
+  return with_grad("transpose", x, x.transpose(d0, d1), [d0, d1](const Tensor& g) { return g.transpose(d0, d1); });
+}
+
+Tensor permute(const Tensor& x, const Shape& order) {
+  detail::check_defined("permute", x);
+  Tensor out = x.permute(order);
+  Shape inverse(order.size());
+  for (size_t i = 0; i < order.size(); ++i)
+    inverse[static_cast<size_t>(normalize_axis(order[i], x.dim(), "permute"))] = static_cast<int64_t>(i);
+  return with_grad("permute", x, out, [inverse](const Tensor& g) { return g.permute(inverse); });
+}
+
+Tensor squeeze(const Tensor& x, int64_t axis) {
+  detail::check_defined("squeeze", x);
+  const Shape xs = x.shape();
+  return with_grad("squeeze", x, x.squeeze(axis), [xs](const Tensor& g) { return g.reshape(xs); });
+}
+
+Tensor unsqueeze(const Tensor& x, int64_t axis) {
+  detail::check_defined("unsqueeze", x);
+  const Shape xs = x.shape();
+  return with_grad("unsqueeze", x, x.unsqueeze(axis), [xs](const Tensor& g) { return g.reshape(xs); });
+}
+
+Tensor contiguous(const Tensor& x) {
+  detail::check_defined("contiguous", x);
+  return with_grad("contiguous", x, x.contiguous(), [](const Tensor& g) { return g; });
+}
+
+Tensor cast(const Tensor& x, DType dtype) {
+  detail::check_defined("cast", x);
+  return with_grad("cast", x, x.to(dtype), [](const Tensor& g) { return g.to(DType::f32); });
+}
+
+}  // namespace mmrec::ops

@@ -1,0 +1,38 @@
+// mmrec::Error and helpers to build messages that name the op and the shapes.
+#pragma once
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace mmrec {
+
+using Shape = std::vector<int64_t>;
+
+// Every error the library raises: bad shapes, dtypes, indices, configs, files.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// "[4, 3]"
+std::string shape_str(const Shape& s);
+
+inline std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << shape_str(s); }
+
+// Throws Error with the streamed pieces concatenated:
+//   fail("matmul: inner dimensions differ: ", a.shape(), " x ", b.shape());
+template <class... Args>
+[[noreturn]] void fail(const Args&... args) {
+  std::ostringstream os;
+  (os << ... << args);
+  throw Error(os.str());
+}
+
+template <class... Args>
+void check(bool cond, const Args&... args) {
+  if (!cond) fail(args...);
+}
+
+}  // namespace mmrec
