@@ -1,0 +1,23 @@
+// Linear layers on oneDNN: y = act(x Wᵀ + b), with bias and activation fused
+// as oneDNN post-ops, and the fused QKVZ projection.
+//   Tensor y = ops::linear(x, w, b);                     // x [B, T, In], w [Out, In], b [Out]
+//   auto [q, k, v, z] = ops::qkvz(x, w4, b4);            // one [4D, D] GEMM, four [B, T, D] views
+#pragma once
+#include <array>
+
+#include "tensor/tensor.h"
+
+namespace mmrec::ops {
+
+enum class Activation { none, gelu, sigmoid };
+
+// x [..., In] and w [Out, In]: both f32, or both bf16 (f32 accumulation);
+// b [Out] f32 (optional). Output f32 [..., Out]. dX, dW and db run on oneDNN.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(),
+              Activation act = Activation::none);
+
+// The fused QKVZ projection: w [4D, D] (rows q, k, v, z), b [4D]. Returns
+// four [..., D] views of one [..., 4D] result.
+std::array<Tensor, 4> qkvz(const Tensor& x, const Tensor& w, const Tensor& b);
+
+}  // namespace mmrec::ops

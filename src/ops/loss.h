@@ -1,0 +1,13 @@
+// Cross-entropy fused with log-softmax.
+//   Tensor loss = ops::cross_entropy(logits.reshape({-1, V}), targets.reshape({-1}));
+#pragma once
+#include "tensor/tensor.h"
+
+namespace mmrec::ops {
+
+// logits [N, V] f32, targets [N] i32 or i64. Returns the mean over the targets
+// not equal to ignore_index (shape []; 0 when every target is ignored).
+// A target outside [0, V) that is not ignore_index is an error.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -1);
+
+}  // namespace mmrec::ops

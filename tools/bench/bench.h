@@ -1,0 +1,52 @@
+// The benchmark registry behind tools/mmrec-bench: each suite (bench_*.cpp)
+// measures and reports named figures; comparisons carry the reference figure
+// and a `ratio`. Timing is the median of repeated runs.
+//
+//   BENCH_SUITE(triad) {
+//     if (!ctx.wants("triad")) return;
+//     ctx.report("triad_32MiB", {{"gbps", bench::triad_gbps(32 << 20)}});
+//   }
+#pragma once
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace bench {
+
+class Context {
+ public:
+  Context(std::string filter, bool json, int reps) : filter_(std::move(filter)), json_(json), reps_(reps) {}
+  bool wants(const std::string& name) const {
+    return filter_.empty() || name.find(filter_) != std::string::npos;
+  }
+  int reps() const { return reps_; }
+  // Prints one measurement: a JSON line {"name": ..., figures...} or a table row.
+  void report(const std::string& name, const nlohmann::json& figures);
+  int reported() const { return reported_; }
+
+ private:
+  std::string filter_;
+  bool json_;
+  int reps_;
+  int reported_ = 0;
+};
+
+using Suite = void (*)(Context&);
+struct Register {
+  Register(const char* name, Suite s);
+};
+std::vector<std::pair<std::string, Suite>>& suites();
+
+// Median seconds of `reps` calls of f after `warmup` untimed calls.
+double median_seconds(const std::function<void()>& f, int reps, int warmup = 1);
+
+// STREAM triad a[i] = b[i] + s*c[i] over arrays of `bytes_per_array`, on the
+// current thread setting, in GB/s counting 3 arrays (median of reps).
+double triad_gbps(size_t bytes_per_array, int reps);
+
+}  // namespace bench
+
+#define BENCH_SUITE(name)                                          \
+  static void bench_suite_##name(bench::Context& ctx);             \
+  static bench::Register bench_register_##name(#name, bench_suite_##name); \
+  static void bench_suite_##name(bench::Context& ctx)

@@ -1,0 +1,55 @@
+// mmrec-bench: speed and memory measurements (never timed tests).
+//   mmrec-bench [--filter NAME] [--json] [--threads N] [--reps N] [--list]
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <string>
+
+#include "bench/bench.h"
+#include "tensor/threads.h"
+
+int main(int argc, char** argv) {
+  std::string filter;
+  bool json = false, list = false;
+  int threads = 0, reps = 7;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--filter" && i + 1 < argc) {
+      filter = argv[++i];
+    } else if (a == "--json") {
+      json = true;
+    } else if (a == "--threads" && i + 1 < argc) {
+      threads = std::atoi(argv[++i]);
+    } else if (a == "--reps" && i + 1 < argc) {
+      reps = std::atoi(argv[++i]);
+    } else if (a == "--list") {
+      list = true;
+    } else if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: mmrec-bench [--filter NAME] [--json] [--threads N] [--reps N] [--list]\n"
+          "  Runs the benchmark suites whose measurements match NAME (substring) and prints\n"
+          "  a table, or one JSON object per measurement with --json. Figures are medians.\n");
+      return 0;
+    } else {
+      std::fprintf(stderr, "mmrec-bench: unknown argument '%s' (see --help)\n", a.c_str());
+      return 2;
+    }
+  }
+  try {
+    if (list) {
+      for (auto& [name, s] : bench::suites()) std::printf("%s\n", name.c_str());
+      return 0;
+    }
+    mmrec::set_num_threads(threads);
+    bench::Context ctx(filter, json, reps);
+    for (auto& [name, suite] : bench::suites()) suite(ctx);
+    if (ctx.reported() == 0) {
+      std::fprintf(stderr, "mmrec-bench: no measurement matches filter '%s'\n", filter.c_str());
+      return 1;
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mmrec-bench: %s\n", e.what());
+    return 1;
+  }
+}
