@@ -1,0 +1,62 @@
+// The MM-Rec language model (../shared/spec/MODEL.md): embedding, `layers`
+// blocks (fused QKVZ, MDI decay, recurrence by associative scan or per token,
+// hierarchical memory attention, FFN), final RMSNorm and tied head.
+//
+//   Model m(ModelConfig::from_json(cfg["model"]), /*seed=*/1);
+//   State s = m.initial_state(/*batch=*/1);
+//   Tensor logits = m.forward(tokens, s);       // tokens [B, T] i32 -> [B, T, V]
+//   Tensor loss = m.loss(tokens);               // mean next-token cross-entropy
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "models/config.h"
+#include "tensor/random.h"
+#include "tensor/tensor.h"
+
+namespace mmrec {
+
+// One layer's streaming state (all detached between calls).
+struct LayerState {
+  Tensor h;                 // [B, D] recurrent state
+  Tensor mem_keys;          // [B, S, D] FIFO of memory slots, oldest first (S <= memory_slots)
+  Tensor mem_values;        // [B, S, D]
+  Tensor chunk_k_sum;       // [B, D] running sums of k over the chunk in progress
+  Tensor chunk_v_sum;       // [B, D]
+  int64_t chunk_tokens = 0; // tokens in the chunk in progress
+};
+
+struct State {
+  int64_t batch = 0;
+  std::vector<LayerState> layers;
+};
+
+using NamedTensor = std::pair<std::string, Tensor>;
+
+class Model {
+ public:
+  // Initialises parameters as the spec says, from a seeded generator.
+  explicit Model(const ModelConfig& config, uint64_t seed = 0);
+
+  const ModelConfig& config() const { return config_; }
+  // Every parameter, named as the spec's table, in a fixed order. The tensors
+  // are f32 leaves with requires_grad set.
+  const std::vector<NamedTensor>& parameters() const { return params_; }
+  // The parameter of that name, or an Error naming it.
+  Tensor parameter(const std::string& name) const;
+  int64_t num_parameters() const;
+
+  State initial_state(int64_t batch) const;
+  // tokens [B, T] i32/i64 in [0, vocab_size) -> logits [B, T, V]; updates state.
+  Tensor forward(const Tensor& tokens, State& state) const;
+  // Mean next-token cross-entropy of tokens [B, T] (T >= 2), from a fresh state
+  // unless one is given (then it is updated).
+  Tensor loss(const Tensor& tokens, State* state = nullptr, int64_t ignore_index = -1) const;
+
+ private:
+  ModelConfig config_;
+  std::vector<NamedTensor> params_;
+};
+
+}  // namespace mmrec
