@@ -1,5 +1,7 @@
 #include "autograd/tape.h"
 
+#include <atomic>
+#include <chrono>
 #include <unordered_map>
 
 namespace mmrec::autograd {
@@ -40,6 +42,10 @@ Tensor to_f32_contig(const Tensor& t) {
 }
 
 }  // namespace
+
+std::atomic<BackwardHook> g_backward_hook{nullptr};
+
+void set_backward_hook(BackwardHook hook) { g_backward_hook.store(hook); }
 
 bool grad_enabled() { return tape().grad_enabled; }
 void set_grad_enabled(bool on) { tape().grad_enabled = on; }
@@ -135,7 +141,10 @@ void backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
           "' was freed by an earlier backward; pass retain_graph=true to backward twice");
     for (size_t k = 0; k < gouts.size(); ++k)
       if (!gouts[k].defined()) gouts[k] = Tensor::zeros(node->output_shapes[k]);
+    const BackwardHook hook = g_backward_hook.load(std::memory_order_relaxed);
+    const auto t0 = hook ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     std::vector<Tensor> gins = node->backward(gouts);
+    if (hook) hook(node->name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     check(gins.size() == node->inputs.size(), "backward: node '", node->name, "' returned ", gins.size(),
           " gradients for ", node->inputs.size(), " inputs");
     for (size_t k = 0; k < gins.size(); ++k) {

@@ -66,6 +66,12 @@ void record(std::string name, std::vector<Tensor> inputs, std::vector<Tensor> ou
 // them throws.
 void backward(const Tensor& root, const Tensor& seed = Tensor(), bool retain_graph = false);
 
+// Optional observer of every node's backward (profiling: models/profile.h
+// installs one under MMREC_PROFILE=1): called with the node's name and the
+// seconds its backward took. nullptr (the default) disables it; process-wide.
+using BackwardHook = void (*)(const std::string& name, double seconds);
+void set_backward_hook(BackwardHook hook);
+
 // Number of live nodes on this thread's tape (tests, debugging).
 size_t tape_size();
 // Drops every node on this thread's tape.

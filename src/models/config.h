@@ -28,6 +28,8 @@ struct ModelConfig {
   static ModelConfig from_json(const nlohmann::json& j);
   nlohmann::json to_json() const;  // every field, defaults resolved
   void validate() const;
+  // A validated copy with ffn_dim and mdi_dim resolved (0 -> 4 * dim, dim / 4).
+  ModelConfig resolved() const;
 };
 
 }  // namespace mmrec

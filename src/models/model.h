@@ -25,6 +25,10 @@ struct LayerState {
   Tensor chunk_k_sum;       // [B, D] running sums of k over the chunk in progress
   Tensor chunk_v_sum;       // [B, D]
   int64_t chunk_tokens = 0; // tokens in the chunk in progress
+  // Cache: the HDS levels of mem_keys/mem_values in attention layout
+  // ([B*H, d, St] and [B*H, St, d]); recomputed when undefined or mismatched,
+  // so reset both if you edit the memory by hand.
+  Tensor levels_kt, levels_v;
 };
 
 struct State {
@@ -33,6 +37,20 @@ struct State {
 };
 
 using NamedTensor = std::pair<std::string, Tensor>;
+
+// One block's parameters (views of the tensors in Model::parameters()).
+struct BlockWeights {
+  Tensor norm1, norm2;                             // [D]
+  Tensor qkvz_w, qkvz_b;                           // [4D, D], [4D]
+  Tensor gate_w, gate_b;                           // [D, D], [D]
+  Tensor decay_fc1_w, decay_fc1_b;                 // [I, D], [I]
+  Tensor decay_fc2_w, decay_fc2_b;                 // [D, I], [D]
+  Tensor context_fc1_w, context_fc1_b;             // [I, D], [I]
+  Tensor context_fc2_w, context_fc2_b;             // [D, I], [D]
+  Tensor attn_out_w, attn_out_b;                   // [D, D], [D]
+  Tensor ffn_fc1_w, ffn_fc1_b;                     // [F, D], [F]
+  Tensor ffn_fc2_w, ffn_fc2_b;                     // [D, F], [D]
+};
 
 class Model {
  public:
@@ -55,8 +73,10 @@ class Model {
   Tensor loss(const Tensor& tokens, State* state = nullptr, int64_t ignore_index = -1) const;
 
  private:
-  ModelConfig config_;
+  ModelConfig config_;  // resolved (ffn_dim, mdi_dim filled in)
   std::vector<NamedTensor> params_;
+  std::vector<BlockWeights> blocks_;
+  Tensor embed_, norm_, lm_head_;  // lm_head_ is embed_ when tied
 };
 
 }  // namespace mmrec

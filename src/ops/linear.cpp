@@ -1,1 +1,202 @@
-// (being written)
+#include "ops/linear.h"
+
+#include <cstring>
+
+#include "ops/common.h"
+#include "ops/kernels/linear.h"
+#include "tensor/threads.h"
+
+namespace mmrec::ops {
+namespace {
+
+const char* act_name(Activation act) {
+  switch (act) {
+    case Activation::none: return "linear";
+    case Activation::gelu: return "linear_gelu";
+    case Activation::sigmoid: return "linear_sigmoid";
+  }
+  return "linear";
+}
+
+// x [..., K] as rows [M, K], without a copy when the leading axes collapse
+// onto one row stride (contiguous x, or a column slice such as q of qkvz).
+Tensor as_rows(const Tensor& x) {
+  const int64_t n = x.dim(), K = x.shape().back();
+  const int64_t M = K > 0 ? x.numel() / K : numel_of(Shape(x.shape().begin(), x.shape().end() - 1));
+  const Shape& st = x.strides();
+  if (n == 2 && (st[0] == 1 || st[1] == 1)) return x;
+  if (st[n - 1] == 1 || K == 1) {
+    int64_t ld = -1, expect = 0;
+    bool ok = true;
+    for (int64_t i = n - 2; i >= 0 && ok; --i) {
+      if (x.shape()[i] == 1) continue;
+      if (ld < 0) ld = expect = st[i];
+      ok = st[i] == expect;
+      expect *= x.shape()[i];
+    }
+    if (ok) return x.as_strided({M, K}, {ld < 0 ? std::max<int64_t>(K, 1) : ld, 1}, x.offset());
+  }
+  return x.contiguous().reshape({M, K});
+}
+
+// oneDNN needs unit stride on one axis of the weight.
+Tensor gemm_ready(const Tensor& w) {
+  return w.strides()[0] == 1 || w.strides()[1] == 1 ? w : w.contiguous();
+}
+
+Tensor rows_of(const Tensor& g, int64_t M, int64_t N) {
+  return g.contiguous().to(DType::f32).reshape({M, N});
+}
+
+struct Grads {
+  Tensor dx, dw, db;  // [M, K], [N, K], [N]
+};
+
+// The backward of y = act(x wᵀ + b) on rows: gy [M, N] f32 contiguous.
+// `saved` is the pre-activation (gelu) or the output (sigmoid).
+// bf16 layers run dX and dW as bf16 GEMMs (dY rounded to bf16, f32
+// accumulation and f32 results), like their forward; db sums dY in f32.
+Grads backward_rows(const Tensor& gy, const Tensor& x, const Tensor& w, const Tensor& saved, Activation act, bool gx,
+                    bool gw, bool gb) {
+  const int64_t M = gy.shape()[0], N = gy.shape()[1], K = x.shape()[1];
+  Tensor g = gy;
+  if (act != Activation::none) {
+    g = Tensor::empty({M, N});
+    kernels::act_backward(act, gy, saved, g);
+  }
+  Tensor gl = g;
+  if (x.dtype() == DType::bf16 && (gx || gw)) {
+    gl = Tensor::empty({M, N}, DType::bf16);
+    kernels::convert(g, gl);
+  }
+  Grads r;
+  if (gx) {
+    r.dx = Tensor::empty({M, K});
+    kernels::gemm(gl, w, r.dx);  // [M, N] · [N, K]
+  }
+  if (gw) {
+    r.dw = Tensor::empty({N, K});
+    kernels::gemm(gl.transpose(0, 1), x, r.dw);  // [N, M] · [M, K], Aᵀ as a strided view
+  }
+  if (gb) {
+    r.db = Tensor::empty({N});
+    kernels::col_sum(g, r.db);
+  }
+  return r;
+}
+
+// The forward on rows; returns y [M, N] and sets `saved` for the backward.
+// With gelu and a backward to come, the GEMM writes the pre-activation and a
+// separate eltwise pass applies gelu: that pass costs ~5 % of the forward,
+// while re-running the GEMM in the backward would cost 100 % (see the
+// linear_gelu benchmarks). sigmoid's backward needs only y, so it stays fused.
+Tensor forward_rows(const Tensor& x, const Tensor& w, const Tensor& b, Activation act, bool training, Tensor& saved) {
+  const int64_t M = x.shape()[0], N = w.shape()[0];
+  Tensor y = Tensor::empty({M, N});
+  if (act == Activation::gelu && training) {
+    Tensor pre = Tensor::empty({M, N});
+    kernels::linear_fwd(x, w, b, Activation::none, pre);
+    kernels::act_forward(Activation::gelu, pre, y);
+    saved = pre;
+  } else {
+    kernels::linear_fwd(x, w, b, act, y);
+    if (act == Activation::sigmoid) saved = y.detach();
+  }
+  return y;
+}
+
+void check_args(const char* op, const Tensor& x, const Tensor& w, const Tensor& b) {
+  detail::check_defined(op, x, "x");
+  detail::check_defined(op, w, "weight");
+  check(x.dim() >= 1, op, ": x must have at least one axis, got ", x.shape());
+  check(x.dtype() == DType::f32 || x.dtype() == DType::bf16, op, ": x must be f32 or bf16, got ",
+        dtype_name(x.dtype()), " of shape ", x.shape());
+  check(w.dim() == 2, op, ": weight must be rank 2 [Out, In], got ", w.shape());
+  check(x.shape().back() == w.shape()[1], op, ": x ", x.shape(), " last axis does not match weight ", w.shape());
+  check(x.dtype() == w.dtype(), op, ": x ", x.shape(), " is ", dtype_name(x.dtype()), " but weight ", w.shape(),
+        " is ", dtype_name(w.dtype()), " (both f32 or both bf16)");
+  if (b.defined()) {
+    detail::check_f32(op, b, "bias");
+    check(b.dim() == 1 && b.shape()[0] == w.shape()[0], op, ": bias ", b.shape(), " does not match weight ",
+          w.shape(), " (expected [", w.shape()[0], "])");
+  }
+}
+
+// Copies four [M, D] gradients side by side into one [M, 4D] buffer.
+Tensor join4(const std::vector<Tensor>& g, int64_t M, int64_t D) {
+  Tensor out = Tensor::empty({M, 4 * D});
+  std::vector<Tensor> parts;
+  for (const Tensor& t : g) parts.push_back(rows_of(t, M, D));
+  float* po = out.data<float>();
+  const size_t bytes = static_cast<size_t>(D) * sizeof(float);
+  parallel_for(M, std::max<int64_t>(1, 4096 / std::max<int64_t>(D, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t m = lo; m < hi; ++m)
+      for (int i = 0; i < 4; ++i) std::memcpy(po + (m * 4 + i) * D, parts[i].data<float>() + m * D, bytes);
+  });
+  return out;
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& w_in, const Tensor& b_in, Activation act) {
+  const char* op = "linear";
+  check_args(op, x, w_in, b_in);
+  const Tensor w = gemm_ready(w_in), b = b_in.defined() ? b_in.contiguous() : b_in;
+  const int64_t N = w.shape()[0];
+  const Tensor x2 = as_rows(x);
+  const bool training = autograd::needs_grad({x, w_in, b_in});
+  Tensor saved;
+  Tensor y = forward_rows(x2, w, b, act, training, saved);
+  Shape out_shape = x.shape();
+  out_shape.back() = N;
+  y = y.reshape(out_shape);
+  if (training) {
+    const Tensor xs = x2.detach(), ws = w.detach(), ss = saved.defined() ? saved.detach() : saved;
+    const bool gx = x.requires_grad(), gw = w_in.requires_grad(), gb = b_in.defined() && b_in.requires_grad();
+    const Shape xshape = x.shape();
+    autograd::record(act_name(act), {x, w_in, b_in}, {y},
+                     [xs, ws, ss, act, gx, gw, gb, xshape](const std::vector<Tensor>& g) {
+                       const int64_t M = xs.shape()[0], N = ws.shape()[0];
+                       Grads r = backward_rows(rows_of(g[0], M, N), xs, ws, ss, act, gx, gw, gb);
+                       if (gx) r.dx = r.dx.reshape(xshape);
+                       return std::vector<Tensor>{r.dx, r.dw, r.db};
+                     });
+  }
+  return y;
+}
+
+std::array<Tensor, 4> qkvz(const Tensor& x, const Tensor& w_in, const Tensor& b_in) {
+  const char* op = "qkvz";
+  detail::check_defined(op, x, "x");
+  detail::check_defined(op, w_in, "weight");
+  detail::check_defined(op, b_in, "bias");
+  check(x.dim() >= 1, op, ": x must have at least one axis, got ", x.shape());
+  const int64_t D = x.shape().back();
+  check(w_in.dim() == 2 && w_in.shape()[0] == 4 * D && w_in.shape()[1] == D, op, ": weight ", w_in.shape(),
+        " is not [4D, D] = [", 4 * D, ", ", D, "] for x ", x.shape());
+  check_args(op, x, w_in, b_in);
+  const Tensor w = gemm_ready(w_in), b = b_in.contiguous();
+  const Tensor x2 = as_rows(x);
+  Tensor none;
+  Tensor y = forward_rows(x2, w, b, Activation::none, false, none);  // [M, 4D]
+  Shape out_shape = x.shape();
+  out_shape.back() = 4 * D;
+  y = y.reshape(out_shape);
+  std::array<Tensor, 4> out;
+  for (int64_t i = 0; i < 4; ++i) out[i] = y.slice(-1, i * D, (i + 1) * D);
+  if (autograd::needs_grad({x, w_in, b_in})) {
+    const Tensor xs = x2.detach(), ws = w.detach();
+    const bool gx = x.requires_grad(), gw = w_in.requires_grad(), gb = b_in.requires_grad();
+    const Shape xshape = x.shape();
+    autograd::record(op, {x, w_in, b_in}, {out[0], out[1], out[2], out[3]},
+                     [xs, ws, gx, gw, gb, xshape, D](const std::vector<Tensor>& g) {
+                       const int64_t M = xs.shape()[0];
+                       Grads r = backward_rows(join4(g, M, D), xs, ws, Tensor(), Activation::none, gx, gw, gb);
+                       if (gx) r.dx = r.dx.reshape(xshape);
+                       return std::vector<Tensor>{r.dx, r.dw, r.db};
+                     });
+  }
+  return out;
+}
+
+}  // namespace mmrec::ops

@@ -1,1 +1,37 @@
-// (being written)
+#include "ops/norm.h"
+
+#include "ops/common.h"
+#include "ops/kernels/norm.h"
+
+namespace mmrec::ops {
+
+Tensor rmsnorm(const Tensor& x_in, const Tensor& w_in, float eps) {
+  const Tensor x = detail::contig_f32("rmsnorm", x_in, "x");
+  const Tensor w = detail::contig_f32("rmsnorm", w_in, "weight");
+  check(x.dim() >= 1, "rmsnorm: x must have at least one axis, got shape ", x.shape());
+  check(w.dim() == 1 && w.shape()[0] == x.shape().back(), "rmsnorm: weight shape ", w.shape(),
+        " does not match last axis of x ", x.shape());
+  check(eps >= 0.0f, "rmsnorm: eps must be >= 0, got ", eps);
+  const int64_t d = x.shape().back();
+  const int64_t rows = d ? x.numel() / d : numel_of(Shape(x.shape().begin(), x.shape().end() - 1));
+  Tensor out = Tensor::empty(x.shape());
+  const bool grad = autograd::needs_grad({x_in, w_in});
+  Tensor rstd = grad ? Tensor::empty({rows}) : Tensor();
+  kernels::rmsnorm_f32(x.data<float>(), w.data<float>(), eps, out.data<float>(),
+                       grad ? rstd.data<float>() : nullptr, rows, d);
+  if (grad) {
+    const bool gx = x_in.requires_grad(), gw = w_in.requires_grad();
+    const Tensor xs = x.detach(), ws = w.detach();
+    autograd::record("rmsnorm", {x_in, w_in}, {out}, [xs, ws, rstd, gx, gw, rows, d](const std::vector<Tensor>& g) {
+      const Tensor go = g[0].contiguous();
+      Tensor dx = gx ? Tensor::empty(xs.shape()) : Tensor();
+      Tensor dw = gw ? Tensor::empty(ws.shape()) : Tensor();
+      kernels::rmsnorm_bwd_f32(xs.data<float>(), ws.data<float>(), rstd.data<float>(), go.data<float>(),
+                               gx ? dx.data<float>() : nullptr, gw ? dw.data<float>() : nullptr, rows, d);
+      return std::vector<Tensor>{dx, dw};
+    });
+  }
+  return out;
+}
+
+}  // namespace mmrec::ops

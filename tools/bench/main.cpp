@@ -6,9 +6,11 @@
 #include <string>
 
 #include "bench/bench.h"
+#include "common/omp_env.h"
 #include "tensor/threads.h"
 
 int main(int argc, char** argv) {
+  mmrec::tools::ensure_omp_passive(argv);  // re-executes with OMP_WAIT_POLICY=PASSIVE if unset
   std::string filter;
   bool json = false, list = false;
   int threads = 0, reps = 7;

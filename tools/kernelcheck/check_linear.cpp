@@ -1,1 +1,103 @@
-// (being written)
+// Rows for the linear layers: the oneDNN forward (f32, bf16, fused gelu and
+// sigmoid), dX, dW, db and the activation backward against double-precision
+// references, and gradient checks of ops::linear and ops::qkvz.
+#include <tuple>
+
+#include "autograd/gradcheck.h"
+#include "kernelcheck/kernelcheck.h"
+#include "ops/elementwise.h"
+#include "ops/kernels/linear.h"
+#include "ops/linear.h"
+#include "tensor/random.h"
+
+using namespace mmrec;
+using ops::Activation;
+
+namespace {
+// (M, K, N): rows, inputs, outputs. Odd sizes, 1, 1000 and empty, kept small
+// enough for the scalar references.
+const std::tuple<int64_t, int64_t, int64_t> kShapes[] = {
+    {1, 1, 1}, {3, 17, 5}, {17, 33, 1000}, {1000, 17, 3}, {8, 512, 17}, {0, 5, 4}, {4, 0, 3}};
+
+const char* suffix(DType t) { return t == DType::bf16 ? "_bf16" : "_f32"; }
+
+// Relative tolerance for a K-term dot product: f32 accumulation either way.
+double tol_for(int64_t K) { return 1e-6 * (4 + K); }
+}  // namespace
+
+KERNELCHECK_SUITE(linear) {
+  Generator g(21);
+  for (auto [M, K, N] : kShapes) {
+    const Shape shape{M, K, N};
+    for (DType t : {DType::f32, DType::bf16}) {
+      Tensor x = rand_uniform({M, K}, g, -1, 1).to(t), w = rand_uniform({N, K}, g, -1, 1).to(t);
+      Tensor b = rand_uniform({N}, g, -1, 1), dy = rand_uniform({M, N}, g, -1, 1).to(t);
+      for (Activation act : {Activation::none, Activation::gelu, Activation::sigmoid}) {
+        const std::string name = std::string(act == Activation::none ? "linear" : act == Activation::gelu ? "linear_gelu" : "linear_sigmoid") + suffix(t);
+        if (!ctx.wants(name)) continue;
+        Tensor got = Tensor::empty({M, N}), want = Tensor::empty({M, N});
+        const double tk = kc::time_us([&] { kernels::linear_fwd(x, w, b, act, got); });
+        const double tr = kc::time_us([&] { kernels::ref::linear_fwd(x, w, b, act, want); }, 1);
+        ctx.compare(name, shape, got, want, tol_for(K), tk, tr);
+      }
+      if (const std::string name = std::string("linear_packed") + suffix(t); ctx.wants(name) && M > 0) {
+        kernels::PackedLinear p(w, b, Activation::gelu, M);
+        Tensor got = Tensor::empty({M, N}), want = Tensor::empty({M, N});
+        const double tk = kc::time_us([&] { p.forward(x, got); });
+        const double tr = kc::time_us([&] { kernels::ref::linear_fwd(x, w, b, Activation::gelu, want); }, 1);
+        ctx.compare(name, shape, got, want, tol_for(K), tk, tr);
+      }
+      // dX = dY W: [M, N] · [N, K]
+      if (const std::string name = std::string("linear_dx") + suffix(t); ctx.wants(name)) {
+        Tensor got = Tensor::empty({M, K}), want = Tensor::empty({M, K});
+        const double tk = kc::time_us([&] { kernels::gemm(dy, w, got); });
+        const double tr = kc::time_us([&] { kernels::ref::gemm(dy, w, want); }, 1);
+        ctx.compare(name, shape, got, want, tol_for(N), tk, tr);
+      }
+      // dW = dYᵀ X: [N, M] · [M, K], dYᵀ a transposed view
+      if (const std::string name = std::string("linear_dw") + suffix(t); ctx.wants(name)) {
+        Tensor got = Tensor::empty({N, K}), want = Tensor::empty({N, K});
+        const double tk = kc::time_us([&] { kernels::gemm(dy.transpose(0, 1), x, got); });
+        const double tr = kc::time_us([&] { kernels::ref::gemm(dy.transpose(0, 1), x, want); }, 1);
+        ctx.compare(name, shape, got, want, tol_for(M), tk, tr);
+      }
+    }
+    Tensor dy = rand_uniform({M, N}, g, -1, 1);
+    for (auto [name, method] : {std::pair{"linear_db_matmul", kernels::ColSum::matmul},
+                                std::pair{"linear_db_reduction", kernels::ColSum::reduction}}) {
+      if (!ctx.wants(name)) continue;
+      Tensor got = Tensor::empty({N}), want = Tensor::empty({N});
+      const double tk = kc::time_us([&] { kernels::col_sum(dy, got, method); });
+      const double tr = kc::time_us([&] { kernels::ref::col_sum(dy, want); }, 1);
+      ctx.compare(name, shape, got, want, tol_for(M), tk, tr);
+    }
+    Tensor s = rand_uniform({M, N}, g, -3, 3), sig = rand_uniform({M, N}, g, 0.01f, 0.99f);
+    for (auto [name, act] : {std::pair{"linear_gelu_bwd_eltwise", Activation::gelu},
+                             std::pair{"linear_sigmoid_bwd_eltwise", Activation::sigmoid}}) {
+      if (!ctx.wants(name)) continue;
+      const Tensor& saved = act == Activation::gelu ? s : sig;
+      Tensor got = Tensor::empty({M, N}), want = Tensor::empty({M, N});
+      const double tk = kc::time_us([&] { kernels::act_backward(act, dy, saved, got); });
+      const double tr = kc::time_us([&] { kernels::ref::act_backward(act, dy, saved, want); }, 1);
+      ctx.compare(name, shape, got, want, 1e-6, tk, tr);
+    }
+  }
+  // Gradient checks through ops::linear (x, w, b) and ops::qkvz.
+  auto grad_row = [&](const std::string& kernel, const Shape& shape, const autograd::Function& f,
+                      const std::vector<Tensor>& in) {
+    if (!ctx.wants(kernel)) return;
+    const auto r = autograd::gradcheck(f, in);
+    ctx.add({kernel, shape_str(shape), r.max_abs_err, r.max_rel_err, 2e-2, 0, 0, r.ok, r.message});
+  };
+  Tensor x = rand_uniform({2, 3, 17}, g, -1, 1).set_requires_grad();
+  Tensor w = rand_uniform({5, 17}, g, -1, 1).set_requires_grad(), b = rand_uniform({5}, g).set_requires_grad();
+  for (auto [name, act] : {std::pair{"linear_bwd", Activation::none}, std::pair{"linear_gelu_bwd", Activation::gelu},
+                           std::pair{"linear_sigmoid_bwd", Activation::sigmoid}})
+    grad_row(name, {2, 3, 17, 5}, [act](auto& in) { return ops::linear(in[0], in[1], in[2], act); }, {x, w, b});
+  Tensor xq = rand_uniform({3, 5}, g, -1, 1).set_requires_grad();
+  Tensor wq = rand_uniform({20, 5}, g, -1, 1).set_requires_grad(), bq = rand_uniform({20}, g).set_requires_grad();
+  grad_row("linear_qkvz_bwd", {3, 5}, [](auto& in) {
+    auto [q, k, v, z] = ops::qkvz(in[0], in[1], in[2]);
+    return ops::add(ops::mul(q, k), ops::mul(v, z));
+  }, {xq, wq, bq});
+}

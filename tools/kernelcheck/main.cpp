@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernelcheck/kernelcheck.h"
+#include "common/omp_env.h"
 #include "tensor/threads.h"
 
 namespace {
@@ -20,6 +21,7 @@ void usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mmrec::tools::ensure_omp_passive(argv);  // re-executes with OMP_WAIT_POLICY=PASSIVE if unset
   std::string filter;
   bool json = false;
   int threads = 0;

@@ -1,1 +1,197 @@
-// (being written)
+// Highway activation kernels, compiled for every target and picked at run time.
+// GELU's tanh form is evaluated as x σ(2u) (tanh(u) = 2σ(2u) - 1): one vector
+// exp and one division instead of Tanh's expm1 and division plus the extra
+// multiply-adds.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/kernels/activation_hwy.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
+
+#include "ops/kernels/activation.h"
+#include "ops/kernels/hwy_rows-inl.h"
+#include "tensor/threads.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace mmrec::kernels {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// 2 sqrt(2/π) and 2 sqrt(2/π) 0.044715: σ(x (k0 + k1 x²)) = (1 + tanh(u)) / 2.
+constexpr float kGeluK0 = 1.5957691216057308f;
+constexpr float kGeluK1 = 0.0713548162726009f;
+
+// 1 / a for a >= 1 (or inf): the approximate reciprocal refined by one
+// Newton step (~1 ulp), cheaper than a full-width division.
+template <class D, class V>
+HWY_INLINE V Reciprocal(D d, V a) {
+  const V r = hn::ApproximateReciprocal(a);
+  return hn::Mul(r, hn::NegMulAdd(a, r, hn::Set(d, 2.0f)));
+}
+
+// σ(x) = 1 / (1 + exp(-x)). exp's argument is capped at 88 so that 1 + exp
+// stays finite for the reciprocal (σ(x < -88) comes out ~1e-38 instead of
+// 0); min(88, v) keeps a NaN v.
+template <class D, class V>
+HWY_INLINE V Sigmoid(D d, V x) {
+  return Reciprocal(d, hn::Add(hn::Set(d, 1.0f), hn::Exp(d, hn::Min(hn::Set(d, 88.0f), hn::Neg(x)))));
+}
+
+void SigmoidRow(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, size_t n, bool stream) {
+  const hn::ScalableTag<float> d;
+  Map1(d, x, y, n, 0.0f, stream, [d](auto v) { return Sigmoid(d, v); });
+}
+
+void GeluRow(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, size_t n, bool stream) {
+  const hn::ScalableTag<float> d;
+  const auto k0 = hn::Set(d, kGeluK0), k1 = hn::Set(d, kGeluK1);
+  Map1(d, x, y, n, 0.0f, stream, [&](auto v) {
+    const auto u2 = hn::Mul(v, hn::MulAdd(hn::Mul(v, v), k1, k0));
+    return hn::Mul(v, Sigmoid(d, u2));
+  });
+}
+
+void ClampRow(const float* HWY_RESTRICT x, float lo, float hi, float* HWY_RESTRICT y, size_t n, bool stream) {
+  const hn::ScalableTag<float> d;
+  const auto vlo = hn::Set(d, lo), vhi = hn::Set(d, hi);
+  Map1(d, x, y, n, 0.0f, stream, [&](auto v) { return hn::Min(hn::Max(v, vlo), vhi); });
+}
+
+void SigmoidMulRow(const float* HWY_RESTRICT x, const float* HWY_RESTRICT y, float* HWY_RESTRICT out, size_t n,
+                   bool stream) {
+  const hn::ScalableTag<float> d;
+  Map2(d, x, y, out, n, 0.0f, 0.0f, stream, [d](auto a, auto b) { return hn::Mul(Sigmoid(d, a), b); });
+}
+
+// dx = g y (1 - y), y the sigmoid's output.
+void SigmoidBwdRow(const float* HWY_RESTRICT y, const float* HWY_RESTRICT g, float* HWY_RESTRICT dx, size_t n) {
+  const hn::ScalableTag<float> d;
+  const auto one = hn::Set(d, 1.0f);
+  Map2(d, y, g, dx, n, 0.0f, 0.0f, false,
+       [&](auto vy, auto vg) { return hn::Mul(vg, hn::Mul(vy, hn::Sub(one, vy))); });
+}
+
+// d/dx [x σ(u2)] = σ + x σ (1 - σ) (k0 + 3 k1 x²)
+void GeluBwdRow(const float* HWY_RESTRICT x, const float* HWY_RESTRICT g, float* HWY_RESTRICT dx, size_t n) {
+  const hn::ScalableTag<float> d;
+  const auto k0 = hn::Set(d, kGeluK0), k1 = hn::Set(d, kGeluK1), k3 = hn::Set(d, 3.0f * kGeluK1);
+  const auto one = hn::Set(d, 1.0f);
+  // gelu' is 0 or 1 (in f32) beyond ±20: clamping there keeps x³ finite.
+  const auto lo = hn::Set(d, -20.0f), hi = hn::Set(d, 20.0f);
+  Map2(d, x, g, dx, n, 0.0f, 0.0f, false, [&](auto xv, auto vg) {
+    const auto v = hn::Min(hn::Max(xv, lo), hi);
+    const auto x2 = hn::Mul(v, v);
+    const auto s = Sigmoid(d, hn::Mul(v, hn::MulAdd(x2, k1, k0)));
+    const auto du = hn::MulAdd(x2, k3, k0);
+    const auto ds = hn::Mul(hn::Mul(s, hn::Sub(one, s)), hn::Mul(v, du));
+    return hn::Mul(vg, hn::Add(s, ds));
+  });
+}
+
+void ClampBwdRow(const float* HWY_RESTRICT x, float lo, float hi, const float* HWY_RESTRICT g,
+                 float* HWY_RESTRICT dx, size_t n) {
+  const hn::ScalableTag<float> d;
+  const auto vlo = hn::Set(d, lo), vhi = hn::Set(d, hi);
+  Map2(d, x, g, dx, n, 0.0f, 0.0f, false,
+       [&](auto v, auto vg) { return hn::IfThenElseZero(hn::And(hn::Lt(vlo, v), hn::Lt(v, vhi)), vg); });
+}
+
+// One pass over x, y, g producing dx and/or dy.
+void SigmoidMulBwdRow(const float* HWY_RESTRICT x, const float* HWY_RESTRICT y, const float* HWY_RESTRICT g,
+                      float* HWY_RESTRICT dx, float* HWY_RESTRICT dy, size_t n) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  const auto one = hn::Set(d, 1.0f);
+  auto step = [&](auto vx, auto vy, auto vg, auto& ox, auto& oy) {
+    const auto s = Sigmoid(d, vx);
+    oy = hn::Mul(vg, s);
+    ox = hn::Mul(hn::Mul(oy, vy), hn::Sub(one, s));
+  };
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    hn::Vec<hn::ScalableTag<float>> ox, oy;
+    step(hn::LoadU(d, x + i), hn::LoadU(d, y + i), hn::LoadU(d, g + i), ox, oy);
+    if (dx) hn::StoreU(ox, d, dx + i);
+    if (dy) hn::StoreU(oy, d, dy + i);
+  }
+  if (i < n) {
+    const size_t r = n - i;
+    hn::Vec<hn::ScalableTag<float>> ox, oy;
+    step(LoadTail(d, x + i, r, 0.0f), LoadTail(d, y + i, r, 0.0f), LoadTail(d, g + i, r, 0.0f), ox, oy);
+    if (dx) StoreTail(d, ox, dx + i, r);
+    if (dy) StoreTail(d, oy, dy + i, r);
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace mmrec::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace mmrec::kernels {
+HWY_EXPORT(SigmoidRow);
+HWY_EXPORT(GeluRow);
+HWY_EXPORT(ClampRow);
+HWY_EXPORT(SigmoidMulRow);
+HWY_EXPORT(SigmoidBwdRow);
+HWY_EXPORT(GeluBwdRow);
+HWY_EXPORT(ClampBwdRow);
+HWY_EXPORT(SigmoidMulBwdRow);
+
+namespace {
+// Elements per task: ~64 KiB per operand, so tensors below that run inline.
+constexpr int64_t kGrain = 1 << 14;
+bool stream_out(int64_t n) { return stream_stores(n * static_cast<int64_t>(sizeof(float))); }
+
+template <class F>
+void for_chunks(int64_t n, bool stream, F&& f) {
+  parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
+    f(b, static_cast<size_t>(e - b));
+    if (stream) hwy::FlushStream();
+  });
+}
+}  // namespace
+
+void activation_f32(Activation op, const float* x, float* y, int64_t n) {
+  const bool st = stream_out(n);
+  for_chunks(n, st, [&](int64_t b, size_t len) {
+    if (op == Activation::sigmoid)
+      HWY_DYNAMIC_DISPATCH(SigmoidRow)(x + b, y + b, len, st);
+    else
+      HWY_DYNAMIC_DISPATCH(GeluRow)(x + b, y + b, len, st);
+  });
+}
+
+void activation_bwd_f32(Activation op, const float* xy, const float* g, float* dx, int64_t n) {
+  for_chunks(n, false, [&](int64_t b, size_t len) {
+    if (op == Activation::sigmoid)
+      HWY_DYNAMIC_DISPATCH(SigmoidBwdRow)(xy + b, g + b, dx + b, len);
+    else
+      HWY_DYNAMIC_DISPATCH(GeluBwdRow)(xy + b, g + b, dx + b, len);
+  });
+}
+
+void clamp_f32(const float* x, float lo, float hi, float* y, int64_t n) {
+  const bool st = stream_out(n);
+  for_chunks(n, st, [&](int64_t b, size_t len) { HWY_DYNAMIC_DISPATCH(ClampRow)(x + b, lo, hi, y + b, len, st); });
+}
+
+void clamp_bwd_f32(const float* x, float lo, float hi, const float* g, float* dx, int64_t n) {
+  for_chunks(n, false,
+             [&](int64_t b, size_t len) { HWY_DYNAMIC_DISPATCH(ClampBwdRow)(x + b, lo, hi, g + b, dx + b, len); });
+}
+
+void sigmoid_mul_f32(const float* x, const float* y, float* out, int64_t n) {
+  const bool st = stream_out(n);
+  for_chunks(n, st,
+             [&](int64_t b, size_t len) { HWY_DYNAMIC_DISPATCH(SigmoidMulRow)(x + b, y + b, out + b, len, st); });
+}
+
+void sigmoid_mul_bwd_f32(const float* x, const float* y, const float* g, float* dx, float* dy, int64_t n) {
+  for_chunks(n, false, [&](int64_t b, size_t len) {
+    HWY_DYNAMIC_DISPATCH(SigmoidMulBwdRow)(x + b, y + b, g + b, dx ? dx + b : nullptr, dy ? dy + b : nullptr, len);
+  });
+}
+
+}  // namespace mmrec::kernels
+#endif  // HWY_ONCE

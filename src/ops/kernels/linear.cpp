@@ -1,1 +1,232 @@
-// (being written)
+#include "ops/kernels/linear.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "ops/kernels/dnnl_context.h"
+
+namespace mmrec::kernels {
+namespace {
+using dnnl::memory;
+using dt = memory::data_type;
+
+// Elementwise passes under this many elements stay on the calling thread:
+// waking the second OpenMP thread costs more than it saves.
+constexpr int64_t kSerialElems = 1 << 16;
+
+int eltwise_threads(int64_t n) { return n < kSerialElems ? 1 : 0; }
+
+memory::desc flat(int64_t n, dt type) { return memory::desc({n}, type, memory::format_tag::a); }
+}  // namespace
+
+void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& b, ops::Activation act, Tensor& y) {
+  gemm(x, w.transpose(0, 1), y, b, act);  // [M, K] · [K, N] with Wᵀ a strided view of w
+}
+
+void col_sum(const Tensor& dy, Tensor& db, ColSum method) {
+  const int64_t M = dy.shape()[0], N = dy.shape()[1];
+  if (N == 0) return;
+  if (M <= 1) {  // oneDNN rejects a reduction that reduces nothing
+    if (M == 0) db.fill(0.0);
+    else std::memcpy(db.raw_data(), dy.raw_data(), static_cast<size_t>(N) * sizeof(float));
+    return;
+  }
+  if (method == ColSum::matmul) {
+    // db[1, N] = ones[1, M] · dy[M, N]; the ones live per thread and only grow.
+    thread_local std::vector<float> ones;
+    if (static_cast<int64_t>(ones.size()) < M) ones.assign(static_cast<size_t>(M), 1.0f);
+    Tensor o = Tensor::from_blob(ones.data(), {1, M}, DType::f32, nullptr);
+    Tensor out = db.reshape({1, N});
+    gemm(o, dy, out);
+    return;
+  }
+  DnnlThreads threads(eltwise_threads(M * N));
+  PrimitiveKey key("reduction");
+  key.add(M).add(N).add(dnnl_max_threads());
+  const memory::desc src({M, N}, dt::f32, memory::format_tag::ab), dst({1, N}, dt::f32, memory::format_tag::ab);
+  auto prim = cached_primitive(key.str(), [&] {
+    return dnnl::reduction(dnnl::reduction::primitive_desc(
+        dnnl::reduction::desc(dnnl::algorithm::reduction_sum, src, dst, 0.0f, 0.0f), dnnl_engine()));
+  });
+  memory sm(src, dnnl_engine(), dy.raw_data()), dm(dst, dnnl_engine(), db.raw_data());
+  auto& s = dnnl_stream();
+  prim.execute(s, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DST, dm}});
+  s.wait();
+}
+
+void act_forward(ops::Activation act, const Tensor& x, Tensor& y) {
+  const int64_t n = x.numel();
+  if (act == ops::Activation::none) {
+    if (!x.same(y) && x.raw_data() != y.raw_data()) y.copy_from(x.reshape(y.shape()));
+    return;
+  }
+  if (n == 0) return;
+  const auto alg = act == ops::Activation::gelu ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_logistic;
+  DnnlThreads threads(eltwise_threads(n));
+  PrimitiveKey key("eltwise_fwd");
+  key.add(n).add(static_cast<int64_t>(act)).add(dnnl_max_threads());
+  const memory::desc md = flat(n, dt::f32);
+  auto prim = cached_primitive(key.str(), [&] {
+    return dnnl::eltwise_forward(dnnl::eltwise_forward::primitive_desc(
+        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, alg, md, 0.0f, 0.0f), dnnl_engine()));
+  });
+  memory xm(md, dnnl_engine(), x.raw_data()), ym(md, dnnl_engine(), y.raw_data());
+  auto& s = dnnl_stream();
+  prim.execute(s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DST, ym}});
+  s.wait();
+}
+
+void act_backward(ops::Activation act, const Tensor& dy, const Tensor& saved, Tensor& dx) {
+  const int64_t n = dy.numel();
+  if (act == ops::Activation::none) {
+    if (dx.raw_data() != dy.raw_data()) dx.copy_from(dy.reshape(dx.shape()));
+    return;
+  }
+  if (n == 0) return;
+  const bool gelu = act == ops::Activation::gelu;
+  // gelu's derivative needs its input; σ' = y (1 - y) needs only the output.
+  const auto alg = gelu ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_logistic_use_dst_for_bwd;
+  DnnlThreads threads(eltwise_threads(n));
+  PrimitiveKey key("eltwise_bwd");
+  key.add(n).add(static_cast<int64_t>(act)).add(dnnl_max_threads());
+  const memory::desc md = flat(n, dt::f32);
+  auto prim = cached_primitive(key.str(), [&] {
+    auto& eng = dnnl_engine();
+    dnnl::eltwise_forward::primitive_desc hint(
+        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, alg, md, 0.0f, 0.0f), eng);
+    return dnnl::eltwise_backward(
+        dnnl::eltwise_backward::primitive_desc(dnnl::eltwise_backward::desc(alg, md, md, 0.0f, 0.0f), eng, hint));
+  });
+  auto& eng = dnnl_engine();
+  memory dym(md, eng, dy.raw_data()), sm(md, eng, saved.raw_data()), dxm(md, eng, dx.raw_data());
+  auto& s = dnnl_stream();
+  prim.execute(s, {{gelu ? DNNL_ARG_SRC : DNNL_ARG_DST, sm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_SRC, dxm}});
+  s.wait();
+}
+
+void convert(const Tensor& src, Tensor& dst) {
+  const int64_t n = src.numel();
+  if (n == 0) return;
+  check((src.dtype() == DType::f32 || src.dtype() == DType::bf16) &&
+            (dst.dtype() == DType::f32 || dst.dtype() == DType::bf16),
+        "convert: only f32 and bf16, got ", dtype_name(src.dtype()), " -> ", dtype_name(dst.dtype()));
+  const dt st = src.dtype() == DType::f32 ? dt::f32 : dt::bf16, dtt = dst.dtype() == DType::f32 ? dt::f32 : dt::bf16;
+  DnnlThreads threads(eltwise_threads(n));
+  PrimitiveKey key("reorder");
+  key.add(n).add(static_cast<int64_t>(st)).add(static_cast<int64_t>(dtt)).add(dnnl_max_threads());
+  auto& eng = dnnl_engine();
+  const memory::desc smd = flat(n, st), dmd = flat(n, dtt);
+  auto prim = cached_primitive(key.str(), [&] { return dnnl::reorder(dnnl::reorder::primitive_desc(eng, smd, eng, dmd)); });
+  memory sm(smd, eng, src.raw_data()), dm(dmd, eng, dst.raw_data());
+  auto& s = dnnl_stream();
+  prim.execute(s, {{DNNL_ARG_FROM, sm}, {DNNL_ARG_TO, dm}});
+  s.wait();
+}
+
+struct PackedLinear::Impl {
+  Tensor w, b;  // the originals: the path for other row counts
+  ops::Activation act = ops::Activation::none;
+  int64_t rows = 0, K = 0, N = 0;
+  int threads = 0;       // OpenMP threads the primitive was created for
+  dnnl::matmul prim;     // empty when there is nothing to pack
+  dnnl::memory packed;   // w in the layout prim chose (format_tag::any)
+};
+
+PackedLinear::PackedLinear(const Tensor& w, const Tensor& b, ops::Activation act, int64_t rows) {
+  check(w.dim() == 2 && (w.dtype() == DType::f32 || w.dtype() == DType::bf16),
+        "PackedLinear: weight must be f32 or bf16 [Out, In], got ", dtype_name(w.dtype()), " ", w.shape());
+  check(!b.defined() || (b.dtype() == DType::f32 && b.dim() == 1 && b.shape()[0] == w.shape()[0]),
+        "PackedLinear: bias ", b.defined() ? b.shape() : Shape{}, " does not match weight ", w.shape());
+  auto p = std::make_shared<Impl>();
+  p->w = w.strides()[0] == 1 || w.strides()[1] == 1 ? w.detach() : w.contiguous().detach();
+  p->b = b.defined() ? b.contiguous().detach() : Tensor();
+  p->act = act;
+  p->rows = rows;
+  p->N = w.shape()[0];
+  p->K = w.shape()[1];
+  if (rows > 0 && p->K > 0 && p->N > 0) {
+    DnnlThreads threads(gemm_threads(rows, p->K, p->N));
+    p->threads = dnnl_max_threads();
+    const dt type = w.dtype() == DType::f32 ? dt::f32 : dt::bf16;
+    auto& eng = dnnl_engine();
+    const memory::desc xd({rows, p->K}, type, memory::format_tag::ab), any({p->K, p->N}, type, memory::format_tag::any);
+    const memory::desc bd({1, p->N}, dt::f32, memory::format_tag::ab), yd({rows, p->N}, dt::f32, memory::format_tag::ab);
+    dnnl::primitive_attr attr;
+    dnnl::post_ops po;
+    if (act != ops::Activation::none)
+      po.append_eltwise(1.0f, act == ops::Activation::gelu ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_logistic, 0.0f, 0.0f);
+    attr.set_post_ops(po);
+    auto d = b.defined() ? dnnl::matmul::desc(xd, any, bd, yd) : dnnl::matmul::desc(xd, any, yd);
+    dnnl::matmul::primitive_desc pd(d, attr, eng);
+    p->prim = dnnl::matmul(pd);
+    // The user's Wᵀ [K, N] is a strided view of w [N, K]; one reorder packs it.
+    memory user({{p->K, p->N}, type, {p->w.strides()[1], p->w.strides()[0]}}, eng, p->w.raw_data());
+    p->packed = memory(pd.weights_desc(), eng);
+    auto& s = dnnl_stream();
+    dnnl::reorder(user, p->packed).execute(s, user, p->packed);
+    s.wait();
+  }
+  impl_ = std::move(p);
+}
+
+int64_t PackedLinear::rows() const { return impl_ ? impl_->rows : 0; }
+
+void PackedLinear::forward(const Tensor& x, Tensor& y) const {
+  check(impl_ != nullptr, "PackedLinear: forward on an empty PackedLinear");
+  const Impl& p = *impl_;
+  const bool dense_rows = x.dim() == 2 && x.strides()[1] == 1 && (x.shape()[0] == 1 || x.strides()[0] == p.K);
+  if (!p.prim || x.shape()[0] != p.rows || !dense_rows) return linear_fwd(x, p.w, p.b, p.act, y);
+  check(x.dtype() == p.w.dtype() && x.shape()[1] == p.K, "PackedLinear: x ", x.shape(), " ", dtype_name(x.dtype()),
+        " does not match weight ", p.w.shape(), " ", dtype_name(p.w.dtype()));
+  DnnlThreads threads(p.threads);
+  const dt type = x.dtype() == DType::f32 ? dt::f32 : dt::bf16;
+  auto& eng = dnnl_engine();
+  memory xm({{p.rows, p.K}, type, memory::format_tag::ab}, eng, x.raw_data());
+  memory ym({{p.rows, p.N}, dt::f32, memory::format_tag::ab}, eng, y.raw_data());
+  auto& s = dnnl_stream();
+  if (p.b.defined()) {
+    memory bm({{1, p.N}, dt::f32, memory::format_tag::ab}, eng, p.b.raw_data());
+    p.prim.execute(s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, p.packed}, {DNNL_ARG_BIAS, bm}, {DNNL_ARG_DST, ym}});
+  } else {
+    p.prim.execute(s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, p.packed}, {DNNL_ARG_DST, ym}});
+  }
+  s.wait();
+}
+
+namespace ref {
+void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& b, ops::Activation act, Tensor& y) {
+  gemm(x, w.transpose(0, 1), y, b, act);
+}
+
+void col_sum(const Tensor& dy, Tensor& db) {
+  const int64_t M = dy.shape()[0], N = dy.shape()[1];
+  const float* p = dy.data<float>();
+  float* out = db.data<float>();
+  for (int64_t j = 0; j < N; ++j) {
+    double s = 0;
+    for (int64_t i = 0; i < M; ++i) s += p[i * N + j];
+    out[j] = static_cast<float>(s);
+  }
+}
+
+void act_backward(ops::Activation act, const Tensor& dy, const Tensor& saved, Tensor& dx) {
+  const float* g = dy.data<float>();
+  const float* sv = saved.data<float>();
+  float* out = dx.data<float>();
+  const double c = std::sqrt(2.0 / M_PI);
+  for (int64_t i = 0, n = dy.numel(); i < n; ++i) {
+    const double x = sv[i];
+    double d = 1.0;
+    if (act == ops::Activation::sigmoid) {
+      d = x * (1.0 - x);  // saved is σ
+    } else if (act == ops::Activation::gelu) {
+      const double u = c * (x + 0.044715 * x * x * x), t = std::tanh(u);
+      d = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x * x);
+    }
+    out[i] = static_cast<float>(g[i] * d);
+  }
+}
+}  // namespace ref
+
+}  // namespace mmrec::kernels

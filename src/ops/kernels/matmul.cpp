@@ -1,14 +1,13 @@
 #include "ops/kernels/matmul.h"
 
-#include <mutex>
-#include <string>
-#include <unordered_map>
+#include <cmath>
 
 #include "ops/kernels/dnnl_context.h"
 
 namespace mmrec::kernels {
 namespace {
 using dnnl::memory;
+using dt = memory::data_type;
 
 // View any rank-2/3 tensor as rank 3 (batch, rows, cols) for oneDNN.
 struct Mat3 {
@@ -20,93 +19,128 @@ Mat3 as3(const Tensor& t) {
   return {{t.shape()[0], t.shape()[1], t.shape()[2]}, {t.strides()[0], t.strides()[1], t.strides()[2]}};
 }
 
-struct Cache {
-  std::mutex mu;
-  std::unordered_map<std::string, dnnl::matmul> prims;
-};
-Cache& cache() {
-  static Cache* c = new Cache;  // leaked: primitives may be used during static destruction of a host
-  return *c;
+dt dnnl_type(DType d) {
+  check(d == DType::f32 || d == DType::bf16, "gemm: dtype ", dtype_name(d), " is not supported (f32 or bf16)");
+  return d == DType::f32 ? dt::f32 : dt::bf16;
 }
 
-std::string key_of(const Mat3& a, const Mat3& b, const Mat3& c, bool acc) {
-  std::string k;
-  for (const Mat3* m : {&a, &b, &c}) {
-    for (auto v : m->dims) k += std::to_string(v) + ',';
-    for (auto v : m->strides) k += std::to_string(v) + ',';
-    k += ';';
-  }
-  k += acc ? "acc" : "";
-  return k;
+dnnl::algorithm eltwise_alg(ops::Activation act) {
+  return act == ops::Activation::gelu ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_logistic;
 }
 
-dnnl::matmul get_primitive(const Mat3& a, const Mat3& b, const Mat3& c, bool acc) {
-  const std::string key = key_of(a, b, c, acc);
-  Cache& ch = cache();
-  {
-    std::lock_guard<std::mutex> lock(ch.mu);
-    auto it = ch.prims.find(key);
-    if (it != ch.prims.end()) return it->second;
-  }
-  const auto f32 = memory::data_type::f32;
-  memory::desc amd(a.dims, f32, a.strides), bmd(b.dims, f32, b.strides), cmd(c.dims, f32, c.strides);
+dnnl::primitive create(const Mat3& a, const Mat3& b, const Mat3& c, dt type, bool has_bias, ops::Activation act,
+                       bool acc) {
+  memory::desc amd(a.dims, type, a.strides), bmd(b.dims, type, b.strides), cmd(c.dims, dt::f32, c.strides);
   dnnl::primitive_attr attr;
-  if (acc) {
-    dnnl::post_ops po;
-    po.append_sum(1.0f);
-    attr.set_post_ops(po);
-  }
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(amd, bmd, cmd), attr, dnnl_engine());
-  dnnl::matmul prim(pd);
-  std::lock_guard<std::mutex> lock(ch.mu);
-  ch.prims.emplace(key, prim);
-  return prim;
+  dnnl::post_ops po;
+  if (acc) po.append_sum(1.0f);
+  if (act != ops::Activation::none) po.append_eltwise(1.0f, eltwise_alg(act), 0.0f, 0.0f);
+  attr.set_post_ops(po);
+  const int64_t N = c.dims[2];
+  auto d = has_bias ? dnnl::matmul::desc(amd, bmd, memory::desc({1, 1, N}, dt::f32, {N, N, 1}), cmd)
+                    : dnnl::matmul::desc(amd, bmd, cmd);
+  return dnnl::matmul(dnnl::matmul::primitive_desc(d, attr, dnnl_engine()));
+}
+
+// The degenerate K = 0 product: c = act(bias or 0) (+ c).
+void gemm_k0(const Tensor& bias, ops::Activation act, bool acc, Tensor& c) {
+  float* pc = c.data<float>();
+  const int64_t N = c.shape().back(), rows = c.numel() / N;
+  const float* pb = bias.defined() ? bias.data<float>() : nullptr;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < N; ++j) {
+      const double v = ref::activate(act, pb ? pb[j] : 0.0);
+      pc[r * N + j] = static_cast<float>(acc ? pc[r * N + j] + v : v);
+    }
 }
 }  // namespace
 
-void matmul_f32(const Tensor& a, const Tensor& b, Tensor& c, bool accumulate) {
+int gemm_threads(int64_t m, int64_t k, int64_t n) {
+  // Below ~4M multiply-adds (~40 µs on one core) a second thread cannot win
+  // back what one late wake-up costs; token GEMMs (m <= 64) stay serial up
+  // to 64M (e.g. 64x512x2048), measured in tools/bench (linear_small_threads).
+  const double macs = static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(n);
+  if (macs <= static_cast<double>(1 << 22)) return 1;
+  if (m <= 64 && macs <= static_cast<double>(1 << 26)) return 1;
+  return 0;
+}
+
+void gemm(const Tensor& a, const Tensor& b, Tensor& c, const Tensor& bias, ops::Activation act, bool accumulate) {
+  check(!accumulate || act == ops::Activation::none, "gemm: accumulate needs act == none");
+  check(a.dtype() == b.dtype(), "gemm: dtypes differ: ", dtype_name(a.dtype()), " x ", dtype_name(b.dtype()));
   if (c.numel() == 0) return;
   const int64_t K = a.shape().back();
-  if (K == 0) {
-    if (!accumulate) c.fill(0.0);
-    return;
-  }
+  if (K == 0) return gemm_k0(bias, act, accumulate, c);
   const Mat3 ma = as3(a), mb = as3(b), mc = as3(c);
-  dnnl::matmul prim = get_primitive(ma, mb, mc, accumulate);
-  const auto f32 = memory::data_type::f32;
+  const dt type = dnnl_type(a.dtype());
+  const bool has_bias = bias.defined();
+  DnnlThreads threads(gemm_threads(mc.dims[0] * mc.dims[1], K, mc.dims[2]));
+  PrimitiveKey key("matmul");
+  key.add_dims(ma.dims).add_dims(ma.strides).add_dims(mb.dims).add_dims(mb.strides).add_dims(mc.dims);
+  key.add_dims(mc.strides).add(static_cast<int64_t>(type)).add(has_bias).add(static_cast<int64_t>(act));
+  key.add(accumulate).add(dnnl_max_threads());
+  dnnl::primitive prim = cached_primitive(key.str(), [&] { return create(ma, mb, mc, type, has_bias, act, accumulate); });
   auto& eng = dnnl_engine();
-  memory am({ma.dims, f32, ma.strides}, eng, a.raw_data());
-  memory bm({mb.dims, f32, mb.strides}, eng, b.raw_data());
-  memory cm({mc.dims, f32, mc.strides}, eng, c.raw_data());
+  memory am({ma.dims, type, ma.strides}, eng, a.raw_data());
+  memory bm({mb.dims, type, mb.strides}, eng, b.raw_data());
+  memory cm({mc.dims, dt::f32, mc.strides}, eng, c.raw_data());
   auto& s = dnnl_stream();
-  prim.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  if (has_bias) {
+    const int64_t N = mc.dims[2];
+    memory biasm({{1, 1, N}, dt::f32, {N, N, 1}}, eng, bias.raw_data());
+    prim.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_BIAS, biasm}, {DNNL_ARG_DST, cm}});
+  } else {
+    prim.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  }
   s.wait();
 }
 
-size_t matmul_cache_size() {
-  Cache& ch = cache();
-  std::lock_guard<std::mutex> lock(ch.mu);
-  return ch.prims.size();
+void matmul_f32(const Tensor& a, const Tensor& b, Tensor& c, bool accumulate) {
+  a.check_dtype(DType::f32, "matmul_f32");
+  gemm(a, b, c, Tensor(), ops::Activation::none, accumulate);
 }
 
+size_t matmul_cache_size() { return primitive_cache_size(); }
+
 namespace ref {
-void matmul_f32(const Tensor& a, const Tensor& b, Tensor& c, bool accumulate) {
+double activate(ops::Activation act, double x) {
+  switch (act) {
+    case ops::Activation::none: return x;
+    case ops::Activation::gelu: return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+    case ops::Activation::sigmoid: return 1.0 / (1.0 + std::exp(-x));
+  }
+  return x;
+}
+
+namespace {
+double load(const void* base, DType t, int64_t i) {
+  if (t == DType::bf16) return bf16_bits_to_f32(static_cast<const uint16_t*>(base)[i]);
+  return static_cast<const float*>(base)[i];
+}
+}  // namespace
+
+void gemm(const Tensor& a, const Tensor& b, Tensor& c, const Tensor& bias, ops::Activation act, bool accumulate) {
   const Mat3 ma = as3(a), mb = as3(b), mc = as3(c);
-  const float* pa = static_cast<const float*>(a.raw_data());
-  const float* pb = static_cast<const float*>(b.raw_data());
+  const void* pa = a.raw_data();
+  const void* pb = b.raw_data();
   float* pc = static_cast<float*>(c.raw_data());
+  const float* pbias = bias.defined() ? bias.data<float>() : nullptr;
   const int64_t B = mc.dims[0], M = mc.dims[1], N = mc.dims[2], K = ma.dims[2];
   for (int64_t bi = 0; bi < B; ++bi)
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) {
-        double s = 0;
+        double s = pbias ? pbias[j] : 0.0;
         const int64_t ab = ma.dims[0] == 1 ? 0 : bi, bb = mb.dims[0] == 1 ? 0 : bi;
         for (int64_t k = 0; k < K; ++k)
-          s += static_cast<double>(pa[ab * ma.strides[0] + i * ma.strides[1] + k * ma.strides[2]]) *
-               pb[bb * mb.strides[0] + k * mb.strides[1] + j * mb.strides[2]];
+          s += load(pa, a.dtype(), ab * ma.strides[0] + i * ma.strides[1] + k * ma.strides[2]) *
+               load(pb, b.dtype(), bb * mb.strides[0] + k * mb.strides[1] + j * mb.strides[2]);
         float& out = pc[bi * mc.strides[0] + i * mc.strides[1] + j * mc.strides[2]];
-        out = accumulate ? out + static_cast<float>(s) : static_cast<float>(s);
+        out = static_cast<float>(accumulate ? out + s : activate(act, s));
       }
+}
+
+void matmul_f32(const Tensor& a, const Tensor& b, Tensor& c, bool accumulate) {
+  gemm(a, b, c, Tensor(), ops::Activation::none, accumulate);
 }
 }  // namespace ref
 

@@ -1,22 +1,42 @@
-// Matrix products on oneDNN, with created primitives cached by shape, strides
-// and dtype (creation costs far more than a small execution), and a
-// double-precision scalar reference.
+// Matrix products on oneDNN, with created primitives cached by shape,
+// strides, dtypes, post-ops and threads (creation costs far more than a small
+// execution), and a double-precision scalar reference.
+//
+//   kernels::gemm(x, w.transpose(0, 1), y, b, ops::Activation::gelu);  // y = gelu(x wᵀ + b)
 #pragma once
+#include "ops/linear.h"
 #include "tensor/tensor.h"
 
 namespace mmrec::kernels {
 
-// c[b, M, N] = a[b, M, K] · b[b, K, N] (+ c when accumulate). a and b are
-// rank 2 or 3 f32 tensors whose last two axes have unit stride on one of them
-// (plain or transposed); a rank-2 or batch-1 b is broadcast over a's batch.
-// c is contiguous, rank 3 or 2 to match.
+// c[b, M, N] = act(a[b, M, K] · b[b, K, N] + bias[N]) (+ c when accumulate).
+// a and b are rank 2 or 3, both f32 or both bf16 (f32 accumulation), each
+// with unit stride on one of its last two axes (plain, transposed or
+// row-strided views are used in place); a rank-2 or batch-1 b is broadcast
+// over a's batch. c is f32, contiguous, rank 3 or 2 to match. bias is f32
+// [N] contiguous or undefined. accumulate (c += a · b + bias) needs act == none.
+void gemm(const Tensor& a, const Tensor& b, Tensor& c, const Tensor& bias = Tensor(),
+          ops::Activation act = ops::Activation::none, bool accumulate = false);
+
+// The f32 product used by ops::matmul (same rules as gemm, no bias).
 void matmul_f32(const Tensor& a, const Tensor& b, Tensor& c, bool accumulate = false);
+
+// OpenMP threads a GEMM of this size runs on: 1 for small products and
+// small-M products (token by token generation), where a second thread gains
+// <= 1.5x when the machine is quiet and costs milliseconds per call when the
+// other core is busy; 0 (= the process setting) otherwise.
+int gemm_threads(int64_t m, int64_t k, int64_t n);
 
 namespace ref {
+// Double-precision reference of gemm (any dtype f32/bf16).
+void gemm(const Tensor& a, const Tensor& b, Tensor& c, const Tensor& bias = Tensor(),
+          ops::Activation act = ops::Activation::none, bool accumulate = false);
 void matmul_f32(const Tensor& a, const Tensor& b, Tensor& c, bool accumulate = false);
-}
+// gelu (tanh form) and sigmoid in double precision.
+double activate(ops::Activation act, double x);
+}  // namespace ref
 
-// Number of distinct matmul primitives created so far (tests, benchmarks).
+// Number of oneDNN primitives cached so far, every kernel together (tests, benchmarks).
 size_t matmul_cache_size();
 
 }  // namespace mmrec::kernels

@@ -1,0 +1,82 @@
+#include "models/block.h"
+
+#include "autograd/tape.h"
+#include "models/memory.h"
+#include "models/profile.h"
+#include "ops/activation.h"
+#include "ops/elementwise.h"
+#include "ops/linear.h"
+#include "ops/norm.h"
+#include "ops/scan.h"
+#include "ops/shape.h"
+#include "ops/view.h"
+
+namespace mmrec {
+
+Tensor mdi_decay(const BlockWeights& w, const Tensor& z, const Tensor& k) {
+  using ops::Activation;
+  Tensor decay = ops::linear(ops::linear(z, w.decay_fc1_w, w.decay_fc1_b, Activation::gelu), w.decay_fc2_w,
+                             w.decay_fc2_b, Activation::sigmoid);
+  Tensor context = ops::linear(ops::linear(k, w.context_fc1_w, w.context_fc1_b, Activation::gelu),
+                               w.context_fc2_w, w.context_fc2_b, Activation::sigmoid);
+  return ops::clamp(ops::mul(decay, context), 1e-6f, 1.0f - 1e-6f);
+}
+
+std::pair<Tensor, Tensor> sequential_recurrence(const BlockWeights& w, const Tensor& z, const Tensor& gamma,
+                                                const Tensor& h0) {
+  const int64_t T = z.size(1);
+  std::vector<Tensor> hs;
+  hs.reserve(static_cast<size_t>(T));
+  // One split node per input rather than T slices (whose backward would each
+  // write a full [B, T, D] gradient).
+  const std::vector<int64_t> ones(static_cast<size_t>(T), 1);
+  const std::vector<Tensor> zs = ops::split(z, ones, 1), gs = ops::split(gamma, ones, 1);
+  Tensor h = h0;  // [B, D]
+  for (int64_t t = 0; t < T; ++t) {
+    Tensor zt = ops::squeeze(zs[static_cast<size_t>(t)], 1);  // [B, D]
+    Tensor gt = ops::squeeze(gs[static_cast<size_t>(t)], 1);  // [B, D]
+    h = ops::add(ops::sigmoid_mul(ops::linear(h, w.gate_w, w.gate_b), zt), ops::mul(gt, h));
+    hs.push_back(ops::unsqueeze(h, 1));
+  }
+  return {T == 1 ? hs[0] : ops::concat(hs, 1), h};
+}
+
+Tensor block_forward(const BlockWeights& w, const ModelConfig& cfg, const Tensor& x, const LayerState& in,
+                     LayerState& out) {
+  using ops::Activation;
+  Tensor xn, q, k, v, z;
+  {
+    prof::Scope s("fwd.norm_qkvz");
+    xn = ops::rmsnorm(x, w.norm1, cfg.norm_eps);  // [B, T, D]
+    auto qkvz = ops::qkvz(xn, w.qkvz_w, w.qkvz_b);
+    q = qkvz[0], k = qkvz[1], v = qkvz[2], z = qkvz[3];
+  }
+  Tensor gamma;
+  {
+    prof::Scope s("fwd.mdi");
+    gamma = mdi_decay(w, z, k);  // [B, T, D]
+  }
+  Tensor h, h_last;
+  if (cfg.recurrence == "sequential") {
+    prof::Scope s("fwd.recurrence_sequential");
+    std::tie(h, h_last) = sequential_recurrence(w, z, gamma, in.h);
+  } else {
+    prof::Scope s("fwd.recurrence_scan");
+    Tensor u = ops::sigmoid_mul(ops::linear(xn, w.gate_w, w.gate_b), z);  // σ(gate(x̂)) ⊙ z
+    std::tie(h, h_last) = ops::linear_scan(gamma, u, in.h);
+  }
+  Tensor c;
+  {
+    prof::Scope s("fwd.memory");
+    c = ops::linear(memory_pass(q, k, v, in, out, cfg), w.attn_out_w, w.attn_out_b);
+  }
+  out.h = h_last.detach();
+  prof::Scope s("fwd.ffn");
+  Tensor x1 = ops::add(ops::add(x, h), c);
+  Tensor f = ops::linear(ops::linear(ops::rmsnorm(x1, w.norm2, cfg.norm_eps), w.ffn_fc1_w, w.ffn_fc1_b,
+                                     Activation::gelu),
+                         w.ffn_fc2_w, w.ffn_fc2_b);
+  return ops::add(x1, f);
+}
+
+}  // namespace mmrec

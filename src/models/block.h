@@ -1,0 +1,25 @@
+// One MM-Rec block (MODEL.md, "Block"): RMSNorm, fused QKVZ, MDI decay, the
+// recurrence (associative scan or per token), memory attention, FFN.
+//
+//   Tensor y = block_forward(w, cfg, x, state_in, state_out);   // x [B, T, D]
+#pragma once
+#include "models/config.h"
+#include "models/model.h"
+#include "tensor/tensor.h"
+
+namespace mmrec {
+
+// x [B, T, D] (T >= 1) -> [B, T, D]. Reads `in`; writes the detached state
+// after the call into `out` (which may not alias `in`).
+Tensor block_forward(const BlockWeights& w, const ModelConfig& cfg, const Tensor& x, const LayerState& in,
+                     LayerState& out);
+
+// γ [B, T, D] from z and k by the MDI with context modulation.
+Tensor mdi_decay(const BlockWeights& w, const Tensor& z, const Tensor& k);
+
+// The sequential core: h_t = z_t ⊙ σ(linear(h_{t-1}; gate)) + γ_t ⊙ h_{t-1},
+// one step per token. z, gamma [B, T, D], h0 [B, D] -> (h [B, T, D], h_last [B, D]).
+std::pair<Tensor, Tensor> sequential_recurrence(const BlockWeights& w, const Tensor& z, const Tensor& gamma,
+                                                const Tensor& h0);
+
+}  // namespace mmrec

@@ -1,0 +1,147 @@
+// Parameter naming and initialisation, forward over the blocks, the loss.
+#include "models/model.h"
+
+#include "autograd/tape.h"
+#include "models/block.h"
+#include "models/profile.h"
+#include "ops/embedding.h"
+#include "ops/linear.h"
+#include "ops/loss.h"
+#include "ops/norm.h"
+#include "ops/view.h"
+
+namespace mmrec {
+namespace {
+
+enum class Init { normal, zero, one, three };
+
+}  // namespace
+
+Model::Model(const ModelConfig& config, uint64_t seed) : config_(config.resolved()) {
+  const ModelConfig& c = config_;
+  const int64_t V = c.vocab_size, D = c.dim, I = c.mdi_dim, F = c.ffn_dim;
+  Generator g(seed);
+  // Parameters are created (and draw from g) in the order of the spec's table.
+  auto make = [&](const std::string& name, const Shape& shape, Init init) {
+    Tensor t;
+    switch (init) {
+      case Init::normal: t = randn(shape, g, 0.0f, 0.02f); break;
+      case Init::zero: t = Tensor::zeros(shape); break;
+      case Init::one: t = Tensor::ones(shape); break;
+      case Init::three: t = Tensor::full(shape, 3.0); break;
+    }
+    t.set_requires_grad();
+    params_.emplace_back(name, t);
+    return t;
+  };
+  embed_ = make("embed.weight", {V, D}, Init::normal);
+  for (int64_t i = 0; i < c.layers; ++i) {
+    const std::string p = "blocks." + std::to_string(i) + ".";
+    BlockWeights b;
+    b.norm1 = make(p + "norm1.weight", {D}, Init::one);
+    b.norm2 = make(p + "norm2.weight", {D}, Init::one);
+    b.qkvz_w = make(p + "qkvz.weight", {4 * D, D}, Init::normal);
+    b.qkvz_b = make(p + "qkvz.bias", {4 * D}, Init::zero);
+    b.gate_w = make(p + "gate.weight", {D, D}, Init::normal);
+    b.gate_b = make(p + "gate.bias", {D}, Init::zero);
+    b.decay_fc1_w = make(p + "decay.fc1.weight", {I, D}, Init::normal);
+    b.decay_fc1_b = make(p + "decay.fc1.bias", {I}, Init::zero);
+    b.decay_fc2_w = make(p + "decay.fc2.weight", {D, I}, Init::normal);
+    b.decay_fc2_b = make(p + "decay.fc2.bias", {D}, Init::three);
+    b.context_fc1_w = make(p + "context.fc1.weight", {I, D}, Init::normal);
+    b.context_fc1_b = make(p + "context.fc1.bias", {I}, Init::zero);
+    b.context_fc2_w = make(p + "context.fc2.weight", {D, I}, Init::normal);
+    b.context_fc2_b = make(p + "context.fc2.bias", {D}, Init::three);
+    b.attn_out_w = make(p + "attn_out.weight", {D, D}, Init::normal);
+    b.attn_out_b = make(p + "attn_out.bias", {D}, Init::zero);
+    b.ffn_fc1_w = make(p + "ffn.fc1.weight", {F, D}, Init::normal);
+    b.ffn_fc1_b = make(p + "ffn.fc1.bias", {F}, Init::zero);
+    b.ffn_fc2_w = make(p + "ffn.fc2.weight", {D, F}, Init::normal);
+    b.ffn_fc2_b = make(p + "ffn.fc2.bias", {D}, Init::zero);
+    blocks_.push_back(b);
+  }
+  norm_ = make("norm.weight", {D}, Init::one);
+  lm_head_ = c.tie_embeddings ? embed_ : make("lm_head.weight", {V, D}, Init::normal);
+}
+
+Tensor Model::parameter(const std::string& name) const {
+  for (const auto& [n, t] : params_)
+    if (n == name) return t;
+  fail("model: no parameter named '", name, "'");
+}
+
+int64_t Model::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : params_) n += t.numel();
+  return n;
+}
+
+State Model::initial_state(int64_t batch) const {
+  check(batch >= 1, "initial_state: batch must be >= 1, got ", batch);
+  const int64_t D = config_.dim;
+  State s;
+  s.batch = batch;
+  for (int64_t i = 0; i < config_.layers; ++i) {
+    LayerState l;
+    l.h = Tensor::zeros({batch, D});
+    l.mem_keys = Tensor::zeros({batch, 0, D});
+    l.mem_values = Tensor::zeros({batch, 0, D});
+    l.chunk_k_sum = Tensor::zeros({batch, D});
+    l.chunk_v_sum = Tensor::zeros({batch, D});
+    s.layers.push_back(l);
+  }
+  return s;
+}
+
+Tensor Model::forward(const Tensor& tokens, State& state) const {
+  check(tokens.defined() && tokens.dim() == 2, "model.forward: tokens must be [B, T], got ",
+        tokens.defined() ? shape_str(tokens.shape()) : std::string("undefined"));
+  check(tokens.dtype() == DType::i32 || tokens.dtype() == DType::i64, "model.forward: tokens must be i32 or i64, got ",
+        dtype_name(tokens.dtype()));
+  const int64_t B = tokens.size(0), T = tokens.size(1);
+  check(state.batch == B && static_cast<int64_t>(state.layers.size()) == config_.layers,
+        "model.forward: state is for batch ", state.batch, " and ", state.layers.size(),
+        " layers, tokens are [", B, ", ", T, "] for a model of ", config_.layers, " layers");
+  if (T == 0) return Tensor::zeros({B, 0, config_.vocab_size});
+  for (const LayerState& l : state.layers)
+    check(l.chunk_tokens >= 0 && l.chunk_tokens < config_.chunk_size && l.h.defined() &&
+              l.h.shape() == Shape{B, config_.dim} && l.mem_keys.defined() && l.mem_keys.dim() == 3 &&
+              l.mem_keys.size(1) <= config_.memory_slots,
+          "model.forward: state does not match the model (chunk_tokens ", l.chunk_tokens, ", h ",
+          l.h.defined() ? shape_str(l.h.shape()) : std::string("undefined"), ")");
+  Tensor x;
+  {
+    prof::Scope s("fwd.embedding");
+    x = ops::embedding(embed_, tokens);  // [B, T, D]
+  }
+  // The state is replaced only when the whole call succeeded.
+  std::vector<LayerState> next(state.layers.size());
+  for (size_t i = 0; i < blocks_.size(); ++i) x = block_forward(blocks_[i], config_, x, state.layers[i], next[i]);
+  prof::Scope s("fwd.head");
+  Tensor logits = ops::linear(ops::rmsnorm(x, norm_, config_.norm_eps), lm_head_);  // [B, T, V]
+  state.layers = std::move(next);
+  return logits;
+}
+
+Tensor Model::loss(const Tensor& tokens, State* state, int64_t ignore_index) const {
+  check(tokens.defined() && tokens.dim() == 2 && tokens.size(1) >= 2,
+        "model.loss: tokens must be [B, T] with T >= 2, got ",
+        tokens.defined() ? shape_str(tokens.shape()) : std::string("undefined"));
+  const int64_t B = tokens.size(0), T = tokens.size(1), V = config_.vocab_size;
+  State fresh;
+  State& s = state ? *state : (fresh = initial_state(B));
+  Tensor logits = forward(tokens, s);  // [B, T, V]
+  // Position t predicts token t+1; the last position has no target.
+  Tensor ids = tokens.to(DType::i64).contiguous();
+  Tensor targets = Tensor::empty({B, T}, DType::i64);
+  const int64_t* src = ids.data<int64_t>();
+  int64_t* dst = targets.data<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t t = 0; t + 1 < T; ++t) dst[b * T + t] = src[b * T + t + 1];
+    dst[b * T + T - 1] = ignore_index;
+  }
+  prof::Scope scope("fwd.loss");
+  return ops::cross_entropy(ops::reshape(logits, {B * T, V}), targets.reshape({B * T}), ignore_index);
+}
+
+}  // namespace mmrec

@@ -1,0 +1,55 @@
+// Model checkpoints: the parameters in safetensors with the config as metadata.
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "autograd/tape.h"
+#include "models/safetensors.h"
+
+namespace mmrec {
+
+void save_model(const std::string& path, const Model& model, DType dtype) {
+  check(dtype == DType::f32 || dtype == DType::bf16, "save_model: dtype must be f32 or bf16, got ",
+        dtype_name(dtype));
+  std::vector<NamedTensor> tensors;
+  for (const auto& [name, t] : model.parameters())
+    tensors.emplace_back(name, dtype == DType::f32 ? t.detach() : t.detach().to(dtype));
+  write_safetensors(path, tensors, {{"config", model.config().to_json().dump()}, {"format", "mmrec"}});
+}
+
+Model load_model(const std::string& path) {
+  Safetensors file = read_safetensors(path);
+  auto it = file.metadata.find("config");
+  check(it != file.metadata.end(), "load_model: '", path, "' has no \"config\" in its metadata");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(it->second);
+  } catch (const nlohmann::json::exception& e) {
+    fail("load_model: '", path, "': the \"config\" metadata is not valid JSON: ", e.what());
+  }
+  Model model(ModelConfig::from_json(j));
+  load_weights(model, file);
+  return model;
+}
+
+void load_weights(const Model& model, const Safetensors& file) {
+  const std::string where = "load_weights: '" + file.path + "'";
+  std::set<std::string> wanted;
+  for (const auto& [name, p] : model.parameters()) {
+    wanted.insert(name);
+    check(file.has(name), where, ": missing tensor '", name, "' of shape ", p.shape());
+    const Tensor t = file.get(name);
+    check(t.shape() == p.shape(), where, ": tensor '", name, "' has shape ", t.shape(), ", the model needs ",
+          p.shape());
+    check(t.dtype() == DType::f32 || t.dtype() == DType::bf16, where, ": tensor '", name, "' has dtype ",
+          dtype_name(t.dtype()), ", expected f32 or bf16");
+  }
+  for (const auto& [name, t] : file.tensors)
+    check(wanted.count(name), where, ": unexpected tensor '", name, "' (not a parameter of this model)");
+  autograd::NoGradGuard no_grad;
+  for (const auto& [name, p] : model.parameters()) {
+    Tensor dst = p;  // shares the parameter's storage
+    dst.copy_from(file.get(name));
+  }
+}
+
+}  // namespace mmrec

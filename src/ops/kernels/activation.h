@@ -1,0 +1,35 @@
+// Activation kernels on contiguous f32 buffers of n elements (Highway with
+// runtime dispatch, vector exp; parallel over oneTBB) and their
+// double-precision scalar references.
+//   kernels::activation_f32(kernels::Activation::gelu, x, y, n);
+#pragma once
+#include <cstdint>
+
+namespace mmrec::kernels {
+
+enum class Activation { sigmoid, gelu };
+
+// y = f(x)
+void activation_f32(Activation op, const float* x, float* y, int64_t n);
+// dx = g * f'(x). For sigmoid `xy` is the forward OUTPUT (σ' = y (1 - y));
+// for gelu it is the input x.
+void activation_bwd_f32(Activation op, const float* xy, const float* g, float* dx, int64_t n);
+// y = min(max(x, lo), hi)
+void clamp_f32(const float* x, float lo, float hi, float* y, int64_t n);
+// dx = g where lo < x < hi, else 0
+void clamp_bwd_f32(const float* x, float lo, float hi, const float* g, float* dx, int64_t n);
+// out = σ(x) * y
+void sigmoid_mul_f32(const float* x, const float* y, float* out, int64_t n);
+// dx = g * y * σ(x) (1 - σ(x)), dy = g * σ(x), in one pass; dx or dy may be null.
+void sigmoid_mul_bwd_f32(const float* x, const float* y, const float* g, float* dx, float* dy, int64_t n);
+
+namespace ref {
+void activation_f32(Activation op, const float* x, float* y, int64_t n);
+void activation_bwd_f32(Activation op, const float* xy, const float* g, float* dx, int64_t n);
+void clamp_f32(const float* x, float lo, float hi, float* y, int64_t n);
+void clamp_bwd_f32(const float* x, float lo, float hi, const float* g, float* dx, int64_t n);
+void sigmoid_mul_f32(const float* x, const float* y, float* out, int64_t n);
+void sigmoid_mul_bwd_f32(const float* x, const float* y, const float* g, float* dx, float* dy, int64_t n);
+}  // namespace ref
+
+}  // namespace mmrec::kernels

@@ -1,0 +1,77 @@
+// Scan kernels behind ops::linear_scan and ops::cumprod_scan (Highway over
+// channels, oneTBB tasks) and their sequential double-precision references.
+// All buffers are contiguous f32: sequences [B, T, D], states [B, D].
+//
+//   const auto plan = kernels::plan_scan(opt, B, T, D);
+//   kernels::linear_scan_f32(a, b, h0, h, h_last, {B, T, D}, plan);
+//
+// Two algorithms share every kernel:
+// - sequential: t-outer / D-inner over the whole sequence, one task per
+//   (batch, channel block); bandwidth-optimal (12 B/elem forward) when B*D
+//   alone gives every core a few tasks.
+// - chunked: time is cut into blocks. Pass 1 reduces each block, in parallel
+//   over (batch, channel block, time block), to its aggregate with zero
+//   carry-in (decay product Π a and end state for linear_scan, Σ log a for
+//   cumprod_scan). Pass 2 chains the aggregates across blocks, sequentially
+//   and cheaply, into each block's true carry-in. Pass 3 re-runs every block's
+//   scan from its carry-in, in parallel. Re-running the block from the right
+//   carry is the "add carry × cumulative decay to every element" fix-up
+//   without ever storing the local scan or the cumulative decay: pass 1 only
+//   reads (8 B/elem) and pass 3 is exactly the sequential kernel inside a
+//   block. Backward kernels run the same three passes in reverse time.
+#pragma once
+#include <cstdint>
+
+#include "ops/scan.h"
+
+namespace mmrec::kernels {
+
+struct ScanShape {
+  int64_t B = 0, T = 0, D = 0;
+};
+
+// How a scan is cut into tasks. Results depend only on `chunked` and
+// `block` (never on `channels` or the thread count).
+struct ScanPlan {
+  bool chunked = false;
+  int64_t block = 0;     // time steps per block (chunked)
+  int64_t channels = 0;  // channels per task (a multiple of 16 or D)
+  int64_t round = 0;     // time blocks per cache round (chunked; see plan_scan)
+  bool stream = false;   // forward: non-temporal output stores (large scans; used where aligned)
+};
+
+// Picks the algorithm (ScanMode::automatic: sequential on 1 thread or when
+// B*D fills the cores), the block length (opt.block, or by T and D) and the
+// channel split for the current thread count.
+ScanPlan plan_scan(const ops::ScanOptions& opt, const ScanShape& s);
+
+// h_t = a_t ⊙ h_{t-1} + b_t; h0 [B, D] or null (zeros); h [B, T, D];
+// h_last [B, D] = h_{T-1} (h0 when T = 0).
+void linear_scan_f32(const float* a, const float* b, const float* h0, float* h, float* h_last,
+                     const ScanShape& s, const ScanPlan& p);
+
+// Backward of linear_scan from dh [B, T, D] and dh_last [B, D]:
+// g_t = dh_t + a_{t+1} g_{t+1} (g_{T-1} also gets dh_last), da_t = g_t h_{t-1},
+// db_t = g_t, dh0 = a_0 g_0. h is the forward output; h0 may be null (zeros).
+// da, db, dh0 may each be null (not wanted).
+void linear_scan_bwd_f32(const float* a, const float* h, const float* h0, const float* dh, const float* dh_last,
+                         float* da, float* db, float* dh0, const ScanShape& s, const ScanPlan& p);
+
+// P_t = exp(Σ_{s≤t} clamp(log a_s, -50, 0)); a ≤ 0 counts as log a = -50.
+// P below FLT_MIN is flushed to 0 (no denormals).
+void cumprod_scan_f32(const float* a, float* P, const ScanShape& s, const ScanPlan& p);
+
+// da_s = (Σ_{t≥s} dP_t P_t) / a_s where -50 ≤ log a_s ≤ 0, else 0 (the clamp's
+// gradient passes at its boundary, as in PyTorch).
+void cumprod_scan_bwd_f32(const float* a, const float* P, const float* dP, float* da, const ScanShape& s,
+                          const ScanPlan& p);
+
+namespace ref {
+void linear_scan_f32(const float* a, const float* b, const float* h0, float* h, float* h_last, const ScanShape& s);
+void linear_scan_bwd_f32(const float* a, const float* h, const float* h0, const float* dh, const float* dh_last,
+                         float* da, float* db, float* dh0, const ScanShape& s);
+void cumprod_scan_f32(const float* a, float* P, const ScanShape& s);
+void cumprod_scan_bwd_f32(const float* a, const float* P, const float* dP, float* da, const ScanShape& s);
+}  // namespace ref
+
+}  // namespace mmrec::kernels

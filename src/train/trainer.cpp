@@ -1,0 +1,339 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "autograd/tape.h"
+#include "models/profile.h"
+#include "models/safetensors.h"
+#include "ops/elementwise.h"
+#include "tensor/allocator.h"
+#include "train/checkpoint.h"
+#include "train/fileio.h"
+
+namespace mmrec {
+namespace fs = std::filesystem;
+
+namespace {
+constexpr const char* kModelFile = "model.safetensors";
+constexpr const char* kStateFile = "train_state.bin";
+constexpr uint64_t kDataStream = 0xD1B54A32D192ED03ull;  // data RNG seed = train.seed ^ this
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+Tokenizer make_tokenizer(const DataConfig& d) {
+  if (d.tokenizer == "byte") return Tokenizer::byte_level();
+  try {
+    return Tokenizer::load(d.tokenizer);
+  } catch (const Error& e) {
+    fail("data.tokenizer: ", e.what());
+  }
+}
+
+// Settings that may change between a checkpoint and its resumption.
+nlohmann::json comparable(nlohmann::json c) {
+  c.erase("log");
+  c.erase("checkpoint");
+  c["train"].erase("steps");
+  c["train"].erase("threads");
+  c["data"].erase("cache_dir");
+  return c;
+}
+}  // namespace
+
+std::string first_json_difference(const nlohmann::json& a, const nlohmann::json& b, const std::string& path) {
+  if (a.is_object() && b.is_object()) {
+    for (auto it = a.begin(); it != a.end(); ++it) {
+      const std::string p = path.empty() ? it.key() : path + "." + it.key();
+      if (!b.contains(it.key())) return p;
+      std::string d = first_json_difference(it.value(), b[it.key()], p);
+      if (!d.empty()) return d;
+    }
+    for (auto it = b.begin(); it != b.end(); ++it)
+      if (!a.contains(it.key())) return path.empty() ? it.key() : path + "." + it.key();
+    return "";
+  }
+  if (a == b) return "";
+  return path.empty() ? std::string("(root)") : path;
+}
+
+Trainer::Trainer(const TrainConfig& cfg, const TrainerOptions& opt, std::function<void(const std::string&)> on_note)
+    : cfg_(cfg),
+      run_dir_(!opt.run_dir.empty() ? opt.run_dir : !cfg.log.run_dir.empty() ? cfg.log.run_dir : "runs/train"),
+      title_(opt.title),
+      note_(std::move(on_note)),
+      schedule_(cfg.schedule, cfg.train.lr, cfg.train.steps),
+      plateau_(cfg.schedule.plateau, cfg.train.lr),
+      data_rng_(static_cast<uint64_t>(cfg.train.seed) ^ kDataStream) {
+  const ModelConfig mc = ModelConfig::from_json(cfg_.model);
+  tok_ = make_tokenizer(cfg_.data);
+  check(mc.vocab_size >= tok_.vocab_size(), "model.vocab_size: ", mc.vocab_size,
+        " is smaller than the vocabulary of data.tokenizer (", tok_.vocab_size(), ")");
+  if (title_.empty()) title_ = fs::path(run_dir_).filename().string();
+
+  // Which checkpoint to start from.
+  auto existing = list_checkpoints(run_dir_);
+  if (opt.resume == ResumeMode::fresh) {
+    std::error_code ec;
+    fs::remove_all(checkpoints_root(run_dir_), ec);
+    for (const char* f : {"metrics.jsonl", "loss.svg", kModelFile}) fs::remove(fs::path(run_dir_) / f, ec);
+    if (!existing.empty()) note("--fresh: removed " + std::to_string(existing.size()) + " checkpoint(s) of " + run_dir_);
+    existing.clear();
+  }
+  const bool want_resume = opt.resume == ResumeMode::require || cfg_.checkpoint.resume == "auto";
+  if (opt.resume == ResumeMode::require)
+    check(!existing.empty(), "--resume: no checkpoint in ", checkpoints_root(run_dir_));
+  if (!existing.empty() && !want_resume)
+    fail(run_dir_, " already holds checkpoints (newest: step ", existing.back().step,
+         "): pass --resume to continue that run, or --fresh to start over");
+  fs::create_directories(run_dir_);
+
+  const std::string cache_dir = cfg_.data.cache_dir.empty() ? run_dir_ : cfg_.data.cache_dir;
+  data_ = TokenDataset::prepare(cfg_.data, tok_, cache_dir, note_);
+  data_.check_fits(cfg_.train.seq_len + 1, "train.seq_len " + std::to_string(cfg_.train.seq_len) +
+                                               ", data.val_fraction " + std::to_string(cfg_.data.val_fraction));
+
+  model_ = std::make_unique<Model>(mc, static_cast<uint64_t>(cfg_.train.seed));
+  opt_ = std::make_unique<AdamW>(model_->parameters(), decay_mask(model_->parameters(), cfg_.train), cfg_.train);
+
+  if (!existing.empty()) {
+    resume_from(existing.back().dir);
+  } else {
+    metrics_ = MetricsLog((fs::path(run_dir_) / "metrics.jsonl").string(), -1);
+  }
+}
+
+Trainer::~Trainer() = default;
+
+nlohmann::json Trainer::effective_config() const {
+  nlohmann::json j = cfg_.to_json();
+  j["model"] = ModelConfig::from_json(cfg_.model).to_json();
+  j["log"]["run_dir"] = run_dir_;
+  return j;
+}
+
+double Trainer::next_lr() const { return schedule_.lr(step_) * plateau_.scale(); }
+
+StepResult Trainer::train_step() {
+  const double t0 = now_s();
+  const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len, A = cfg_.train.grad_accum;
+  const double lr = next_lr();
+  double loss_sum = 0.0;
+  for (int64_t a = 0; a < A; ++a) {
+    Tensor batch;
+    {
+      prof::Scope ps("train.data");
+      batch = data_.train_batch(data_rng_, B, T + 1);  // [B, T+1]
+    }
+    Tensor loss = model_->loss(batch);
+    loss_sum += loss.item();
+    // The mean over A micro-batches of equal size is the large batch's mean.
+    autograd::backward(A > 1 ? ops::scale(loss, 1.0f / static_cast<float>(A)) : loss);
+  }
+  const double loss = loss_sum / static_cast<double>(A);
+  check(std::isfinite(loss), "training diverged: the loss is ", loss, " at step ", step_ + 1,
+        " (try a lower train.lr or a smaller train.grad_clip)");
+  double gn;
+  {
+    prof::Scope ps("train.clip_and_adamw");
+    gn = clip_grad_norm(model_->parameters(), cfg_.train.grad_clip);
+    opt_->step(lr);
+    opt_->zero_grad();
+  }
+  ++step_;
+  const double a = cfg_.schedule.plateau.smoothing;
+  ema_ = a * ema_ + (1.0 - a) * loss;
+  ++ema_count_;
+  StepResult r;
+  r.step = step_;
+  r.loss = loss;
+  r.smooth_loss = ema_ / (1.0 - std::pow(a, static_cast<double>(ema_count_)));
+  r.lr = lr;
+  r.grad_norm = gn;
+  r.tokens = A * B * T;
+  tokens_seen_ += r.tokens;
+  r.seconds = now_s() - t0;
+  return r;
+}
+
+EvalResult Trainer::evaluate() {
+  const double t0 = now_s();
+  prof::Scope ps("train.evaluate");
+  autograd::NoGradGuard no_grad;
+  const int64_t B = cfg_.train.batch_size, W = cfg_.train.seq_len + 1;
+  const int64_t windows = std::min(cfg_.log.eval_batches * B, data_.val_windows(W));
+  double nats = 0.0;
+  int64_t bytes = 0, tokens = 0;
+  for (int64_t k = 0; k * B < windows; ++k) {
+    Tensor batch = data_.val_batch(k, B, W);
+    if (batch.size(0) > windows - k * B) batch = batch.slice(0, 0, windows - k * B).contiguous();
+    const int64_t n = batch.size(0) * (W - 1);
+    nats += static_cast<double>(model_->loss(batch).item()) * static_cast<double>(n);
+    tokens += n;
+    const int32_t* p = batch.data<int32_t>();
+    for (int64_t b = 0; b < batch.size(0); ++b)
+      for (int64_t t = 1; t < W; ++t) bytes += static_cast<int64_t>(tok_.token_bytes(p[b * W + t]).size());
+  }
+  EvalResult e;
+  e.step = step_;
+  e.tokens = tokens;
+  e.loss = tokens ? nats / static_cast<double>(tokens) : 0.0;
+  e.bpb = bytes ? nats / std::log(2.0) / static_cast<double>(bytes) : 0.0;
+  e.seconds = now_s() - t0;
+  last_eval_ = e;
+  return e;
+}
+
+std::string Trainer::save_checkpoint() {
+  prof::Scope ps("train.checkpoint");
+  nlohmann::json meta;
+  meta["format"] = "mmrec-train-state";
+  meta["version"] = 1;
+  meta["step"] = step_;
+  meta["tokens_seen"] = tokens_seen_;
+  meta["config"] = effective_config();
+  meta["optimizer"] = {{"kind", "adamw"}, {"steps", opt_->steps()}};
+  meta["plateau"] = plateau_.state();
+  meta["ema"] = {{"value", double_bits(ema_)}, {"count", ema_count_}};
+  meta["rng"] = {{"data", {{"seed", data_rng_.seed()}, {"offset", data_rng_.offset()}}}};
+  meta["data"] = {{"key", hex64(data_.key())}, {"tokens", data_.size()}, {"tokenizer", tok_.fingerprint()}};
+  meta["last_eval"] = {{"step", last_eval_.step}, {"loss", double_bits(last_eval_.loss)},
+                       {"bpb", double_bits(last_eval_.bpb)}};
+  const std::string dir = commit_checkpoint(run_dir_, step_, [&](const std::string& tmp) {
+    const std::string model_path = (fs::path(tmp) / kModelFile).string();
+    save_model(model_path, *model_, DType::f32);
+    meta["model_file"] = {{"name", kModelFile},
+                          {"bytes", fs::file_size(model_path)},
+                          {"hash", hex64(hash_file(model_path))}};
+    write_train_state((fs::path(tmp) / kStateFile).string(), {meta, opt_->state_tensors()});
+  });
+  prune_checkpoints(run_dir_, cfg_.checkpoint.keep);
+  last_checkpoint_step_ = step_;
+  last_checkpoint_ = dir;
+  return dir;
+}
+
+void Trainer::resume_from(const std::string& dir) {
+  const std::string where = "checkpoint " + dir;
+  const TrainState st = read_train_state((fs::path(dir) / kStateFile).string());
+  const nlohmann::json& m = st.meta;
+  try {
+    check(m.value("format", "") == "mmrec-train-state" && m.value("version", 0) == 1, where,
+          ": unknown training state format");
+    const std::string diff = first_json_difference(comparable(m.at("config")), comparable(effective_config()));
+    if (!diff.empty()) {
+      nlohmann::json a = m.at("config"), b = effective_config();
+      const auto ptr = nlohmann::json::json_pointer("/" + [&] {
+        std::string s = diff;
+        for (auto& c : s)
+          if (c == '.') c = '/';
+        return s;
+      }());
+      fail(where, " does not match the config: ", diff, " is ", a.contains(ptr) ? a[ptr].dump() : "absent",
+           " in the checkpoint and ", b.contains(ptr) ? b[ptr].dump() : "absent",
+           " in the config (use another --run-dir, or --fresh to start over)");
+    }
+    const auto& d = m.at("data");
+    check(d.at("key").get<std::string>() == hex64(data_.key()) && d.at("tokens").get<int64_t>() == data_.size(),
+          where, ": the training data changed since the checkpoint (token cache key ", d.at("key").get<std::string>(),
+          ", now ", hex64(data_.key()), ")");
+    const std::string model_path = (fs::path(dir) / kModelFile).string();
+    check(fs::exists(model_path), where, ": ", kModelFile, " is missing");
+    const auto& mf = m.at("model_file");
+    check(fs::file_size(model_path) == mf.at("bytes").get<uint64_t>() &&
+              hex64(hash_file(model_path)) == mf.at("hash").get<std::string>(),
+          where, ": ", kModelFile, " is corrupt (its hash does not match the one in ", kStateFile, ")");
+    load_weights(*model_, read_safetensors(model_path));
+    opt_->load_state(st.tensors, m.at("optimizer").at("steps").get<int64_t>());
+    plateau_.load_state(m.at("plateau"));
+    ema_ = from_double_bits(m.at("ema").at("value"), "ema");
+    ema_count_ = m.at("ema").at("count").get<int64_t>();
+    const auto& rng = m.at("rng").at("data");
+    data_rng_.set_state(rng.at("seed").get<uint64_t>(), rng.at("offset").get<uint64_t>());
+    step_ = m.at("step").get<int64_t>();
+    tokens_seen_ = m.at("tokens_seen").get<int64_t>();
+    const auto& le = m.at("last_eval");
+    last_eval_.step = le.at("step").get<int64_t>();
+    last_eval_.loss = from_double_bits(le.at("loss"), "last_eval.loss");
+    last_eval_.bpb = from_double_bits(le.at("bpb"), "last_eval.bpb");
+  } catch (const nlohmann::json::exception& e) {
+    fail(where, ": malformed training state: ", e.what());
+  }
+  resumed_from_ = step_;
+  last_checkpoint_step_ = step_;
+  last_checkpoint_ = dir;
+  metrics_ = MetricsLog((fs::path(run_dir_) / "metrics.jsonl").string(), step_);
+  note("resumed from " + dir + " (step " + std::to_string(step_) + ")");
+}
+
+RunSummary Trainer::run(const RunHooks& hooks) {
+  RunSummary s;
+  s.start_step = step_;
+  s.total_steps = cfg_.train.steps;
+  const double wall0 = now_s();
+  const std::string svg = (fs::path(run_dir_) / "loss.svg").string();
+  int64_t tokens = 0, interval_tokens = 0;
+  double interval_secs = 0;
+  bool evaluated_now = false;
+  while (step_ < cfg_.train.steps) {
+    const StepResult r = train_step();
+    s.train_seconds += r.seconds;
+    tokens += r.tokens;
+    interval_tokens += r.tokens;
+    interval_secs += r.seconds;
+    const bool last = step_ == cfg_.train.steps;
+    if (step_ % cfg_.log.interval == 0 || last) {
+      metrics_.write({{"step", r.step},
+                      {"loss", r.loss},
+                      {"smooth_loss", r.smooth_loss},
+                      {"lr", r.lr},
+                      {"grad_norm", r.grad_norm},
+                      {"tokens_per_s", interval_secs > 0 ? interval_tokens / interval_secs : 0.0}});
+      interval_tokens = 0;
+      interval_secs = 0;
+    }
+    if (hooks.on_step) hooks.on_step(r);
+    evaluated_now = (cfg_.log.eval_interval > 0 && step_ % cfg_.log.eval_interval == 0) || last;
+    if (evaluated_now) {
+      const EvalResult e = evaluate();
+      const PlateauConfig& p = cfg_.schedule.plateau;
+      bool reduced = false;
+      if (p.enabled) reduced = plateau_.step(p.monitor == "val_loss" ? e.loss : r.smooth_loss);
+      nlohmann::json line = {{"step", e.step}, {"val_loss", e.loss}, {"val_bpb", e.bpb}, {"lr", r.lr}};
+      if (p.enabled) line["lr_scale"] = plateau_.scale();
+      metrics_.write(line);
+      write_loss_svg(svg, metrics_.train_curve(), metrics_.val_curve(), cfg_.train.steps, title_);
+      if (hooks.on_eval) hooks.on_eval(e);
+      if (reduced) note("plateau: no improvement in " + p.monitor + ", learning rate scaled to " +
+                        std::to_string(plateau_.scale()) + " of the schedule");
+    }
+    const bool stop = hooks.should_stop && hooks.should_stop();
+    if ((cfg_.checkpoint.interval > 0 && step_ % cfg_.checkpoint.interval == 0) || last || stop) {
+      const std::string dir = save_checkpoint();
+      if (hooks.on_checkpoint) hooks.on_checkpoint(dir);
+    }
+    if (stop) {
+      s.interrupted = step_ < cfg_.train.steps;
+      break;
+    }
+  }
+  if (step_ >= cfg_.train.steps) {
+    if (!evaluated_now) {  // nothing ran in this session (already complete)
+      const EvalResult e = evaluate();
+      if (hooks.on_eval) hooks.on_eval(e);
+    }
+    save_model((fs::path(run_dir_) / kModelFile).string(), *model_, DType::f32);
+  }
+  s.end_step = step_;
+  s.wall_seconds = now_s() - wall0;
+  s.tokens_per_s = s.train_seconds > 0 ? static_cast<double>(tokens) / s.train_seconds : 0.0;
+  s.final_eval = last_eval_;
+  s.last_checkpoint = last_checkpoint_;
+  s.peak_bytes = alloc::stats().peak_bytes;
+  return s;
+}
+
+}  // namespace mmrec

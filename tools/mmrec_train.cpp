@@ -1,0 +1,187 @@
+// mmrec-train: trains an MM-Rec model from a JSON config (see the README,
+// "Training"), leaving checkpoints that mmrec-generate loads.
+//
+//   mmrec-train configs/tiny.json                 # runs/tiny/
+//   mmrec-train configs/small.json --resume       # continue from the newest checkpoint
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <string>
+
+#include "models/model.h"
+#include "models/profile.h"
+#include "tensor/threads.h"
+#include "train/metrics.h"
+#include "train/trainer.h"
+
+using namespace mmrec;
+
+namespace {
+volatile std::sig_atomic_t g_stop = 0;
+
+extern "C" void on_signal(int sig) {
+  if (g_stop) {  // a second signal: give up at once
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  g_stop = sig;
+}
+
+void usage(std::FILE* f) {
+  std::fprintf(f,
+               "usage: mmrec-train CONFIG.json [--resume] [--fresh] [--run-dir DIR]\n"
+               "  --resume       continue from the newest checkpoint in the run directory\n"
+               "  --fresh        delete the run directory's checkpoints and metrics, start over\n"
+               "  --run-dir DIR  where checkpoints, metrics.jsonl and loss.svg go\n"
+               "                 (default: log.run_dir of the config, else runs/<config name>)\n"
+               "Ctrl-C writes a checkpoint and exits; --resume continues bit-identically.\n");
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string mb(double bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MB", bytes / 1e6);
+  return buf;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path, run_dir;
+  ResumeMode resume = ResumeMode::config;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--resume") {
+      resume = ResumeMode::require;
+    } else if (a == "--fresh") {
+      resume = ResumeMode::fresh;
+    } else if (a == "--run-dir" && i + 1 < argc) {
+      run_dir = argv[++i];
+    } else if (a == "-h" || a == "--help") {
+      usage(stdout);
+      return 0;
+    } else if (!a.empty() && a[0] != '-' && config_path.empty()) {
+      config_path = a;
+    } else {
+      usage(stderr);
+      std::fprintf(stderr, "mmrec-train: unexpected argument \"%s\"\n", a.c_str());
+      return 2;
+    }
+  }
+  if (config_path.empty()) {
+    usage(stderr);
+    return 2;
+  }
+  bool live = false;
+  try {
+    const TrainConfig cfg = TrainConfig::load(config_path);
+    set_num_threads(static_cast<int>(cfg.train.threads));
+    if (run_dir.empty()) run_dir = cfg.log.run_dir.empty() ? default_run_dir(config_path) : cfg.log.run_dir;
+    const std::string& mode = cfg.log.progress;
+    live = mode == "live" || (mode == "auto" && ::isatty(STDOUT_FILENO));
+    const bool lines = mode == "lines" || (mode == "auto" && !live);
+
+    auto note = [&](const std::string& s) { std::printf("%s\n", s.c_str()), std::fflush(stdout); };
+    const std::string title = std::filesystem::path(config_path).stem().string();
+    Trainer trainer(cfg, {.run_dir = run_dir, .resume = resume, .title = title}, note);
+    const Model& model = trainer.model();
+    std::printf("model: %lld parameters (dim %lld, %lld layers, vocab %lld); data: %s tokens (%s held out), "
+                "tokenizer %s\n",
+                static_cast<long long>(model.num_parameters()), static_cast<long long>(model.config().dim),
+                static_cast<long long>(model.config().layers), static_cast<long long>(model.config().vocab_size),
+                format_count(static_cast<double>(trainer.data().train_tokens())).c_str(),
+                format_count(static_cast<double>(trainer.data().val_tokens())).c_str(),
+                trainer.tokenizer().fingerprint().c_str());
+    std::printf("training %lld steps of %lld x %lld tokens (x%lld accumulation) on %d thread(s) in %s\n",
+                static_cast<long long>(cfg.train.steps), static_cast<long long>(cfg.train.batch_size),
+                static_cast<long long>(cfg.train.seq_len), static_cast<long long>(cfg.train.grad_accum),
+                num_threads(), run_dir.c_str());
+    std::fflush(stdout);
+
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    const double t0 = now_s();
+    const int64_t first = trainer.step();
+    double last_draw = 0;
+    RunHooks hooks;
+    double tps = 0;  // tokens/s, smoothed over steps
+    hooks.on_step = [&](const StepResult& r) {
+      const double el = now_s() - t0;
+      const double inst = r.seconds > 0 ? static_cast<double>(r.tokens) / r.seconds : 0;
+      tps = tps == 0 ? inst : 0.9 * tps + 0.1 * inst;
+      const bool due = r.step % cfg.log.interval == 0 || r.step == cfg.train.steps;
+      if (!(live || (lines && due))) return;
+      if (live && !due && el - last_draw < 0.1) return;
+      last_draw = el;
+      ProgressInfo p;
+      p.step = r.step;
+      p.total = cfg.train.steps;
+      p.loss = r.smooth_loss;
+      p.lr = r.lr;
+      p.grad_norm = r.grad_norm;
+      p.tokens_per_s = tps;
+      p.elapsed_s = el;
+      const int64_t done = r.step - first;
+      p.eta_s = done > 0 ? el / static_cast<double>(done) * static_cast<double>(cfg.train.steps - r.step) : 0;
+      if (live) std::printf("\r%s\x1b[K", format_progress(p).c_str());
+      else std::printf("%s\n", format_progress(p).c_str());
+      std::fflush(stdout);
+    };
+    hooks.on_eval = [&](const EvalResult& e) {
+      std::printf("%seval  step %lld: val loss %.4f, val bpb %.4f (%s tokens, %.1f s)\n", live ? "\r\x1b[K" : "",
+                  static_cast<long long>(e.step), e.loss, e.bpb, format_count(static_cast<double>(e.tokens)).c_str(),
+                  e.seconds);
+      std::fflush(stdout);
+    };
+    hooks.on_checkpoint = [&](const std::string& dir) {
+      if (!live) std::printf("checkpoint %s\n", dir.c_str());
+      std::fflush(stdout);
+    };
+    hooks.should_stop = [] { return g_stop != 0; };
+    const RunSummary s = trainer.run(hooks);
+    if (live) std::printf("\n");
+
+    struct rusage ru;
+    ::getrusage(RUSAGE_SELF, &ru);
+    const std::string dir = run_dir;
+    std::printf("%s: steps %lld..%lld of %lld in %s (training %s), %s tokens/s\n",
+                s.interrupted ? "interrupted" : "done", static_cast<long long>(s.start_step),
+                static_cast<long long>(s.end_step), static_cast<long long>(s.total_steps),
+                format_duration(s.wall_seconds).c_str(), format_duration(s.train_seconds).c_str(),
+                format_count(s.tokens_per_s).c_str());
+    if (s.final_eval.step > 0)
+      std::printf("%s validation (step %lld): loss %.4f nats/token, %.4f bits/byte\n",
+                  s.interrupted ? "last" : "final", static_cast<long long>(s.final_eval.step), s.final_eval.loss,
+                  s.final_eval.bpb);
+    std::printf("peak memory: %s in tensors (mmrec allocator), %s resident\n",
+                mb(static_cast<double>(s.peak_bytes)).c_str(), mb(static_cast<double>(ru.ru_maxrss) * 1024).c_str());
+    if (s.interrupted) {
+      std::printf("interrupted at step %lld/%lld: checkpoint %s\ncontinue with: mmrec-train %s --resume --run-dir %s\n",
+                  static_cast<long long>(s.end_step), static_cast<long long>(s.total_steps),
+                  s.last_checkpoint.c_str(), config_path.c_str(), run_dir.c_str());
+      return 0;
+    }
+    if (prof::enabled()) {  // MMREC_PROFILE=1
+      std::printf("profile (MMREC_PROFILE=1), seconds by scope:\n");
+      for (const auto& e : prof::report())
+        std::printf("  %-28s %9.3f s %9lld calls\n", e.name.c_str(), e.seconds, static_cast<long long>(e.calls));
+    }
+    std::printf("weights: %s/model.safetensors; checkpoint: %s\nmetrics: %s/metrics.jsonl; loss curve: %s/loss.svg\n",
+                dir.c_str(), s.last_checkpoint.c_str(), dir.c_str(), dir.c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%smmrec-train: %s\n", live ? "\n" : "", e.what());
+    return 1;
+  }
+}
