@@ -5,10 +5,12 @@
 #include <exception>
 
 #include "mmrec.h"
+#include "common/omp_env.h"
 
 using namespace mmrec;
 
 int main(int argc, char** argv) {
+  mmrec::tools::ensure_omp_passive(argv);  // re-executes with OMP_WAIT_POLICY=PASSIVE if unset
   try {
     const int steps = argc > 1 ? std::atoi(argv[1]) : 2000;
     Generator g(7);

@@ -16,6 +16,7 @@
 #include "autograd/tape.h"
 #include "models/profile.h"
 #include "models/safetensors.h"
+#include "common/omp_env.h"
 
 using namespace mmrec;
 
@@ -44,6 +45,7 @@ struct UsageError : std::runtime_error {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mmrec::tools::ensure_omp_passive(argv);  // re-executes with OMP_WAIT_POLICY=PASSIVE if unset
   std::string checkpoint, data;
   int64_t seq = 512;
   bool json = false;

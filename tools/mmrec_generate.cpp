@@ -15,6 +15,7 @@
 #include "models/profile.h"
 #include "models/safetensors.h"
 #include "tensor/random.h"
+#include "common/omp_env.h"
 
 using namespace mmrec;
 
@@ -86,6 +87,7 @@ int64_t sample(const float* logits, int64_t V, double temperature, int64_t top_k
 }  // namespace
 
 int main(int argc, char** argv) {
+  mmrec::tools::ensure_omp_passive(argv);  // re-executes with OMP_WAIT_POLICY=PASSIVE if unset
   std::string checkpoint, prompt;
   int64_t tokens = -1, top_k = 0;
   uint64_t seed = 1;

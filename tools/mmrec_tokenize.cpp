@@ -12,6 +12,7 @@
 
 #include "train/data.h"
 #include "train/tokenizer.h"
+#include "common/omp_env.h"
 
 using namespace mmrec;
 
@@ -27,6 +28,7 @@ void usage(std::FILE* f) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mmrec::tools::ensure_omp_passive(argv);  // re-executes with OMP_WAIT_POLICY=PASSIVE if unset
   try {
     std::vector<std::string> inputs;
     std::string out, format = "auto", field = "text";

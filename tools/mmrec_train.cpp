@@ -21,6 +21,7 @@
 #include "tensor/threads.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
+#include "common/omp_env.h"
 
 using namespace mmrec;
 
@@ -58,6 +59,7 @@ std::string mb(double bytes) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mmrec::tools::ensure_omp_passive(argv);  // re-executes with OMP_WAIT_POLICY=PASSIVE if unset
   std::string config_path, run_dir;
   ResumeMode resume = ResumeMode::config;
   for (int i = 1; i < argc; ++i) {

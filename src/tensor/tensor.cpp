@@ -169,6 +169,7 @@ Tensor Tensor::from_blob(void* data, const Shape& shape, DType dtype, std::share
 int64_t Tensor::size(int64_t d) const { return shape()[normalize_axis(d, dim(), "size")]; }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;  // no element to be out of place
   int64_t expect = 1;
   for (size_t i = impl_->shape.size(); i-- > 0;) {
     if (impl_->shape[i] == 1) continue;

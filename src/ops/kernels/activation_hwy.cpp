@@ -29,12 +29,17 @@ HWY_INLINE V Reciprocal(D d, V a) {
   return hn::Mul(r, hn::NegMulAdd(a, r, hn::Set(d, 2.0f)));
 }
 
-// σ(x) = 1 / (1 + exp(-x)). exp's argument is capped at 88 so that 1 + exp
-// stays finite for the reciprocal (σ(x < -88) comes out ~1e-38 instead of
-// 0); min(88, v) keeps a NaN v.
+// σ(x) = 1 / (1 + exp(-x)), from nx = -x. exp's argument is capped at 88 so
+// that 1 + exp stays finite for the reciprocal (σ(x < -88) comes out ~1e-38
+// instead of 0); min(88, v) keeps a NaN v.
+template <class D, class V>
+HWY_INLINE V SigmoidOfNeg(D d, V nx) {
+  return Reciprocal(d, hn::Add(hn::Set(d, 1.0f), hn::Exp(d, hn::Min(hn::Set(d, 88.0f), nx))));
+}
+
 template <class D, class V>
 HWY_INLINE V Sigmoid(D d, V x) {
-  return Reciprocal(d, hn::Add(hn::Set(d, 1.0f), hn::Exp(d, hn::Min(hn::Set(d, 88.0f), hn::Neg(x)))));
+  return SigmoidOfNeg(d, hn::Neg(x));
 }
 
 void SigmoidRow(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, size_t n, bool stream) {
@@ -44,10 +49,10 @@ void SigmoidRow(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, size_t n, bo
 
 void GeluRow(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, size_t n, bool stream) {
   const hn::ScalableTag<float> d;
-  const auto k0 = hn::Set(d, kGeluK0), k1 = hn::Set(d, kGeluK1);
+  const auto nk0 = hn::Set(d, -kGeluK0), nk1 = hn::Set(d, -kGeluK1);
   Map1(d, x, y, n, 0.0f, stream, [&](auto v) {
-    const auto u2 = hn::Mul(v, hn::MulAdd(hn::Mul(v, v), k1, k0));
-    return hn::Mul(v, Sigmoid(d, u2));
+    const auto nu2 = hn::Mul(v, hn::MulAdd(hn::Mul(v, v), nk1, nk0));  // -2u
+    return hn::Mul(v, SigmoidOfNeg(d, nu2));
   });
 }
 

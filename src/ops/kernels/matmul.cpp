@@ -56,9 +56,11 @@ void gemm_k0(const Tensor& bias, ops::Activation act, bool acc, Tensor& c) {
 }  // namespace
 
 int gemm_threads(int64_t m, int64_t k, int64_t n) {
-  // Below ~4M multiply-adds (~40 µs on one core) a second thread cannot win
-  // back what one late wake-up costs; token GEMMs (m <= 64) stay serial up
-  // to 64M (e.g. 64x512x2048), measured in tools/bench (linear_small_threads).
+  // Measured (mmrec-bench --filter linear_small_threads): on a quiet machine
+  // 2 threads give 0.1x on 1000x17x3, 0.75x on 8x512x512, 1.24x on
+  // 8x512x2048 and 1.8x on 64x512x2048; with the other core busy they lose
+  // on all of these, and a late wake-up stalls a call for ~8 ms. So products
+  // under 4M multiply-adds and token GEMMs (m <= 64) up to 64M run serially.
   const double macs = static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(n);
   if (macs <= static_cast<double>(1 << 22)) return 1;
   if (m <= 64 && macs <= static_cast<double>(1 << 26)) return 1;

@@ -37,7 +37,7 @@ struct ScanPlan {
   int64_t block = 0;     // time steps per block (chunked)
   int64_t channels = 0;  // channels per task (a multiple of 16 or D)
   int64_t round = 0;     // time blocks per cache round (chunked; see plan_scan)
-  bool stream = false;   // forward: non-temporal output stores (large scans; used where aligned)
+  bool stream = false;   // non-temporal output stores (large scans; used where aligned)
 };
 
 // Picks the algorithm (ScanMode::automatic: sequential on 1 thread or when
