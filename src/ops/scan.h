@@ -21,6 +21,8 @@ std::pair<Tensor, Tensor> linear_scan(const Tensor& a, const Tensor& b, const Te
                                       const ScanOptions& opt = ScanOptions());
 
 // P_t = Π_{s≤t} a_s along T of a [B, T, D], as exp(cumsum(clamp(log a, -50, 0))).
+// Gradient: zero where the clamp is active (a > 1, a < e^-50); at the boundary
+// (a = 1 or e^-50) it passes, as PyTorch's clamp does.
 Tensor cumprod_scan(const Tensor& a, const ScanOptions& opt = ScanOptions());
 
 }  // namespace mmrec::ops

@@ -2,6 +2,8 @@
 // comparable footprint, measured in the same run), forward + backward
 // against forward, and the chunked algorithm's thread scaling on a long,
 // thin scan.
+#include <initializer_list>
+
 #include "autograd/tape.h"
 #include "bench/bench.h"
 #include "ops/scan.h"
@@ -15,16 +17,21 @@ using ops::ScanOptions;
 namespace {
 Tensor decays(const Shape& s, Generator& g) { return rand_uniform(s, g, 0.5f, 0.999f); }
 
+bool wants_any(const bench::Context& ctx, std::initializer_list<const char*> names) {
+  for (const char* n : names)
+    if (ctx.wants(n)) return true;
+  return false;
+}
+
 double scan_seconds(const Tensor& a, const Tensor& b, const Tensor& h0, const ScanOptions& o, int reps) {
   return bench::median_seconds([&] { ops::linear_scan(a, b, h0, o); }, reps);
 }
 }  // namespace
 
 BENCH_SUITE(scan) {
-  if (!ctx.wants("scan")) return;
   const int reps = ctx.reps();
   Generator g(1);
-  {
+  if (wants_any(ctx, {"scan_fwd_8x1024x512", "scan_fwd_bwd_8x1024x512", "cumprod_scan_fwd_8x1024x512"})) {
     // Forward at [8, 1024, 512]: 16 MiB per array, 12 B per element (read a, b; write h).
     const int64_t B = 8, T = 1024, D = 512, n = B * T * D;
     Tensor a = decays({B, T, D}, g), b = randn({B, T, D}, g), h0 = randn({B, D}, g);
@@ -56,7 +63,7 @@ BENCH_SUITE(scan) {
     const double t_cp = bench::median_seconds([&] { ops::cumprod_scan(a); }, reps);
     ctx.report("cumprod_scan_fwd_8x1024x512", {{"gbps", 8.0 * n / t_cp / 1e9}, {"ms", t_cp * 1e3}});
   }
-  {
+  if (wants_any(ctx, {"scan_chunked_1x65536x64", "scan_chunked_vs_sequential_1x65536x64"})) {
     // A long, thin scan: B*D = 64 channels cannot feed two cores; time blocks can.
     const int64_t B = 1, T = 65536, D = 64, n = B * T * D;
     Tensor a = decays({B, T, D}, g), b = randn({B, T, D}, g), h0 = randn({B, D}, g);

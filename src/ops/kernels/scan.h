@@ -2,23 +2,25 @@
 // channels, oneTBB tasks) and their sequential double-precision references.
 // All buffers are contiguous f32: sequences [B, T, D], states [B, D].
 //
-//   const auto plan = kernels::plan_scan(opt, B, T, D);
+//   const auto plan = kernels::plan_scan(opt, {B, T, D});
 //   kernels::linear_scan_f32(a, b, h0, h, h_last, {B, T, D}, plan);
 //
 // Two algorithms share every kernel:
 // - sequential: t-outer / D-inner over the whole sequence, one task per
 //   (batch, channel block); bandwidth-optimal (12 B/elem forward) when B*D
 //   alone gives every core a few tasks.
-// - chunked: time is cut into blocks. Pass 1 reduces each block, in parallel
-//   over (batch, channel block, time block), to its aggregate with zero
-//   carry-in (decay product Π a and end state for linear_scan, Σ log a for
-//   cumprod_scan). Pass 2 chains the aggregates across blocks, sequentially
-//   and cheaply, into each block's true carry-in. Pass 3 re-runs every block's
-//   scan from its carry-in, in parallel. Re-running the block from the right
-//   carry is the "add carry × cumulative decay to every element" fix-up
-//   without ever storing the local scan or the cumulative decay: pass 1 only
-//   reads (8 B/elem) and pass 3 is exactly the sequential kernel inside a
-//   block. Backward kernels run the same three passes in reverse time.
+// - chunked: time is cut into blocks. Pass 1 reduces a block to its
+//   aggregate with zero carry-in (decay product Π a and end state for
+//   linear_scan, Σ log a for cumprod_scan); pass 2 chains the aggregates
+//   into each block's true carry-in (one cheap step per block, in order);
+//   pass 3 re-runs the block's scan from that carry-in. Re-running from the
+//   right carry is the "add carry × cumulative decay to every element" fix-up
+//   without ever storing a local scan or a cumulative decay, and inside a
+//   block it is exactly the sequential kernel. The passes are fused per block
+//   (see drive() in scan_hwy.cpp): a worker reduces a block, waits for the
+//   previous block's carry, publishes the next carry, then re-runs the block
+//   while it is still in its L2, so a and b come from DRAM once. Backward
+//   kernels run the same machinery in reverse time.
 #pragma once
 #include <cstdint>
 
@@ -36,12 +38,13 @@ struct ScanPlan {
   bool chunked = false;
   int64_t block = 0;     // time steps per block (chunked)
   int64_t channels = 0;  // channels per task (a multiple of 16 or D)
-  int64_t round = 0;     // time blocks per cache round (chunked; see plan_scan)
-  bool stream = false;   // non-temporal output stores (large scans; used where aligned)
+  bool stream = false;   // non-temporal output stores for large scans, where aligned (the
+                         // backward's only with several threads: measured slower on one)
 };
 
-// Picks the algorithm (ScanMode::automatic: sequential on 1 thread or when
-// B*D fills the cores), the block length (opt.block, or by T and D) and the
+// Picks the algorithm (ScanMode::automatic: chunked only with several threads,
+// when (batch, channel block) tasks cannot occupy them all and T spans at least
+// 4 blocks), the block length (opt.block, or by D: 256 KiB of a and b) and the
 // channel split for the current thread count.
 ScanPlan plan_scan(const ops::ScanOptions& opt, const ScanShape& s);
 
@@ -50,6 +53,9 @@ ScanPlan plan_scan(const ops::ScanOptions& opt, const ScanShape& s);
 void linear_scan_f32(const float* a, const float* b, const float* h0, float* h, float* h_last,
                      const ScanShape& s, const ScanPlan& p);
 
+// Decay products of long blocks underflow; below 1e-30 they are flushed to 0
+// (the carry's contribution is then beneath float resolution; no denormals).
+//
 // Backward of linear_scan from dh [B, T, D] and dh_last [B, D]:
 // g_t = dh_t + a_{t+1} g_{t+1} (g_{T-1} also gets dh_last), da_t = g_t h_{t-1},
 // db_t = g_t, dh0 = a_0 g_0. h is the forward output; h0 may be null (zeros).

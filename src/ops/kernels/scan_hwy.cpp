@@ -5,10 +5,13 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "ops/kernels/scan_hwy.cpp"
 #include <algorithm>
+#include <atomic>
 #include <cfloat>
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <memory>
+#include <thread>
 #include <vector>
 
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -237,9 +240,7 @@ void CumAgg(const float* a, size_t D, size_t nt, size_t nc, float* y) {
 
 // acc [nc]: Σ_{u≥t} dP_u P_u (carry in and out, reverse time);
 // da_t = acc / a_t where exp(-50) ≤ a_t ≤ 1, else 0.
-template <bool kStream>
-HWY_INLINE void CumBwdT(const float* a, const float* P, const float* dP, float* da, size_t D, size_t nt, size_t nc,
-                        float* acc) {
+void CumBwd(const float* a, const float* P, const float* dP, float* da, size_t D, size_t nt, size_t nc, float* acc) {
   const DF d;
   const VF lo = hn::Set(d, kMinA), one = hn::Set(d, 1.0f);
   for (size_t r = nt; r-- > 0;) {
@@ -250,18 +251,9 @@ HWY_INLINE void CumBwdT(const float* a, const float* P, const float* dP, float* 
       l.store(s, acc + i);
       const VF va = l.load(a + o + i, 1.0f);
       const auto in = hn::And(hn::Ge(va, lo), hn::Le(va, one));
-      l.out<kStream>(hn::IfThenElseZero(in, hn::Div(s, va)), da + o + i);
+      l.store(hn::IfThenElseZero(in, hn::Div(s, va)), da + o + i);
     });
   }
-  if (kStream) hwy::FlushStream();
-}
-
-void CumBwd(const float* a, const float* P, const float* dP, float* da, size_t D, size_t nt, size_t nc, float* acc,
-            bool stream) {
-  if (stream)
-    CumBwdT<true>(a, P, dP, da, D, nt, nc, acc);
-  else
-    CumBwdT<false>(a, P, dP, da, D, nt, nc, acc);
 }
 
 void CumBwdAgg(const float* P, const float* dP, size_t D, size_t nt, size_t nc, float* y) {
@@ -293,10 +285,7 @@ HWY_EXPORT(CumBwdAgg);
 
 namespace {
 constexpr int64_t kSeqMinChannels = 128;    // sequential: narrowest channel split (512 B rows)
-constexpr int64_t kTileBytes = 256 << 10;   // chunked: a+b bytes of one tile (default block)
-constexpr int64_t kRoundTilesPerThread = 2; // chunked: tiles per thread in one round
-constexpr int64_t kRoundFloats = 1 << 18;   // cap on the per-round carry/aggregate buffers
-constexpr int64_t kTaskElems = 1 << 15;     // elements per parallel task, at least
+constexpr int64_t kTileBytes = 256 << 10;   // chunked: a+b bytes of one block (default block)
 // The L3 one core sees (one Zen CCD; sysconf reports the whole socket's on these VMs).
 constexpr int64_t kL3Bytes = int64_t{32} << 20;
 
@@ -308,32 +297,31 @@ struct Tile {
   int64_t offset(int64_t T, int64_t D) const { return (bi * T + t0) * D + c0; }
 };
 
-// Runs f(i) for i in [0, n) on the thread pool; `ap` replays the same
-// thread for the same i, so that pass 3 finds in L2 what pass 1 just read.
+// Runs worker() on every thread of the pool (or inline on one thread).
 template <class F>
-void for_tiles(int64_t n, int64_t grain, tbb::affinity_partitioner& ap, const F& f) {
-  if (n <= grain || num_threads() == 1) {
-    for (int64_t i = 0; i < n; ++i) f(i);
-    return;
-  }
+void on_all_threads(const F& worker) {
+  const int n = num_threads();
+  if (n == 1) return worker();
   tbb::parallel_for(
-      tbb::blocked_range<int64_t>(0, n, grain),
-      [&](const tbb::blocked_range<int64_t>& r) {
-        for (int64_t i = r.begin(); i < r.end(); ++i) f(i);
-      },
-      ap);
+      tbb::blocked_range<int>(0, n, 1), [&](const tbb::blocked_range<int>&) { worker(); },
+      tbb::static_partitioner());
 }
 
-// Groups (batch, channel block) x time blocks, scanned in rounds of R blocks
-// so that pass 3 re-reads from cache what pass 1 just read. Positions j count
+// The scan over groups (batch, channel block) x time blocks. Positions j count
 // blocks in scan order (reverse: from the last block).
-//   init(g, tile0, carry)   carry-in of the group's first block in scan order
+//   init(g, tile0, carry)   carry-in of the group's first block
 //   agg(tile, x, y)         pass 1: the block's aggregate with zero carry-in
-//   run(tile, carry)        pass 3: the block from its carry-in; leaves its carry-out
-//   finish(g, tile0, carry) the group's final carry (the last block's carry-out)
+//   run(tile, state)        pass 3: the block from its carry-in; leaves its carry-out
+//   finish(g, tile0, state) the last block's carry-out
 // affine: carry' = x * carry + y (x: the block's decay product); else carry + y.
-// Block carries always chain through the aggregates, so results depend on
-// the block length only, never on R or the thread count.
+//
+// With several blocks the three passes are fused per block, in block order
+// across all threads: a worker takes the next block, reduces it (pass 1, which
+// leaves it in the worker's L2), waits until the previous block has published
+// its carry, publishes the next one (pass 2: one chain step), and re-runs the
+// block from cache (pass 3). Workers only wait for a block taken earlier by a
+// running worker, so the chain always progresses. Carries always chain
+// through the aggregates: results depend on the block length only.
 template <class Init, class Agg, class Run, class Finish>
 void drive(const ScanShape& s, const ScanPlan& p, bool reverse, bool affine, const Init& init, const Agg& agg,
            const Run& run, const Finish& finish) {
@@ -342,49 +330,51 @@ void drive(const ScanShape& s, const ScanPlan& p, bool reverse, bool affine, con
   const int64_t ncb = ceil_div(D, C), G = s.B * ncb;
   const int64_t block = p.chunked ? std::max<int64_t>(1, p.block) : std::max<int64_t>(1, T);
   const int64_t nb = ceil_div(T, block);
-  const int64_t R = nb > 1 ? std::max<int64_t>(1, std::min(p.round, nb)) : 1;
   auto tile = [&](int64_t g, int64_t j) {
     const int64_t bi = g / ncb, c0 = (g % ncb) * C, k = std::max<int64_t>(0, reverse ? nb - 1 - j : j);
     const int64_t t0 = std::min(k * block, T);
     return Tile{bi, c0, std::min(C, D - c0), t0, std::min(block, T - t0)};
   };
-  // Per (group, block of the round): carry-in, then pass 3's running state;
-  // aggregates only when blocks chain. `next`: the following round's carry-in.
-  const size_t per_round = static_cast<size_t>(G * R * C);
-  std::vector<float> carry(per_round), ax(nb > 1 ? per_round : 0), ay(ax.size()), next(nb > 1 ? G * C : 0);
-  auto at = [&](std::vector<float>& v, int64_t g, int64_t jj) { return v.data() + (g * R + jj) * C; };
-  auto chain = [&](const float* cp, const float* x, const float* y, float* cn, int64_t nc) {
-    for (int64_t c = 0; c < nc; ++c)  // a zero carry stays out of inf * 0
-      cn[c] = !affine ? cp[c] + y[c] : cp[c] == 0.0f ? y[c] : x[c] * cp[c] + y[c];
-  };
-  for (int64_t g = 0; g < G; ++g) init(g, tile(g, 0), at(carry, g, 0));
-  const int64_t grain = std::max<int64_t>(1, kTaskElems / std::max<int64_t>(1, block * C));
-  tbb::affinity_partitioner ap;
-  int64_t last = 0;  // slot of the final carry
-  for (int64_t j0 = 0; j0 < nb; j0 += R) {
-    const int64_t r = std::min(R, nb - j0);
-    if (nb > 1) {
-      // Pass 1: every block's aggregate (the round's first one too: it
-      // balances the threads and brings that block into cache for pass 3).
-      for_tiles(G * r, grain, ap, [&](int64_t i) {
-        const int64_t g = i / r, jj = i % r;
-        agg(tile(g, j0 + jj), at(ax, g, jj), at(ay, g, jj));
-      });
-      // Pass 2: chain the carries through the round and into the next one.
-      for (int64_t g = 0; g < G; ++g) {
-        const int64_t nc = tile(g, 0).nc;
-        for (int64_t jj = 1; jj < r; ++jj)
-          chain(at(carry, g, jj - 1), at(ax, g, jj - 1), at(ay, g, jj - 1), at(carry, g, jj), nc);
-        chain(at(carry, g, r - 1), at(ax, g, r - 1), at(ay, g, r - 1), next.data() + g * C, nc);
-      }
+  // state [G][C]: carry-in of the first block, then the final carry-out.
+  std::vector<float> state(static_cast<size_t>(G * C));
+  for (int64_t g = 0; g < G; ++g) init(g, tile(g, 0), state.data() + g * C);
+  if (nb == 1) {  // one block per group (the sequential algorithm): pass 3 only
+    parallel_for(G, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, T * C)),
+                 [&](int64_t lo, int64_t hi) {
+                   for (int64_t g = lo; g < hi; ++g) run(tile(g, 0), state.data() + g * C);
+                 });
+  } else if (nb > 1) {
+    // carry[g][j]: carry-in of block j, valid once ready[g * nb + j] is set.
+    std::vector<float> carry(static_cast<size_t>(G * nb * C));
+    const std::unique_ptr<std::atomic<bool>[]> ready(new std::atomic<bool>[static_cast<size_t>(G * nb)]);
+    for (int64_t i = 0; i < G * nb; ++i) ready[i].store(false, std::memory_order_relaxed);
+    for (int64_t g = 0; g < G; ++g) {
+      std::memcpy(carry.data() + g * nb * C, state.data() + g * C, C * sizeof(float));
+      ready[g * nb].store(true, std::memory_order_relaxed);
     }
-    // Pass 3: every block from its carry-in.
-    for_tiles(G * r, grain, ap, [&](int64_t i) { run(tile(i / r, j0 + i % r), at(carry, i / r, i % r)); });
-    last = r - 1;
-    if (nb > 1 && j0 + r < nb)
-      for (int64_t g = 0; g < G; ++g) std::memcpy(at(carry, g, 0), next.data() + g * C, C * sizeof(float));
+    std::atomic<int64_t> next{0};
+    on_all_threads([&] {
+      std::vector<float> x(C), y(C), st(C);
+      for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < G * nb;) {
+        const int64_t j = i / G, g = i % G;  // block-major: groups advance side by side
+        const Tile t = tile(g, j);
+        agg(t, x.data(), y.data());
+        for (int spins = 0; !ready[g * nb + j].load(std::memory_order_acquire);)
+          if (++spins > 64) std::this_thread::yield();
+        const float* cin = carry.data() + (g * nb + j) * C;
+        if (j + 1 < nb) {
+          float* cout = carry.data() + (g * nb + j + 1) * C;
+          for (int64_t c = 0; c < t.nc; ++c)  // a zero carry stays out of inf * 0
+            cout[c] = !affine ? cin[c] + y[c] : cin[c] == 0.0f ? y[c] : x[c] * cin[c] + y[c];
+          ready[g * nb + j + 1].store(true, std::memory_order_release);
+        }
+        std::memcpy(st.data(), cin, t.nc * sizeof(float));
+        run(t, st.data());
+        if (j + 1 == nb) std::memcpy(state.data() + g * C, st.data(), t.nc * sizeof(float));
+      }
+    });
   }
-  for (int64_t g = 0; g < G; ++g) finish(g, tile(g, 0), at(carry, g, last));
+  for (int64_t g = 0; g < G; ++g) finish(g, tile(g, 0), state.data() + g * C);
 }
 
 const float* row_or_null(const float* p, const Tile& t, int64_t D) { return p ? p + t.bi * D + t.c0 : nullptr; }
@@ -414,15 +404,11 @@ ScanPlan plan_scan(const ops::ScanOptions& opt, const ScanShape& s) {
   sq.channels = ncb == 1 ? D : std::min(D, ceil_div(ceil_div(D, ncb), 16) * 16);
   const int64_t seq_tasks = B * ceil_div(D, sq.channels);
   // Chunked: whole rows per tile unless D is very wide; the block (the only
-  // choice that changes results) depends on D alone. A round holds about two
-  // tiles per thread, so that a thread's pass-3 tiles are still in its L2.
+  // choice that changes results) depends on D alone.
   ScanPlan ch;
   ch.chunked = true;
   ch.channels = D <= 1024 ? D : 512;
   ch.block = opt.block > 0 ? opt.block : std::clamp<int64_t>(kTileBytes / (8 * ch.channels), 64, 8192);
-  const int64_t G = B * ceil_div(D, ch.channels);
-  ch.round = std::clamp<int64_t>(ceil_div(kRoundTilesPerThread * threads, G), 1,
-                                 std::max<int64_t>(1, kRoundFloats / (G * ch.channels)));
   // Forward kernels stream their output past the cache when one [B, T, D]
   // array is a quarter of L3: the scan then moves more than L3, little of what
   // it wrote would still be cached for the next op, and streaming saves the
@@ -470,8 +456,9 @@ void linear_scan_bwd_f32(const float* a, const float* h, const float* h0, const 
                          float* da, float* db, float* dh0, const ScanShape& s, const ScanPlan& p) {
   const int64_t T = s.T, D = s.D;
   const std::vector<float> zeros(static_cast<size_t>(std::max<int64_t>(p.channels, 1)), 0.0f);
-  // Descending non-temporal stores pay off only when both cores stream
-  // (measured at [8, 1024, 512]: 2 threads 2.2 -> 1.8 ms, 1 thread 2.5 -> 2.8 ms).
+  // Streaming da and db pays off only when both cores stream (op forward +
+  // backward at [8, 1024, 512], medians of 3 runs: 2 threads 3.8 -> 2.8 ms;
+  // 1 thread, kernel alone: 2.4 -> 2.8 ms).
   const bool stream = num_threads() > 1 && can_stream(s, p, {da, db});
   drive(
       s, p, true, true,
@@ -515,7 +502,6 @@ void cumprod_scan_f32(const float* a, float* P, const ScanShape& s, const ScanPl
 void cumprod_scan_bwd_f32(const float* a, const float* P, const float* dP, float* da, const ScanShape& s,
                           const ScanPlan& p) {
   const int64_t T = s.T, D = s.D;
-  const bool stream = num_threads() > 1 && can_stream(s, p, {da});  // as in linear_scan_bwd_f32
   drive(
       s, p, true, false, [&](int64_t, const Tile& t, float* c) { std::fill(c, c + t.nc, 0.0f); },
       [&](const Tile& t, float*, float* y) {
@@ -524,7 +510,7 @@ void cumprod_scan_bwd_f32(const float* a, const float* P, const float* dP, float
       },
       [&](const Tile& t, float* c) {
         const int64_t o = t.offset(T, D);
-        HWY_DYNAMIC_DISPATCH(CumBwd)(a + o, P + o, dP + o, da + o, D, t.nt, t.nc, c, stream);
+        HWY_DYNAMIC_DISPATCH(CumBwd)(a + o, P + o, dP + o, da + o, D, t.nt, t.nc, c);
       },
       [](int64_t, const Tile&, const float*) {});
 }
