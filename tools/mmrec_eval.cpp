@@ -17,8 +17,10 @@
 #include "models/profile.h"
 #include "models/safetensors.h"
 #include "common/omp_env.h"
+#include "common/profile_print.h"
 
 using namespace mmrec;
+using mmrec::tools::print_profile;
 
 namespace {
 
@@ -29,14 +31,6 @@ const char* kUsage =
     "  --seq N            tokens per forward call, state carried between calls (default 512)\n"
     "  --json             print one JSON object instead of text\n"
     "Prints the mean next-token loss in nats and bits per byte over every byte but the first.\n";
-
-// Under MMREC_PROFILE=1: where the time went, on stderr.
-void print_profile() {
-  if (!prof::enabled()) return;
-  for (const auto& e : prof::report())
-    std::fprintf(stderr, "profile %-28s %10.3f ms %8lld calls\n", e.name.c_str(), e.seconds * 1e3,
-                 static_cast<long long>(e.calls));
-}
 
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -88,7 +88,7 @@ void backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
   if (seed.defined()) {
     check(seed.shape() == root.shape(), "backward: seed gradient shape ", seed.shape(),
           " does not match tensor shape ", root.shape());
-    g = to_f32_contig(seed).clone();
+    g = to_f32_contig(seed);  // never written in place: gradients accumulate out of place
   } else {
     check(root.numel() == 1, "backward: implicit seed needs a one-element tensor, got shape ", root.shape(),
           " (pass a seed gradient)");

@@ -10,15 +10,7 @@
 #include "tensor/random.h"
 
 using namespace mmrec;
-
-namespace {
-// A row from a gradient check of f at inputs.
-void grad_row(kc::Context& ctx, const std::string& kernel, const Shape& shape, const autograd::Function& f,
-              const std::vector<Tensor>& in) {
-  const auto r = autograd::gradcheck(f, in);
-  ctx.add({kernel, shape_str(shape), r.max_abs_err, r.max_rel_err, 2e-2, 0, 0, r.ok, r.message});
-}
-}  // namespace
+using kc::grad_row;
 
 KERNELCHECK_SUITE(elementwise_basic) {
   using kernels::BinaryOp;

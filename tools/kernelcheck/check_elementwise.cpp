@@ -22,6 +22,7 @@
 #include "tensor/random.h"
 
 using namespace mmrec;
+using kc::grad_row;
 using Fn = std::function<void()>;
 
 namespace {
@@ -32,12 +33,6 @@ void row(kc::Context& ctx, const std::string& name, const Shape& shape, const Fn
   ctx.compare(name, shape, got, want, tol, tk, tr);
 }
 
-void grad_row(kc::Context& ctx, const std::string& name, const Shape& shape, const autograd::Function& f,
-              const std::vector<Tensor>& in) {
-  if (!ctx.wants(name)) return;
-  const auto r = autograd::gradcheck(f, in);
-  ctx.add({name, shape_str(shape), r.max_abs_err, r.max_rel_err, 2e-2, 0, 0, r.ok, r.message});
-}
 
 Tensor ids_of(int64_t n, int64_t v, Generator& g) {
   Tensor t = Tensor::empty({n}, DType::i64);

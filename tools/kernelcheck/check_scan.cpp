@@ -12,6 +12,7 @@
 #include "tensor/random.h"
 
 using namespace mmrec;
+using kc::grad_row;
 using Fn = std::function<void()>;
 using ops::ScanMode;
 
@@ -30,12 +31,6 @@ void row(kc::Context& ctx, const std::string& name, const Shape& shape, const Fn
   ctx.compare(name, shape, got, want, tol, tk, tr);
 }
 
-void grad_row(kc::Context& ctx, const std::string& name, const Shape& shape, const autograd::Function& f,
-              const std::vector<Tensor>& in) {
-  if (!ctx.wants(name)) return;
-  const auto r = autograd::gradcheck(f, in);
-  ctx.add({name, shape_str(shape), r.max_abs_err, r.max_rel_err, 2e-2, 0, 0, r.ok, r.message});
-}
 
 Tensor times(const Tensor& x, const Tensor& y) {  // x ⊙ y, for comparing a ⊙ da
   Tensor out = Tensor::empty(x.shape());

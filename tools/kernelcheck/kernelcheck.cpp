@@ -32,6 +32,13 @@ void Context::compare(const std::string& kernel, const mmrec::Shape& shape, cons
   rows_.push_back(r);
 }
 
+void grad_row(Context& ctx, const std::string& kernel, const mmrec::Shape& shape,
+              const mmrec::autograd::Function& f, const std::vector<mmrec::Tensor>& in) {
+  if (!ctx.wants(kernel)) return;
+  const auto r = mmrec::autograd::gradcheck(f, in);
+  ctx.add({kernel, mmrec::shape_str(shape), r.max_abs_err, r.max_rel_err, 2e-2, 0, 0, r.ok, r.message});
+}
+
 double time_us(const std::function<void()>& f, int reps) {
   std::vector<double> t;
   for (int i = 0; i < reps; ++i) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/gradcheck.h"
 #include "tensor/tensor.h"
 
 namespace kc {
@@ -48,6 +49,10 @@ struct Register {
   Register(const char* name, Suite s);
 };
 std::vector<std::pair<std::string, Suite>>& suites();
+
+// A row from autograd::gradcheck of f at `in` (skipped when --filter excludes `kernel`).
+void grad_row(Context& ctx, const std::string& kernel, const mmrec::Shape& shape,
+              const mmrec::autograd::Function& f, const std::vector<mmrec::Tensor>& in);
 
 // Median wall time of `reps` calls of f, in microseconds.
 double time_us(const std::function<void()>& f, int reps = 5);
