@@ -379,6 +379,14 @@ void drive(const ScanShape& s, const ScanPlan& p, bool reverse, bool affine, con
 
 const float* row_or_null(const float* p, const Tile& t, int64_t D) { return p ? p + t.bi * D + t.c0 : nullptr; }
 
+// The carry-in of a tile: the given row, or zeros when there is none.
+void copy_or_zero(const float* src, const Tile& t, float* c) {
+  if (src)
+    std::memcpy(c, src, t.nc * sizeof(float));
+  else
+    std::fill(c, c + t.nc, 0.0f);
+}
+
 // Non-temporal stores need every output vector aligned: whole vectors per row
 // (D and the channel split multiples of 16 floats) on 64-byte aligned buffers.
 bool can_stream(const ScanShape& s, const ScanPlan& p, std::initializer_list<const float*> outs) {
@@ -432,13 +440,7 @@ void linear_scan_f32(const float* a, const float* b, const float* h0, float* h, 
   const bool stream = can_stream(s, p, {h});
   drive(
       s, p, false, true,
-      [&](int64_t, const Tile& t, float* c) {
-        const float* src = row_or_null(h0, t, D);
-        if (src)
-          std::memcpy(c, src, t.nc * sizeof(float));
-        else
-          std::fill(c, c + t.nc, 0.0f);
-      },
+      [&](int64_t, const Tile& t, float* c) { copy_or_zero(row_or_null(h0, t, D), t, c); },
       [&](const Tile& t, float* x, float* y) {
         const int64_t o = t.offset(T, D);
         HWY_DYNAMIC_DISPATCH(LinAgg)(a + o, b + o, D, t.nt, t.nc, x, y);
@@ -462,13 +464,7 @@ void linear_scan_bwd_f32(const float* a, const float* h, const float* h0, const 
   const bool stream = num_threads() > 1 && can_stream(s, p, {da, db});
   drive(
       s, p, true, true,
-      [&](int64_t, const Tile& t, float* c) {
-        const float* src = row_or_null(dh_last, t, D);
-        if (src)
-          std::memcpy(c, src, t.nc * sizeof(float));
-        else
-          std::fill(c, c + t.nc, 0.0f);
-      },
+      [&](int64_t, const Tile& t, float* c) { copy_or_zero(row_or_null(dh_last, t, D), t, c); },
       [&](const Tile& t, float* x, float* y) {
         const int64_t o = t.offset(T, D);
         HWY_DYNAMIC_DISPATCH(LinBwdAgg)(a + o, dh + o, D, t.nt, t.nc, x, y);
