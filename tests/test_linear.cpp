@@ -3,6 +3,8 @@
 // cache, threads and errors.
 #include <doctest/doctest.h>
 
+#include "test_util.h"
+
 #include <cmath>
 #include <thread>
 
@@ -17,23 +19,14 @@
 #include "tensor/threads.h"
 
 using namespace mmrec;
+using test_util::param;
+using test_util::max_abs_diff;
 using autograd::gradcheck;
 using ops::Activation;
 
 namespace {
 constexpr Activation kActs[] = {Activation::none, Activation::gelu, Activation::sigmoid};
 
-Tensor param(const Shape& s, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
-  Generator g(seed);
-  return rand_uniform(s, g, lo, hi).set_requires_grad();
-}
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  auto x = a.to_vector(), y = b.to_vector();
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::fabs(double(x[i]) - y[i]));
-  return m;
-}
 // The double-precision reference of linear on x viewed as rows.
 Tensor reference(const Tensor& x, const Tensor& w, const Tensor& b, Activation act) {
   const int64_t K = w.shape()[1], N = w.shape()[0];

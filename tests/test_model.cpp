@@ -2,6 +2,8 @@
 // gradients, checkpoints, and a tiny model that learns.
 #include <doctest/doctest.h>
 
+#include "test_util.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +23,7 @@
 #include "tensor/random.h"
 
 using namespace mmrec;
+using test_util::max_abs_diff;
 using nlohmann::json;
 
 TEST_CASE("model config: defaults, resolution and round trip") {
@@ -114,13 +117,6 @@ void spread_weights(const Model& m, float stddev, uint64_t seed) {
   }
 }
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  const auto x = a.to_vector(), y = b.to_vector();
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::fabs(double(x[i]) - y[i]));
-  return m;
-}
 
 // Feeds tokens in calls of `sizes`; drop_cache forgets the state's cached
 // memory levels between calls (they must be recomputed identically).

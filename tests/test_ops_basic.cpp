@@ -1,6 +1,8 @@
 // First ops: forward against scalar references, gradient checks, errors.
 #include <doctest/doctest.h>
 
+#include "test_util.h"
+
 #include <cmath>
 
 #include "autograd/gradcheck.h"
@@ -15,21 +17,9 @@
 #include "tensor/threads.h"
 
 using namespace mmrec;
+using test_util::param;
+using test_util::max_abs_diff;
 using autograd::gradcheck;
-
-namespace {
-Tensor param(const Shape& s, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
-  Generator g(seed);
-  return rand_uniform(s, g, lo, hi).set_requires_grad();
-}
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  auto x = a.to_vector(), y = b.to_vector();
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::fabs(double(x[i]) - y[i]));
-  return m;
-}
-}  // namespace
 
 TEST_CASE("elementwise kernels match the scalar reference on odd sizes") {
   using kernels::BinaryOp;

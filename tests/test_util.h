@@ -1,0 +1,28 @@
+// Helpers shared by the doctest suites.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "tensor/random.h"
+#include "tensor/tensor.h"
+
+namespace test_util {
+
+// A seeded uniform f32 leaf that requires grad.
+inline mmrec::Tensor param(const mmrec::Shape& s, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  mmrec::Generator g(seed);
+  return mmrec::rand_uniform(s, g, lo, hi).set_requires_grad();
+}
+
+// max |a - b| over elements of two tensors of the same shape.
+inline double max_abs_diff(const mmrec::Tensor& a, const mmrec::Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  const auto x = a.to_vector(), y = b.to_vector();
+  double m = 0;
+  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::fabs(double(x[i]) - y[i]));
+  return m;
+}
+
+}  // namespace test_util
