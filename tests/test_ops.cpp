@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "autograd/gradcheck.h"
 #include "autograd/tape.h"
@@ -234,6 +235,19 @@ TEST_CASE("softmax: values, masks, fully masked rows and gradient checks") {
   x.zero_grad();
   autograd::backward(ops::sum(ops::mul(ops::softmax(x, m), uniform({2, 3, 5}, 25))));
   for (int64_t i = 0; i < 5; ++i) CHECK(x.grad().at({0, 2, i}) == 0.0f);
+  // Extremes, in full vectors and in the tail: -inf and gaps below
+  // ln(FLT_MIN) give exactly 0, the rest matches exp in double.
+  std::vector<float> ev(37);
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (size_t i = 0; i < ev.size(); ++i) ev[i] = i % 5 == 0 ? ninf : i % 5 == 1 ? -90.0f : -0.5f * static_cast<float>(i % 7);
+  ev[3] = 0.0f;
+  const Tensor pe = ops::softmax(Tensor::from_vector(ev, {37}));
+  double z = 0;
+  for (float v : ev) z += std::exp(static_cast<double>(v));
+  for (size_t i = 0; i < ev.size(); ++i) {
+    if (i % 5 < 2) CHECK(pe.flat_at(static_cast<int64_t>(i)) == 0.0f);
+    CHECK(pe.flat_at(static_cast<int64_t>(i)) == doctest::Approx(std::exp(static_cast<double>(ev[i])) / z).epsilon(1e-6));
+  }
   // Empty tensors give empty results.
   CHECK(ops::softmax(Tensor::zeros({0, 7})).shape() == Shape{0, 7});
   CHECK(ops::softmax(Tensor::zeros({3, 0})).shape() == Shape{3, 0});

@@ -3,17 +3,18 @@
 // the usual widths stays in L1 between the passes, so each tensor crosses
 // memory once. Large outputs are written non-temporally from a per-task
 // scratch row (the exps would otherwise pull every output line into cache).
+// Every exp here has an argument <= 0, so ExpUpTo88 serves (exp_hwy-inl.h).
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "ops/kernels/softmax_hwy.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 #include <hwy/aligned_allocator.h>
-#include <hwy/contrib/math/math-inl.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
+#include "ops/kernels/exp_hwy-inl.h"
 #include "ops/kernels/hwy_rows-inl.h"
 #include "ops/kernels/softmax.h"
 #include "tensor/threads.h"
@@ -22,12 +23,6 @@ HWY_BEFORE_NAMESPACE();
 namespace mmrec::kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-
-// exp(max(v, -200)): 0 for -inf without feeding Exp an infinity.
-template <class D, class V>
-HWY_INLINE V ExpFloor(D d, V v) {
-  return hn::Exp(d, hn::Max(v, hn::Set(d, -200.0f)));
-}
 
 // One softmax row; `e` is scratch for the exps when `stream` (else y is).
 void SoftmaxRow(const float* HWY_RESTRICT x, const uint8_t* HWY_RESTRICT m8, float* HWY_RESTRICT y,
@@ -63,14 +58,14 @@ void SoftmaxRow(const float* HWY_RESTRICT x, const uint8_t* HWY_RESTRICT m8, flo
   V s0 = hn::Zero(d), s1 = hn::Zero(d);
   size_t i = 0;
   for (; i < nfull; i += N) {
-    // x - max <= 0 (or -inf, NaN-free): Exp gives 0 below -104 by itself.
-    V v = hn::Exp(d, hn::Sub(hn::LoadU(d, x + i), vm));
+    // x - max <= 0, or -inf: ExpUpTo88 gives 0 below ln(FLT_MIN).
+    V v = ExpUpTo88(d, hn::Sub(hn::LoadU(d, x + i), vm));
     if (m8) v = hn::IfThenElseZero(mask_at(i, N), v);
     hn::StoreU(v, d, out + i);
     s0 = hn::Add(s0, v);
   }
   if (rem) {
-    V v = hn::IfThenElseZero(hn::FirstN(d, rem), ExpFloor(d, hn::Sub(LoadTail(d, x + i, rem, mx), vm)));
+    V v = hn::IfThenElseZero(hn::FirstN(d, rem), ExpUpTo88(d, hn::Sub(LoadTail(d, x + i, rem, mx), vm)));
     if (m8) v = hn::IfThenElseZero(mask_at(i, rem), v);
     StoreTail(d, v, out + i, rem);
     s1 = hn::Add(s1, v);
@@ -112,7 +107,7 @@ void CrossEntropyRows(const float* HWY_RESTRICT logits, const int64_t* HWY_RESTR
     const float* xr = logits + r * v;
     const float mx = MaxRow(d, xr, v);
     const auto vm = hn::Set(d, mx);
-    const float s = Reduce1(d, xr, v, ninf, [&](auto a) { return ExpFloor(d, hn::Sub(a, vm)); });
+    const float s = Reduce1(d, xr, v, ninf, [&](auto a) { return ExpUpTo88(d, hn::Sub(a, vm)); });
     lse[r] = mx + std::log(s);
     loss[r] = lse[r] - xr[t];
   }
@@ -131,7 +126,7 @@ void CrossEntropyBwdRows(const float* HWY_RESTRICT logits, const int64_t* HWY_RE
       continue;
     }
     const auto vl = hn::Set(d, lse[r]);
-    Map1(d, logits + r * v, out, v, 0.0f, false, [&](auto a) { return hn::Mul(ExpFloor(d, hn::Sub(a, vl)), vs); });
+    Map1(d, logits + r * v, out, v, 0.0f, false, [&](auto a) { return hn::Mul(ExpUpTo88(d, hn::Sub(a, vl)), vs); });
     out[t] -= scale;
   }
 }
