@@ -127,6 +127,19 @@ TEST_CASE("activations: values and gradient checks") {
   const double v = x.at({2, 3});
   CHECK(ops::gelu(x).at({2, 3}) ==
         doctest::Approx(0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)))).epsilon(1e-5));
+  // σ over its whole normal range: relative error of the bounded exp it uses
+  // (exp(-x) up to exp(87)) stays within a few ulp.
+  {
+    std::vector<float> sweep;
+    for (int i = 0; i <= 100000; ++i) sweep.push_back(-87.0f + 174.0f * static_cast<float>(i) / 100000.0f);
+    const std::vector<float> s = ops::sigmoid(Tensor::from_vector(sweep, {100001})).to_vector();
+    double worst = 0;
+    for (size_t i = 0; i < sweep.size(); ++i) {
+      const double want = 1.0 / (1.0 + std::exp(-static_cast<double>(sweep[i])));
+      worst = std::max(worst, std::fabs(s[i] - want) / want);
+    }
+    CHECK(worst < 4e-7);
+  }
   check_grad([](auto& in) { return ops::sigmoid(in[0]); }, {x});
   check_grad([](auto& in) { return ops::gelu(in[0]); }, {x});
   check_grad([](auto& in) { return ops::sigmoid_mul(in[0], in[1]); }, {x, y});
