@@ -1,6 +1,7 @@
 // Vector exp for the row kernels whose arguments are bounded above (softmax
 // and cross-entropy exponentiate x - max <= 0; sigmoid and GELU compute
-// 1 + exp(.)). Max relative error 8e-8 (about 1 ulp).
+// 1 + exp(.)). Max relative error 8.3e-8 (about 1 ulp), measured against
+// exp in double on a dense sweep of [-87, 87].
 //
 // Why not hn::Exp: Highway 1.0.3's Exp handles the whole f32 range (a
 // two-step 2^n scale and an emulated round-to-nearest conversion), 33
