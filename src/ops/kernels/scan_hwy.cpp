@@ -21,6 +21,7 @@
 
 #include <tbb/partitioner.h>
 
+#include "ops/kernels/exp_hwy-inl.h"
 #include "ops/kernels/scan.h"
 #include "tensor/threads.h"
 
@@ -37,7 +38,6 @@ using VF = hn::Vec<DF>;
 constexpr float kTinyDecay = 1e-30f;
 constexpr float kLogMin = -50.0f;           // clamp of log a in cumprod_scan
 constexpr float kMinA = 1.92874985e-22f;    // exp(-50): below it log a is clamped
-constexpr float kExpFloor = -87.3365448f;   // log(FLT_MIN): P below is flushed to 0
 
 // Partial vectors for the channel tail (nc not a multiple of the lane count):
 // staged through an aligned buffer so no load or store leaves the row.
@@ -202,18 +202,18 @@ void LinBwdAgg(const float* a, const float* dh, size_t D, size_t nt, size_t nc, 
 
 // ---- cumprod_scan ----
 
-// s [nc]: running Σ clamp(log a) (carry in and out); P_t = exp(s).
+// s [nc]: running Σ clamp(log a) (carry in and out); P_t = exp(s), s <= 0
+// (ExpUpTo88 flushes P below FLT_MIN to 0).
 template <bool kStream>
 HWY_INLINE void CumFwdT(const float* a, float* P, size_t D, size_t nt, size_t nc, float* s) {
   const DF d;
-  const VF floor = hn::Set(d, kExpFloor);
   for (size_t t = 0; t < nt; ++t) {
     const size_t o = t * D;
     ForLanes(d, nc, [&](size_t i, size_t n) {
       const Slice l{d, n};
       const VF sum = hn::Add(l.load(s + i), ClampedLog(d, l.load(a + o + i, 1.0f)));
       l.store(sum, s + i);
-      l.out<kStream>(hn::IfThenZeroElse(hn::Lt(sum, floor), hn::Exp(d, sum)), P + o + i);
+      l.out<kStream>(ExpUpTo88(d, sum), P + o + i);
     });
   }
   if (kStream) hwy::FlushStream();
