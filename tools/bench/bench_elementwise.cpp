@@ -1,6 +1,6 @@
 // Bandwidth of the row ops (rmsnorm, softmax, gelu, sigmoid_mul) and the axis
 // mean on 32 MiB tensors ([16384, 512] f32) against the machine's triad in
-// the same run, and their 1- vs 2-thread scaling.
+// the same run, and their 1- vs 2-thread scaling next to the triad's.
 //
 // gbps counts the bytes an op must read plus write (e.g. gelu: 2 x 32 MiB).
 // ref_gbps is bench::triad_gbps(32 MiB), which counts 3 arrays (STREAM
@@ -45,6 +45,14 @@ BENCH_SUITE(elementwise) {
   const int reps = ctx.reps();
   const int threads = num_threads();
   const double ref_gbps = bench::triad_gbps(32 << 20, reps);
+  // The triad's own 2- vs 1-thread ratio: the ceiling for a bandwidth-bound
+  // op's speedup_2t on this machine at this moment (a busy neighbour on the
+  // memory bus lowers it).
+  set_num_threads(1);
+  const double ref_gbps_1t = bench::triad_gbps(32 << 20, reps);
+  set_num_threads(2);
+  const double ref_gbps_2t = bench::triad_gbps(32 << 20, reps);
+  set_num_threads(threads);
   for (const Case& c : cases) {
     if (!ctx.wants(c.name)) continue;
     const double t = bench::median_seconds(c.run, reps);
@@ -59,6 +67,7 @@ BENCH_SUITE(elementwise) {
                         {"ratio", gbps / ref_gbps},
                         {"ms", t * 1e3},
                         {"gbps_1t", c.bytes / t1 / 1e9},
-                        {"speedup_2t", t1 / t2}});
+                        {"speedup_2t", t1 / t2},
+                        {"ref_speedup_2t", ref_gbps_2t / ref_gbps_1t}});
   }
 }
