@@ -271,6 +271,36 @@ TEST_CASE("packed weights give the plain result; other row counts fall back") {
   }
 }
 
+TEST_CASE("ops::linear through packed weights: any leading axes, strided x, no autograd, errors") {
+  Generator g(9);
+  Tensor w = rand_uniform({33, 40}, g, -1, 1), b = rand_uniform({33}, g);
+  kernels::PackedLinear p(w, b, Activation::gelu, 6);
+  CHECK(p.in_features() == 40);
+  CHECK(p.out_features() == 33);
+  CHECK(p.dtype() == DType::f32);
+  // [2, 3, 40]: 6 rows, the packed path; [4, 40] the plain one; a column slice strided rows.
+  for (const Shape& s : {Shape{2, 3, 40}, Shape{4, 40}, Shape{1, 40}}) {
+    Tensor x = rand_uniform(s, g, -1, 1);
+    CHECK(max_abs_diff(ops::linear(x, p), ops::linear(x, w, b, Activation::gelu)) < 1e-5);
+  }
+  Tensor wide = rand_uniform({6, 50}, g, -1, 1), x = wide.slice(1, 5, 45);
+  CHECK(max_abs_diff(ops::linear(x, p), ops::linear(x, w, b, Activation::gelu)) < 1e-5);
+  CHECK(ops::linear(Tensor::zeros({0, 40}), p).shape() == Shape{0, 33});
+  // No backward: a grad-requiring x is refused in grad mode, fine without it.
+  Tensor xg = rand_uniform({6, 40}, g, -1, 1).set_requires_grad();
+  CHECK_THROWS_WITH_AS(ops::linear(xg, p), doctest::Contains("linear(packed): has no backward"), Error);
+  {
+    autograd::NoGradGuard ng;
+    CHECK_FALSE(ops::linear(xg, p).requires_grad());
+  }
+  CHECK_THROWS_WITH_AS(ops::linear(Tensor::zeros({6, 39}), p),
+                       "linear(packed): x [6, 39] does not match the packed weight's 40 input features", Error);
+  CHECK_THROWS_WITH_AS(ops::linear(Tensor::zeros({6, 40}, DType::bf16), p),
+                       "linear(packed): x is bf16, the packed weight f32", Error);
+  CHECK_THROWS_WITH_AS(ops::linear(Tensor::zeros({6, 40}), kernels::PackedLinear()),
+                       "linear(packed): the PackedLinear is empty", Error);
+}
+
 TEST_CASE("linear errors name the op and the shapes") {
   Tensor x = Tensor::zeros({2, 3, 5}), w = Tensor::zeros({4, 6});
   CHECK_THROWS_WITH_AS(ops::linear(x, w), "linear: x [2, 3, 5] last axis does not match weight [4, 6]", Error);

@@ -120,7 +120,8 @@ void spread_weights(const Model& m, float stddev, uint64_t seed) {
 
 // Feeds tokens in calls of `sizes`; drop_cache forgets the state's cached
 // memory levels between calls (they must be recomputed identically).
-Tensor run_split(const Model& m, const Tensor& tokens, const std::vector<int64_t>& sizes, bool drop_cache = false) {
+Tensor run_split(const Model& m, const Tensor& tokens, const std::vector<int64_t>& sizes, bool drop_cache = false,
+                 const InferencePack* pack = nullptr) {
   autograd::NoGradGuard ng;
   State s = m.initial_state(tokens.size(0));
   std::vector<Tensor> outs;
@@ -128,7 +129,7 @@ Tensor run_split(const Model& m, const Tensor& tokens, const std::vector<int64_t
   for (int64_t n : sizes) {
     if (drop_cache)
       for (auto& l : s.layers) l.levels_kt = l.levels_v = Tensor();
-    outs.push_back(m.forward(tokens.slice(1, pos, pos + n), s));
+    outs.push_back(m.forward(tokens.slice(1, pos, pos + n), s, pack));
     pos += n;
   }
   REQUIRE(pos == tokens.size(1));
@@ -141,6 +142,13 @@ Tensor run_split(const Model& m, const Tensor& tokens, const std::vector<int64_t
       t0 += o.size(1);
     }
   return all;
+}
+
+// The streaming tests' model: tiny, with weights large enough that every path matters.
+Model streaming_model(const std::string& mode) {
+  Model m(tiny(mode), 4);
+  spread_weights(m, 0.4f, 12);
+  return m;
 }
 
 }  // namespace
@@ -256,11 +264,9 @@ TEST_CASE("forward matches the reference with three HDS levels, one level, and n
 TEST_CASE("streaming: whole, random splits and token by token give the same logits") {
   for (const char* mode : {"parallel", "sequential"}) {
     CAPTURE(mode);
-    Model m(tiny(mode), 4);
-    spread_weights(m, 0.4f, 12);
+    const Model m = streaming_model(mode);
     const int64_t B = 2, T = 40;
-    Tensor tokens = random_tokens(B, T, 19, 6);
-    Tensor whole = run_split(m, tokens, {T});
+    const Tensor tokens = random_tokens(B, T, 19, 6), whole = run_split(m, tokens, {T});
     Generator g(9);
     for (int rep = 0; rep < 4; ++rep) {
       std::vector<int64_t> sizes;
@@ -284,6 +290,48 @@ TEST_CASE("streaming: whole, random splits and token by token give the same logi
     }
     CHECK(max_abs_diff(run_split(nm, tokens, {T}), whole) > 1e-3);
   }
+}
+
+TEST_CASE("inference pack: the plain path's logits, a snapshot of the weights, fallbacks and errors") {
+  for (const char* mode : {"parallel", "sequential"}) {
+    CAPTURE(mode);
+    const Model m = streaming_model(mode);
+    const int64_t B = 2, T = 40;
+    const Tensor tokens = random_tokens(B, T, 19, 6), whole = run_split(m, tokens, {T});
+    const InferencePack pk = m.pack_for_inference(B);  // B x 1 rows: token by token
+    CHECK(pk.rows() == B);
+    CHECK(max_abs_diff(run_split(m, tokens, std::vector<int64_t>(T, 1), false, &pk), whole) < 1e-4);
+    // Calls of other row counts take the plain path.
+    CHECK(max_abs_diff(run_split(m, tokens, {3, 1, 4, 1, 1, 30}, false, &pk), whole) < 1e-4);
+    const InferencePack pk4 = m.pack_for_inference(B * 4);
+    CHECK(max_abs_diff(run_split(m, tokens, std::vector<int64_t>(10, 4), false, &pk4), whole) < 1e-4);
+
+    // A snapshot: after the weights change, the pack still gives the old
+    // logits (so it was used), the plain path the new ones.
+    Tensor w = m.parameter("blocks.1.ffn.fc2.weight");
+    const Tensor saved = w.detach().clone();
+    std::vector<float> tripled = saved.to_vector();
+    for (float& v : tripled) v *= 3.0f;
+    w.copy_from(Tensor::from_vector(tripled, saved.shape()));
+    const Tensor changed = run_split(m, tokens, {T});
+    CHECK(max_abs_diff(changed, whole) > 1e-3);
+    CHECK(max_abs_diff(run_split(m, tokens, std::vector<int64_t>(T, 1), false, &pk), whole) < 1e-4);
+    CHECK(max_abs_diff(run_split(m, tokens, std::vector<int64_t>(T, 1), false, &pk), changed) > 1e-3);
+    w.copy_from(saved);
+
+    // In grad mode the pack is ignored: the result has a graph.
+    State s = m.initial_state(B);
+    Tensor logits = m.forward(tokens.slice(1, 0, 1), s, &pk);
+    CHECK(logits.requires_grad());
+  }
+  Model a(tiny(), 1), b(tiny(), 1);
+  const InferencePack pa = a.pack_for_inference(1);
+  State s = b.initial_state(1);
+  autograd::NoGradGuard ng;
+  CHECK_THROWS_WITH_AS(b.forward(random_tokens(1, 1, 19, 2), s, &pa), doctest::Contains("another model"), Error);
+  CHECK_THROWS_WITH_AS(a.pack_for_inference(0), doctest::Contains("rows must be >= 1"), Error);
+  CHECK(InferencePack().rows() == 0);
+  CHECK(a.forward(random_tokens(1, 1, 19, 2), s, nullptr).shape() == Shape{1, 1, 19});
 }
 
 TEST_CASE("causality: a later token never changes earlier logits") {

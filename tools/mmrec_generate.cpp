@@ -128,6 +128,8 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     Generator g(seed);
+    // The prompt goes in one call; each next token through weights packed for 1-row calls.
+    const InferencePack pack = model.pack_for_inference(1);
     State state = model.initial_state(1);
     Tensor logits = model.forward(Tensor::from_vector(ids_in, {1, static_cast<int64_t>(ids_in.size())}), state);
     int64_t last = static_cast<int64_t>(ids_in.size()) - 1;
@@ -142,7 +144,8 @@ int main(int argc, char** argv) {
       }
       std::fflush(stdout);
       if (n + 1 == tokens) break;
-      logits = model.forward(Tensor::from_vector(std::vector<int32_t>{static_cast<int32_t>(next)}, {1, 1}), state);
+      logits =
+          model.forward(Tensor::from_vector(std::vector<int32_t>{static_cast<int32_t>(next)}, {1, 1}), state, &pack);
       last = 0;
     }
     if (ids) std::printf("\n");

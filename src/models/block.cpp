@@ -12,18 +12,42 @@
 #include "ops/view.h"
 
 namespace mmrec {
+namespace {
+using ops::Activation;
 
-Tensor mdi_decay(const BlockWeights& w, const Tensor& z, const Tensor& k) {
-  using ops::Activation;
-  Tensor decay = ops::linear(ops::linear(z, w.decay_fc1_w, w.decay_fc1_b, Activation::gelu), w.decay_fc2_w,
-                             w.decay_fc2_b, Activation::sigmoid);
-  Tensor context = ops::linear(ops::linear(k, w.context_fc1_w, w.context_fc1_b, Activation::gelu),
-                               w.context_fc2_w, w.context_fc2_b, Activation::sigmoid);
+// ops::linear, through the packed weight when there is one and grad mode is off.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, Activation act, const kernels::PackedLinear* p) {
+  return p && !autograd::grad_enabled() ? ops::linear(x, *p) : ops::linear(x, w, b, act);
+}
+}  // namespace
+
+BlockPack pack_block(const BlockWeights& w, int64_t rows) {
+  auto pk = [rows](const Tensor& wt, const Tensor& b, Activation act = Activation::none) {
+    return kernels::PackedLinear(wt, b, act, rows);
+  };
+  return {pk(w.qkvz_w, w.qkvz_b),
+          pk(w.gate_w, w.gate_b),
+          pk(w.decay_fc1_w, w.decay_fc1_b, Activation::gelu),
+          pk(w.decay_fc2_w, w.decay_fc2_b, Activation::sigmoid),
+          pk(w.context_fc1_w, w.context_fc1_b, Activation::gelu),
+          pk(w.context_fc2_w, w.context_fc2_b, Activation::sigmoid),
+          pk(w.attn_out_w, w.attn_out_b),
+          pk(w.ffn_fc1_w, w.ffn_fc1_b, Activation::gelu),
+          pk(w.ffn_fc2_w, w.ffn_fc2_b)};
+}
+
+Tensor mdi_decay(const BlockWeights& w, const Tensor& z, const Tensor& k, const BlockPack* pack) {
+  const BlockPack* p = pack;
+  Tensor decay = linear(linear(z, w.decay_fc1_w, w.decay_fc1_b, Activation::gelu, p ? &p->decay_fc1 : nullptr),
+                        w.decay_fc2_w, w.decay_fc2_b, Activation::sigmoid, p ? &p->decay_fc2 : nullptr);
+  Tensor context =
+      linear(linear(k, w.context_fc1_w, w.context_fc1_b, Activation::gelu, p ? &p->context_fc1 : nullptr),
+             w.context_fc2_w, w.context_fc2_b, Activation::sigmoid, p ? &p->context_fc2 : nullptr);
   return ops::clamp(ops::mul(decay, context), 1e-6f, 1.0f - 1e-6f);
 }
 
 std::pair<Tensor, Tensor> sequential_recurrence(const BlockWeights& w, const Tensor& z, const Tensor& gamma,
-                                                const Tensor& h0) {
+                                                const Tensor& h0, const BlockPack* pack) {
   const int64_t T = z.size(1);
   std::vector<Tensor> hs;
   hs.reserve(static_cast<size_t>(T));
@@ -35,47 +59,56 @@ std::pair<Tensor, Tensor> sequential_recurrence(const BlockWeights& w, const Ten
   for (int64_t t = 0; t < T; ++t) {
     Tensor zt = ops::squeeze(zs[static_cast<size_t>(t)], 1);  // [B, D]
     Tensor gt = ops::squeeze(gs[static_cast<size_t>(t)], 1);  // [B, D]
-    h = ops::add(ops::sigmoid_mul(ops::linear(h, w.gate_w, w.gate_b), zt), ops::mul(gt, h));
+    h = ops::add(ops::sigmoid_mul(linear(h, w.gate_w, w.gate_b, Activation::none, pack ? &pack->gate : nullptr), zt),
+                 ops::mul(gt, h));
     hs.push_back(ops::unsqueeze(h, 1));
   }
   return {T == 1 ? hs[0] : ops::concat(hs, 1), h};
 }
 
 Tensor block_forward(const BlockWeights& w, const ModelConfig& cfg, const Tensor& x, const LayerState& in,
-                     LayerState& out) {
-  using ops::Activation;
+                     LayerState& out, const BlockPack* pack) {
+  const BlockPack* p = pack && !autograd::grad_enabled() ? pack : nullptr;
   Tensor xn, q, k, v, z;
   {
     prof::Scope s("fwd.norm_qkvz");
     xn = ops::rmsnorm(x, w.norm1, cfg.norm_eps);  // [B, T, D]
-    auto qkvz = ops::qkvz(xn, w.qkvz_w, w.qkvz_b);
-    q = qkvz[0], k = qkvz[1], v = qkvz[2], z = qkvz[3];
+    if (p) {
+      const int64_t D = cfg.dim;
+      const std::vector<Tensor> qkvz = ops::split(ops::linear(xn, p->qkvz), {D, D, D, D}, -1);
+      q = qkvz[0], k = qkvz[1], v = qkvz[2], z = qkvz[3];
+    } else {
+      auto qkvz = ops::qkvz(xn, w.qkvz_w, w.qkvz_b);
+      q = qkvz[0], k = qkvz[1], v = qkvz[2], z = qkvz[3];
+    }
   }
   Tensor gamma;
   {
     prof::Scope s("fwd.mdi");
-    gamma = mdi_decay(w, z, k);  // [B, T, D]
+    gamma = mdi_decay(w, z, k, p);  // [B, T, D]
   }
   Tensor h, h_last;
   if (cfg.recurrence == "sequential") {
     prof::Scope s("fwd.recurrence_sequential");
-    std::tie(h, h_last) = sequential_recurrence(w, z, gamma, in.h);
+    std::tie(h, h_last) = sequential_recurrence(w, z, gamma, in.h, p);
   } else {
     prof::Scope s("fwd.recurrence_scan");
-    Tensor u = ops::sigmoid_mul(ops::linear(xn, w.gate_w, w.gate_b), z);  // σ(gate(x̂)) ⊙ z
+    // σ(gate(x̂)) ⊙ z
+    Tensor u = ops::sigmoid_mul(linear(xn, w.gate_w, w.gate_b, Activation::none, p ? &p->gate : nullptr), z);
     std::tie(h, h_last) = ops::linear_scan(gamma, u, in.h);
   }
   Tensor c;
   {
     prof::Scope s("fwd.memory");
-    c = ops::linear(memory_pass(q, k, v, in, out, cfg), w.attn_out_w, w.attn_out_b);
+    c = linear(memory_pass(q, k, v, in, out, cfg), w.attn_out_w, w.attn_out_b, Activation::none,
+               p ? &p->attn_out : nullptr);
   }
   out.h = h_last.detach();
   prof::Scope s("fwd.ffn");
   Tensor x1 = ops::add(ops::add(x, h), c);
-  Tensor f = ops::linear(ops::linear(ops::rmsnorm(x1, w.norm2, cfg.norm_eps), w.ffn_fc1_w, w.ffn_fc1_b,
-                                     Activation::gelu),
-                         w.ffn_fc2_w, w.ffn_fc2_b);
+  Tensor f = linear(linear(ops::rmsnorm(x1, w.norm2, cfg.norm_eps), w.ffn_fc1_w, w.ffn_fc1_b, Activation::gelu,
+                           p ? &p->ffn_fc1 : nullptr),
+                    w.ffn_fc2_w, w.ffn_fc2_b, Activation::none, p ? &p->ffn_fc2 : nullptr);
   return ops::add(x1, f);
 }
 

@@ -93,7 +93,28 @@ State Model::initial_state(int64_t batch) const {
   return s;
 }
 
-Tensor Model::forward(const Tensor& tokens, State& state) const {
+struct InferencePack::Impl {
+  const Model* model = nullptr;
+  int64_t rows = 0;
+  std::vector<BlockPack> blocks;
+  kernels::PackedLinear head;
+};
+
+int64_t InferencePack::rows() const { return impl_ ? impl_->rows : 0; }
+
+InferencePack Model::pack_for_inference(int64_t rows) const {
+  check(rows >= 1, "model.pack_for_inference: rows must be >= 1, got ", rows);
+  auto p = std::make_shared<InferencePack::Impl>();
+  p->model = this;
+  p->rows = rows;
+  for (const BlockWeights& w : blocks_) p->blocks.push_back(pack_block(w, rows));
+  p->head = kernels::PackedLinear(lm_head_, Tensor(), ops::Activation::none, rows);
+  InferencePack pack;
+  pack.impl_ = std::move(p);
+  return pack;
+}
+
+Tensor Model::forward(const Tensor& tokens, State& state, const InferencePack* pack) const {
   check(tokens.defined() && tokens.dim() == 2, "model.forward: tokens must be [B, T], got ",
         tokens.defined() ? shape_str(tokens.shape()) : std::string("undefined"));
   check(tokens.dtype() == DType::i32 || tokens.dtype() == DType::i64, "model.forward: tokens must be i32 or i64, got ",
@@ -102,7 +123,11 @@ Tensor Model::forward(const Tensor& tokens, State& state) const {
   check(state.batch == B && static_cast<int64_t>(state.layers.size()) == config_.layers,
         "model.forward: state is for batch ", state.batch, " and ", state.layers.size(),
         " layers, tokens are [", B, ", ", T, "] for a model of ", config_.layers, " layers");
+  check(!pack || !pack->impl_ || pack->impl_->model == this,
+        "model.forward: the inference pack was made by another model");
   if (T == 0) return Tensor::zeros({B, 0, config_.vocab_size});
+  const InferencePack::Impl* pk =
+      pack && pack->impl_ && pack->impl_->rows == B * T && !autograd::grad_enabled() ? pack->impl_.get() : nullptr;
   for (const LayerState& l : state.layers)
     check(l.chunk_tokens >= 0 && l.chunk_tokens < config_.chunk_size && l.h.defined() &&
               l.h.shape() == Shape{B, config_.dim} && l.mem_keys.defined() && l.mem_keys.dim() == 3 &&
@@ -116,9 +141,11 @@ Tensor Model::forward(const Tensor& tokens, State& state) const {
   }
   // The state is replaced only when the whole call succeeded.
   std::vector<LayerState> next(state.layers.size());
-  for (size_t i = 0; i < blocks_.size(); ++i) x = block_forward(blocks_[i], config_, x, state.layers[i], next[i]);
+  for (size_t i = 0; i < blocks_.size(); ++i)
+    x = block_forward(blocks_[i], config_, x, state.layers[i], next[i], pk ? &pk->blocks[i] : nullptr);
   prof::Scope s("fwd.head");
-  Tensor logits = ops::linear(ops::rmsnorm(x, norm_, config_.norm_eps), lm_head_);  // [B, T, V]
+  const Tensor xn = ops::rmsnorm(x, norm_, config_.norm_eps);
+  Tensor logits = pk ? ops::linear(xn, pk->head) : ops::linear(xn, lm_head_);  // [B, T, V]
   state.layers = std::move(next);
   return logits;
 }

@@ -6,7 +6,10 @@
 //   State s = m.initial_state(/*batch=*/1);
 //   Tensor logits = m.forward(tokens, s);       // tokens [B, T] i32 -> [B, T, V]
 //   Tensor loss = m.loss(tokens);               // mean next-token cross-entropy
+//   InferencePack pk = m.pack_for_inference(1); // generation: one token per call
+//   logits = m.forward(next_token, s, &pk);     // under NoGradGuard
 #pragma once
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,6 +41,25 @@ struct State {
 
 using NamedTensor = std::pair<std::string, Tensor>;
 
+class Model;
+
+// A model's linear weights (every block's and the head's) pre-packed by
+// oneDNN for calls of exactly `rows` = B x T rows: for token-by-token
+// generation (rows = batch), where a 1-row product through the plain layout
+// reaches a fraction of the memory bandwidth (bench
+// model_generate_token_by_token). A snapshot: after the weights change, pack
+// again. Copies share the packed data; it stays valid while its model lives.
+class InferencePack {
+ public:
+  InferencePack() = default;
+  int64_t rows() const;
+
+ private:
+  friend class Model;
+  struct Impl;
+  std::shared_ptr<const Impl> impl_;
+};
+
 // One block's parameters (views of the tensors in Model::parameters()).
 struct BlockWeights {
   Tensor norm1, norm2;                             // [D]
@@ -67,7 +89,12 @@ class Model {
 
   State initial_state(int64_t batch) const;
   // tokens [B, T] i32/i64 in [0, vocab_size) -> logits [B, T, V]; updates state.
-  Tensor forward(const Tensor& tokens, State& state) const;
+  // With a pack from this model and grad mode off, calls of B x T == pack
+  // rows use its packed weights (the same logits up to float rounding);
+  // other calls, and any call in grad mode, take the plain path.
+  Tensor forward(const Tensor& tokens, State& state, const InferencePack* pack = nullptr) const;
+  // Packs the current weights for calls of `rows` rows (>= 1); see InferencePack.
+  InferencePack pack_for_inference(int64_t rows) const;
   // Mean next-token cross-entropy of tokens [B, T] (T >= 2), from a fresh state
   // unless one is given (then it is updated).
   Tensor loss(const Tensor& tokens, State* state = nullptr, int64_t ignore_index = -1) const;

@@ -165,6 +165,24 @@ Tensor linear(const Tensor& x, const Tensor& w_in, const Tensor& b_in, Activatio
   return y;
 }
 
+Tensor linear(const Tensor& x, const kernels::PackedLinear& packed) {
+  const char* op = "linear(packed)";
+  detail::check_defined(op, x, "x");
+  check(packed.defined(), op, ": the PackedLinear is empty");
+  check(x.dim() >= 1 && x.shape().back() == packed.in_features(), op, ": x ", x.shape(),
+        " does not match the packed weight's ", packed.in_features(), " input features");
+  check(x.dtype() == packed.dtype(), op, ": x is ", dtype_name(x.dtype()), ", the packed weight ",
+        dtype_name(packed.dtype()));
+  check(!autograd::needs_grad({x}), op, ": has no backward, but x ", x.shape(),
+        " requires grad (use it under NoGradGuard)");
+  const Tensor x2 = as_rows(x);
+  Tensor y = Tensor::empty({x2.shape()[0], packed.out_features()});
+  packed.forward(x2, y);
+  Shape out_shape = x.shape();
+  out_shape.back() = packed.out_features();
+  return y.reshape(out_shape);
+}
+
 std::array<Tensor, 4> qkvz(const Tensor& x, const Tensor& w_in, const Tensor& b_in) {
   const char* op = "qkvz";
   detail::check_defined(op, x, "x");

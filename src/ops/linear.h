@@ -2,10 +2,15 @@
 // as oneDNN post-ops, and the fused QKVZ projection.
 //   Tensor y = ops::linear(x, w, b);                     // x [B, T, In], w [Out, In], b [Out]
 //   auto [q, k, v, z] = ops::qkvz(x, w4, b4);            // one [4D, D] GEMM, four [B, T, D] views
+//   Tensor y = ops::linear(x, packed);                   // inference, kernels::PackedLinear
 #pragma once
 #include <array>
 
 #include "tensor/tensor.h"
+
+namespace mmrec::kernels {
+class PackedLinear;
+}
 
 namespace mmrec::ops {
 
@@ -15,6 +20,13 @@ enum class Activation { none, gelu, sigmoid };
 // b [Out] f32 (optional). Output f32 [..., Out]. dX, dW and db run on oneDNN.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(),
               Activation act = Activation::none);
+
+// Inference through a weight pre-packed by kernels::PackedLinear (its bias
+// and activation included): x [..., In], of the weight's dtype. No backward:
+// an x that requires grad while grad mode is on is an error. Faster than the
+// plain form for the row count it was packed for (token-by-token
+// generation); other row counts take the plain path.
+Tensor linear(const Tensor& x, const kernels::PackedLinear& packed);
 
 // The fused QKVZ projection: w [4D, D] (rows q, k, v, z), b [4D]. Returns
 // four [..., D] views of one [..., 4D] result.

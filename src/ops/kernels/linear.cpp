@@ -171,6 +171,9 @@ PackedLinear::PackedLinear(const Tensor& w, const Tensor& b, ops::Activation act
 }
 
 int64_t PackedLinear::rows() const { return impl_ ? impl_->rows : 0; }
+int64_t PackedLinear::in_features() const { return impl_ ? impl_->K : 0; }
+int64_t PackedLinear::out_features() const { return impl_ ? impl_->N : 0; }
+DType PackedLinear::dtype() const { return impl_ ? impl_->w.dtype() : DType::f32; }
 
 void PackedLinear::forward(const Tensor& x, Tensor& y) const {
   check(impl_ != nullptr, "PackedLinear: forward on an empty PackedLinear");

@@ -49,6 +49,9 @@ class PackedLinear {
   PackedLinear(const Tensor& w, const Tensor& b, ops::Activation act, int64_t rows);
   bool defined() const { return impl_ != nullptr; }
   int64_t rows() const;
+  int64_t in_features() const;   // K
+  int64_t out_features() const;  // N
+  DType dtype() const;           // of the weight (x must match)
   // y[M, N] = act(x[M, K] · wᵀ + b); same contract as linear_fwd.
   void forward(const Tensor& x, Tensor& y) const;
 
