@@ -17,7 +17,7 @@
 //   right carry is the "add carry × cumulative decay to every element" fix-up
 //   without ever storing a local scan or a cumulative decay, and inside a
 //   block it is exactly the sequential kernel. The passes are fused per block
-//   (see drive() in scan_hwy.cpp): a worker reduces a block, waits for the
+//   (see drive() in scan_drive.cpp): a worker reduces a block, waits for the
 //   previous block's carry, publishes the next carry, then re-runs the block
 //   while it is still in its L2, so a and b come from DRAM once. Backward
 //   kernels run the same machinery in reverse time.
