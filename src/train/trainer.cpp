@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -226,12 +227,10 @@ void Trainer::resume_from(const std::string& dir) {
     const std::string diff = first_json_difference(comparable(m.at("config")), comparable(effective_config()));
     if (!diff.empty()) {
       nlohmann::json a = m.at("config"), b = effective_config();
-      const auto ptr = nlohmann::json::json_pointer("/" + [&] {
-        std::string s = diff;
-        for (auto& c : s)
-          if (c == '.') c = '/';
-        return s;
-      }());
+      std::string path(1, '/');  // "a.b" -> "/a/b"
+      path += diff;
+      std::replace(path.begin(), path.end(), '.', '/');
+      const auto ptr = nlohmann::json::json_pointer(path);
       fail(where, " does not match the config: ", diff, " is ", a.contains(ptr) ? a[ptr].dump() : "absent",
            " in the checkpoint and ", b.contains(ptr) ? b[ptr].dump() : "absent",
            " in the config (use another --run-dir, or --fresh to start over)");

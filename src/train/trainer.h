@@ -33,9 +33,9 @@ enum class ResumeMode {
 };
 
 struct TrainerOptions {
-  std::string run_dir;  // "" = config log.run_dir, else runs/train
+  std::string run_dir{};  // "" = config log.run_dir, else runs/train
   ResumeMode resume = ResumeMode::config;
-  std::string title;    // of the loss chart
+  std::string title{};    // of the loss chart
 };
 
 struct StepResult {
