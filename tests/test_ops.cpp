@@ -226,6 +226,25 @@ TEST_CASE("softmax kernel matches the reference, with and without masks") {
     kernels::ref::softmax_f32(x.data<float>(), m.data<uint8_t>(), 3, b.data<float>(), rows, n);
     CHECK(max_err(a, b) < 1e-6);
   }
+  // Rows of -inf only (0 out) first, inside and last of the rows one task
+  // pipelines, and a NaN row (NaN out) that does not spill into its neighbours.
+  const int64_t rows = 6, n = 37;
+  std::vector<float> v(rows * n);
+  Generator gv(24);
+  for (float& f : v) f = static_cast<float>(gv.next_u64() % 1000) / 50.0f - 10.0f;
+  for (int64_t r : {0, 3, 5})
+    for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(r * n + i)] = -std::numeric_limits<float>::infinity();
+  v[static_cast<size_t>(1 * n + 5)] = std::nanf("");
+  Tensor x = Tensor::from_vector(v, {rows, n}), a = Tensor::empty({rows, n}), b = Tensor::empty({rows, n});
+  kernels::softmax_f32(x.data<float>(), nullptr, 0, a.data<float>(), rows, n);
+  kernels::ref::softmax_f32(x.data<float>(), nullptr, 0, b.data<float>(), rows, n);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < n; ++i) {
+      const float got = a.at({r, i}), want = b.at({r, i});
+      if (r == 1) CHECK(std::isnan(got));
+      else if (r == 0 || r == 3 || r == 5) CHECK(got == 0.0f);
+      else CHECK(std::fabs(got - want) < 1e-6);
+    }
 }
 
 TEST_CASE("softmax: values, masks, fully masked rows and gradient checks") {

@@ -1,8 +1,9 @@
 // Highway softmax and cross-entropy kernels, compiled for every target and
 // picked at run time. Rows are processed whole: max, exp-sum, scale; a row of
 // the usual widths stays in L1 between the passes, so each tensor crosses
-// memory once. Large outputs are written non-temporally from a per-task
-// scratch row (the exps would otherwise pull every output line into cache).
+// memory once, and unmasked rows overlap one row's passes with the next's.
+// Large outputs are written non-temporally from per-task scratch rows (the
+// exps would otherwise pull every output line into cache).
 // Every exp here has an argument <= 0, so ExpUpTo88 serves (exp_hwy-inl.h).
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "ops/kernels/softmax_hwy.cpp"
@@ -74,12 +75,61 @@ void SoftmaxRow(const float* HWY_RESTRICT x, const uint8_t* HWY_RESTRICT m8, flo
   Map1(d, out, y, n, 0.0f, stream, [&](V v) { return hn::Mul(v, inv); });
 }
 
+// Unmasked rows [r0, r1), pipelined by one row so that no pass waits on a
+// reduction: the exp pass of row r also takes row r+1's max, and row r-1 is
+// scaled by its 1/sum after it (per-row passes leave the core idle while a
+// max or a sum is reduced: n = 512, 1 thread, in cache, 3.17 -> 3.97 Gelem/s).
+// `e` holds two rows of exps when streaming (else the exps go to y).
+void SoftmaxRowsUnmasked(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, float* HWY_RESTRICT e, size_t r0,
+                         size_t r1, size_t n, bool stream) {
+  const hn::ScalableTag<float> d;
+  using V = hn::Vec<decltype(d)>;
+  const size_t N = hn::Lanes(d), nfull = n - n % N, rem = n - nfull;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  float mx_next = MaxRow(d, x + r0 * n, n), inv_prev = 0.0f;
+  float* out_prev = nullptr;
+  for (size_t r = r0; r < r1; ++r) {
+    const float* xr = x + r * n;
+    const float* xn = r + 1 < r1 ? xr + n : nullptr;
+    float* out = stream ? e + (r % 2) * n : y + r * n;
+    const float mx = mx_next;
+    // Every entry -inf: the row is 0 (its exps are 0 with a zero shift, and 1/sum is taken as 0).
+    const V vm = hn::Set(d, mx == ninf ? 0.0f : mx);
+    V s0 = hn::Zero(d), m0 = hn::Set(d, ninf);
+    size_t i = 0;
+    for (; i < nfull; i += N) {
+      if (xn) m0 = hn::Max(m0, hn::LoadU(d, xn + i));
+      const V v = ExpUpTo88(d, hn::Sub(hn::LoadU(d, xr + i), vm));  // x - max <= 0, or -inf
+      hn::StoreU(v, d, out + i);
+      s0 = hn::Add(s0, v);
+    }
+    if (rem) {
+      if (xn) m0 = hn::Max(m0, LoadTail(d, xn + i, rem, ninf));
+      const V v = hn::IfThenElseZero(hn::FirstN(d, rem), ExpUpTo88(d, hn::Sub(LoadTail(d, xr + i, rem, 0.0f), vm)));
+      StoreTail(d, v, out + i, rem);
+      s0 = hn::Add(s0, v);
+    }
+    if (xn) mx_next = hn::GetLane(hn::MaxOfLanes(d, m0));
+    if (out_prev) {
+      const V inv = hn::Set(d, inv_prev);
+      Map1(d, out_prev, y + (r - 1) * n, n, 0.0f, stream, [&](V v) { return hn::Mul(v, inv); });
+    }
+    const float sum = hn::GetLane(hn::SumOfLanes(d, s0));
+    inv_prev = sum == 0.0f ? 0.0f : 1.0f / sum;  // a NaN sum spreads over the row
+    out_prev = out;
+  }
+  const V inv = hn::Set(d, inv_prev);
+  Map1(d, out_prev, y + (r1 - 1) * n, n, 0.0f, stream, [&](V v) { return hn::Mul(v, inv); });
+}
+
 void SoftmaxRows(const float* HWY_RESTRICT x, const uint8_t* HWY_RESTRICT mask, size_t mask_rows,
                  float* HWY_RESTRICT y, size_t r0, size_t r1, size_t n, bool stream) {
+  if (r0 >= r1) return;
   hwy::AlignedFreeUniquePtr<float[]> scratch;
-  if (stream) scratch = hwy::AllocateAligned<float>(n);
+  if (stream) scratch = hwy::AllocateAligned<float>(2 * n);
+  if (!mask) return SoftmaxRowsUnmasked(x, y, scratch.get(), r0, r1, n, stream);
   for (size_t r = r0; r < r1; ++r)
-    SoftmaxRow(x + r * n, mask ? mask + (r % mask_rows) * n : nullptr, y + r * n, scratch.get(), n, stream);
+    SoftmaxRow(x + r * n, mask + (r % mask_rows) * n, y + r * n, scratch.get(), n, stream);
 }
 
 void SoftmaxBwdRows(const float* HWY_RESTRICT y, const float* HWY_RESTRICT g, float* HWY_RESTRICT dx, size_t r0,
