@@ -18,6 +18,7 @@ std::vector<std::pair<std::string, Suite>>& suites() {
 Register::Register(const char* name, Suite s) { suites().emplace_back(name, s); }
 
 void Context::report(const std::string& name, const nlohmann::json& figures) {
+  if (!wants(name)) return;
   ++reported_;
   if (json_) {
     nlohmann::json j = {{"name", name}};

@@ -16,11 +16,16 @@ namespace bench {
 class Context {
  public:
   Context(std::string filter, bool json, int reps) : filter_(std::move(filter)), json_(json), reps_(reps) {}
+  // The measurement `name` matches the filter (the filter is a substring of it).
   bool wants(const std::string& name) const {
     return filter_.empty() || name.find(filter_) != std::string::npos;
   }
+  // Some measurement whose name starts with `prefix` may match: for suites
+  // that name their measurements as they go (report() drops the others).
+  bool wants_prefix(const std::string& prefix) const { return wants(prefix) || filter_.rfind(prefix, 0) == 0; }
   int reps() const { return reps_; }
-  // Prints one measurement: a JSON line {"name": ..., figures...} or a table row.
+  // Prints one measurement: a JSON line {"name": ..., figures...} or a table
+  // row; nothing when the filter does not match the name.
   void report(const std::string& name, const nlohmann::json& figures);
   int reported() const { return reported_; }
 

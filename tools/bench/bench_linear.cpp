@@ -125,7 +125,7 @@ BENCH_SUITE(linear) {
                                         {"split_extra_pct", 100 * (t_split - t_fused) / t_fused}});
   }
 
-  if (ctx.wants("linear_threads_f32")) {
+  if (ctx.wants("linear_threads_f32_8192x512x2048")) {
     set_num_threads(1);
     const double t1 = bench::median_seconds([&] { ops::linear(x, w, b); }, reps);
     set_num_threads(2);
@@ -137,7 +137,7 @@ BENCH_SUITE(linear) {
 
   // Token-by-token GEMM 8x512x512 on 1 thread: through the cache, creating
   // the primitive every call, and bare primitives with plain / packed weights.
-  if (ctx.wants("linear_token")) {
+  if (ctx.wants("linear_token_8x512x512_1t")) {
     set_num_threads(1);
     const int64_t m = 8, k = 512, n = 512;
     Tensor xs = rand_uniform({m, k}, g), ws = rand_uniform({n, k}, g), bs = rand_uniform({n}, g), ys = Tensor::empty({m, n});
@@ -165,7 +165,7 @@ BENCH_SUITE(linear) {
 
   // Small GEMMs on 1 vs 2 OpenMP threads (bare primitives): the basis of
   // kernels::gemm_threads.
-  if (ctx.wants("linear_small_threads")) {
+  if (ctx.wants_prefix("linear_small_threads_")) {
     for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{8, 512, 512}, {8, 512, 2048}, {64, 512, 2048},
                            {1000, 17, 3}, {256, 256, 256}, {64, 256, 1024}}) {
       Tensor xs = rand_uniform({m, k}, g), ws = rand_uniform({n, k}, g), bs = rand_uniform({n}, g), ys = Tensor::empty({m, n});

@@ -46,7 +46,7 @@ double gemm_macs_per_token(const ModelConfig& c) {
 BENCH_SUITE(model) {
   const char* names[] = {"model_train_step_8x1024", "model_inference_1x8192", "model_generate_token_by_token",
                          "model_train_step_sequential_8x128", "model_profile"};
-  if (std::none_of(std::begin(names), std::end(names), [&](const char* n) { return ctx.wants(n); })) return;
+  if (std::none_of(std::begin(names), std::end(names), [&](const char* n) { return ctx.wants_prefix(n); })) return;
   const int reps = std::min(ctx.reps(), 3);
   const int64_t B = 8, T = 1024;
   const Model m(bench_config(), 1);
@@ -113,7 +113,7 @@ BENCH_SUITE(model) {
     ctx.report("model_train_step_sequential_8x128", {{"tokens_s", B * 128 / t}, {"ms", t * 1e3}});
   }
 
-  if (ctx.wants("model_profile")) {
+  if (ctx.wants_prefix("model_profile")) {
     // One profiled training step after a warm-up; top-level forward scopes
     // ("fwd.x") and backward nodes ("bwd.op") add up to the step.
     train_step(m, tokens);
