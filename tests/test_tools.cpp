@@ -1,5 +1,6 @@
-// mmrec-generate and mmrec-eval end to end on a tiny checkpoint written here.
-// meson passes the binaries' paths in MMREC_GENERATE and MMREC_EVAL.
+// mmrec-generate and mmrec-eval end to end on a tiny checkpoint written here,
+// and every tool's argument errors. meson passes the binaries' paths in
+// MMREC_GENERATE, MMREC_EVAL, MMREC_BENCH, MMREC_KERNELCHECK and MMREC_TOKENIZE.
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
@@ -13,6 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "autograd/tape.h"
 #include "models/safetensors.h"
@@ -209,4 +212,26 @@ TEST_CASE("mmrec-eval: loss over the stream matches the library and does not dep
   CHECK(one.err == "mmrec-eval: data file '" + data + "' has 1 bytes; at least 2 are needed\n");
   std::remove(ckpt.c_str());
   std::remove(data.c_str());
+}
+
+TEST_CASE("bench, kernelcheck and tokenize: argument errors exit 2 with one line; filters match measurement names") {
+  const std::vector<std::tuple<const char*, std::vector<std::string>, std::string>> cases = {
+      {"MMREC_BENCH", {"--reps", "0"}, "mmrec-bench: --reps: expected an integer >= 1, got '0'\n"},
+      {"MMREC_BENCH", {"--threads", "two"}, "mmrec-bench: --threads: expected an integer >= 0, got 'two'\n"},
+      {"MMREC_BENCH", {"--filter"}, "mmrec-bench: --filter: missing value\n"},
+      {"MMREC_KERNELCHECK", {"--reps", "3"}, "mmrec-kernelcheck: unknown argument '--reps' (see --help)\n"},
+      {"MMREC_KERNELCHECK", {"--threads", "-1"}, "mmrec-kernelcheck: --threads: expected an integer >= 0, got '-1'\n"},
+      {"MMREC_TOKENIZE", {"--vocab", "4k"}, "mmrec-tokenize: --vocab: expected an integer >= 1, got '4k'\n"},
+      {"MMREC_TOKENIZE", {"--format", "csv"}, "mmrec-tokenize: --format must be auto, text or jsonl, got 'csv'\n"},
+  };
+  for (const auto& [tool, args, err] : cases) {
+    CAPTURE(tool);
+    const Run r = run(tool, args);
+    CHECK(r.status == 2);
+    CHECK(r.err == err);
+  }
+  // A whole measurement name selects just that measurement.
+  const Run one = run("MMREC_BENCH", {"--filter", "triad_32MiB", "--reps", "1", "--json"});
+  CHECK(one.status == 0);
+  CHECK(json::parse(one.out)["name"] == "triad_32MiB");
 }

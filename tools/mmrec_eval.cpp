@@ -1,7 +1,6 @@
 // mmrec-eval: mean next-token loss of a checkpoint on a text file, read as
 // one byte stream and fed in calls of --seq tokens with the state carried, so
 // every byte but the first is predicted from everything before it.
-#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -16,6 +15,7 @@
 #include "autograd/tape.h"
 #include "models/profile.h"
 #include "models/safetensors.h"
+#include "common/args.h"
 #include "common/omp_env.h"
 #include "common/profile_print.h"
 
@@ -32,10 +32,6 @@ const char* kUsage =
     "  --json             print one JSON object instead of text\n"
     "Prints the mean next-token loss in nats and bits per byte over every byte but the first.\n";
 
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -44,31 +40,20 @@ int main(int argc, char** argv) {
   int64_t seq = 512;
   bool json = false;
   try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string a = argv[i];
-      auto value = [&]() -> std::string {
-        if (i + 1 >= argc) throw UsageError(a + ": missing value");
-        return argv[++i];
-      };
-      if (a == "--help" || a == "-h") {
+    tools::Args args(argc, argv);
+    while (args.next()) {
+      if (args.is("--help") || args.is("-h")) {
         std::fputs(kUsage, stdout);
         return 0;
-      } else if (a == "--checkpoint") checkpoint = value();
-      else if (a == "--data") data = value();
-      else if (a == "--seq") {
-        const std::string v = value();
-        char* end = nullptr;
-        errno = 0;
-        const long long x = std::strtoll(v.c_str(), &end, 10);
-        if (v.empty() || *end != '\0' || errno != 0 || x < 1)
-          throw UsageError("--seq: expected an integer >= 1, got '" + v + "'");
-        seq = x;
-      } else if (a == "--json") json = true;
-      else throw UsageError("unknown argument '" + a + "' (see --help)");
+      } else if (args.is("--checkpoint")) checkpoint = args.value();
+      else if (args.is("--data")) data = args.value();
+      else if (args.is("--seq")) seq = args.int_value(1);
+      else if (args.is("--json")) json = true;
+      else args.unknown();
     }
-    if (checkpoint.empty()) throw UsageError("--checkpoint is required (see --help)");
-    if (data.empty()) throw UsageError("--data is required (see --help)");
-  } catch (const UsageError& e) {
+    if (checkpoint.empty()) throw tools::UsageError("--checkpoint is required (see --help)");
+    if (data.empty()) throw tools::UsageError("--data is required (see --help)");
+  } catch (const tools::UsageError& e) {
     std::fprintf(stderr, "mmrec-eval: %s\n", e.what());
     return 2;
   }

@@ -4,14 +4,13 @@
 //   mmrec-tokenize --input data/brown/brown.txt --vocab 4096 --out data/brown/tok4096.json
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <string>
 #include <vector>
 
 #include "train/data.h"
 #include "train/tokenizer.h"
+#include "common/args.h"
 #include "common/omp_env.h"
 
 using namespace mmrec;
@@ -33,34 +32,26 @@ int main(int argc, char** argv) {
     std::vector<std::string> inputs;
     std::string out, format = "auto", field = "text";
     int64_t vocab = 0;
-    for (int i = 1; i < argc; ++i) {
-      const std::string a = argv[i];
-      auto value = [&]() -> std::string {
-        if (i + 1 >= argc) throw Error("mmrec-tokenize: " + a + " needs a value");
-        return argv[++i];
-      };
-      if (a == "--input") {
-        inputs.push_back(value());
-        while (i + 1 < argc && std::strncmp(argv[i + 1], "--", 2) != 0) inputs.push_back(argv[++i]);
-      } else if (a == "--vocab") {
-        const std::string v = value();
-        char* end = nullptr;
-        vocab = std::strtoll(v.c_str(), &end, 10);
-        if (!end || *end) throw Error("mmrec-tokenize: --vocab expects an integer, got \"" + v + "\"");
-      } else if (a == "--out") {
-        out = value();
-      } else if (a == "--format") {
-        format = value();
+    tools::Args args(argc, argv);
+    while (args.next()) {
+      if (args.is("--input")) {
+        inputs.push_back(args.value());
+        while (args.plain_follows()) inputs.push_back(args.value());
+      } else if (args.is("--vocab")) {
+        vocab = args.int_value(1);
+      } else if (args.is("--out")) {
+        out = args.value();
+      } else if (args.is("--format")) {
+        format = args.value();
         if (format != "auto" && format != "text" && format != "jsonl")
-          throw Error("mmrec-tokenize: --format must be auto, text or jsonl, got \"" + format + "\"");
-      } else if (a == "--field") {
-        field = value();
-      } else if (a == "-h" || a == "--help") {
+          throw tools::UsageError("--format must be auto, text or jsonl, got '" + format + "'");
+      } else if (args.is("--field")) {
+        field = args.value();
+      } else if (args.is("-h") || args.is("--help")) {
         usage(stdout);
         return 0;
       } else {
-        usage(stderr);
-        throw Error("mmrec-tokenize: unknown argument \"" + a + "\"");
+        args.unknown();
       }
     }
     if (inputs.empty() || out.empty() || vocab <= 0) {
@@ -93,6 +84,9 @@ int main(int argc, char** argv) {
                 ids.empty() ? 0.0 : static_cast<double>(sample.size()) / static_cast<double>(ids.size()),
                 sample.size() / 1e6, secs());
     return 0;
+  } catch (const tools::UsageError& e) {
+    std::fprintf(stderr, "mmrec-tokenize: %s\n", e.what());
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

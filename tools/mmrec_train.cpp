@@ -21,6 +21,7 @@
 #include "tensor/threads.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
+#include "common/args.h"
 #include "common/omp_env.h"
 
 using namespace mmrec;
@@ -62,24 +63,29 @@ int main(int argc, char** argv) {
   mmrec::tools::ensure_omp_passive(argv);  // re-executes with OMP_WAIT_POLICY=PASSIVE if unset
   std::string config_path, run_dir;
   ResumeMode resume = ResumeMode::config;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--resume") {
-      resume = ResumeMode::require;
-    } else if (a == "--fresh") {
-      resume = ResumeMode::fresh;
-    } else if (a == "--run-dir" && i + 1 < argc) {
-      run_dir = argv[++i];
-    } else if (a == "-h" || a == "--help") {
-      usage(stdout);
-      return 0;
-    } else if (!a.empty() && a[0] != '-' && config_path.empty()) {
-      config_path = a;
-    } else {
-      usage(stderr);
-      std::fprintf(stderr, "mmrec-train: unexpected argument \"%s\"\n", a.c_str());
-      return 2;
+  try {
+    tools::Args args(argc, argv);
+    while (args.next()) {
+      const std::string& a = args.flag();
+      if (a == "--resume") {
+        resume = ResumeMode::require;
+      } else if (a == "--fresh") {
+        resume = ResumeMode::fresh;
+      } else if (a == "--run-dir") {
+        run_dir = args.value();
+      } else if (a == "-h" || a == "--help") {
+        usage(stdout);
+        return 0;
+      } else if (!a.empty() && a[0] != '-' && config_path.empty()) {
+        config_path = a;
+      } else {
+        args.unknown();
+      }
     }
+  } catch (const tools::UsageError& e) {
+    usage(stderr);
+    std::fprintf(stderr, "mmrec-train: %s\n", e.what());
+    return 2;
   }
   if (config_path.empty()) {
     usage(stderr);

@@ -1,11 +1,11 @@
 // mmrec-bench: speed and memory measurements (never timed tests).
 //   mmrec-bench [--filter NAME] [--json] [--threads N] [--reps N] [--list]
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <string>
 
 #include "bench/bench.h"
+#include "common/args.h"
 #include "common/omp_env.h"
 #include "tensor/threads.h"
 
@@ -14,28 +14,25 @@ int main(int argc, char** argv) {
   std::string filter;
   bool json = false, list = false;
   int threads = 0, reps = 7;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--filter" && i + 1 < argc) {
-      filter = argv[++i];
-    } else if (a == "--json") {
-      json = true;
-    } else if (a == "--threads" && i + 1 < argc) {
-      threads = std::atoi(argv[++i]);
-    } else if (a == "--reps" && i + 1 < argc) {
-      reps = std::atoi(argv[++i]);
-    } else if (a == "--list") {
-      list = true;
-    } else if (a == "--help" || a == "-h") {
-      std::printf(
-          "usage: mmrec-bench [--filter NAME] [--json] [--threads N] [--reps N] [--list]\n"
-          "  Runs the benchmark suites whose measurements match NAME (substring) and prints\n"
-          "  a table, or one JSON object per measurement with --json. Figures are medians.\n");
-      return 0;
-    } else {
-      std::fprintf(stderr, "mmrec-bench: unknown argument '%s' (see --help)\n", a.c_str());
-      return 2;
+  try {
+    mmrec::tools::Args args(argc, argv);
+    while (args.next()) {
+      if (args.is("--filter")) filter = args.value();
+      else if (args.is("--json")) json = true;
+      else if (args.is("--threads")) threads = static_cast<int>(args.int_value(0));
+      else if (args.is("--reps")) reps = static_cast<int>(args.int_value(1));
+      else if (args.is("--list")) list = true;
+      else if (args.is("--help") || args.is("-h")) {
+        std::printf(
+            "usage: mmrec-bench [--filter NAME] [--json] [--threads N] [--reps N] [--list]\n"
+            "  Runs the benchmark suites whose measurements match NAME (substring) and prints\n"
+            "  a table, or one JSON object per measurement with --json. Figures are medians.\n");
+        return 0;
+      } else args.unknown();
     }
+  } catch (const mmrec::tools::UsageError& e) {
+    std::fprintf(stderr, "mmrec-bench: %s\n", e.what());
+    return 2;
   }
   try {
     if (list) {

@@ -1,13 +1,12 @@
 // mmrec-kernelcheck: every kernel against its scalar reference.
 //   mmrec-kernelcheck [--filter NAME] [--json] [--threads N]
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "kernelcheck/kernelcheck.h"
+#include "common/args.h"
 #include "common/omp_env.h"
 #include "tensor/threads.h"
 
@@ -25,22 +24,20 @@ int main(int argc, char** argv) {
   std::string filter;
   bool json = false;
   int threads = 0;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--filter" && i + 1 < argc) {
-      filter = argv[++i];
-    } else if (a == "--json") {
-      json = true;
-    } else if (a == "--threads" && i + 1 < argc) {
-      threads = std::atoi(argv[++i]);
-    } else if (a == "--help" || a == "-h") {
-      usage();
-      return 0;
-    } else {
-      std::fprintf(stderr, "mmrec-kernelcheck: unknown argument '%s'\n", a.c_str());
-      usage();
-      return 2;
+  try {
+    mmrec::tools::Args args(argc, argv);
+    while (args.next()) {
+      if (args.is("--filter")) filter = args.value();
+      else if (args.is("--json")) json = true;
+      else if (args.is("--threads")) threads = static_cast<int>(args.int_value(0));
+      else if (args.is("--help") || args.is("-h")) {
+        usage();
+        return 0;
+      } else args.unknown();
     }
+  } catch (const mmrec::tools::UsageError& e) {
+    std::fprintf(stderr, "mmrec-kernelcheck: %s\n", e.what());
+    return 2;
   }
   try {
     mmrec::set_num_threads(threads);
