@@ -36,8 +36,7 @@ BlockPack pack_block(const BlockWeights& w, int64_t rows) {
           pk(w.ffn_fc2_w, w.ffn_fc2_b)};
 }
 
-Tensor mdi_decay(const BlockWeights& w, const Tensor& z, const Tensor& k, const BlockPack* pack) {
-  const BlockPack* p = pack;
+Tensor mdi_decay(const BlockWeights& w, const Tensor& z, const Tensor& k, const BlockPack* p) {
   Tensor decay = linear(linear(z, w.decay_fc1_w, w.decay_fc1_b, Activation::gelu, p ? &p->decay_fc1 : nullptr),
                         w.decay_fc2_w, w.decay_fc2_b, Activation::sigmoid, p ? &p->decay_fc2 : nullptr);
   Tensor context =
