@@ -1,5 +1,7 @@
 #include "autograd/tape.h"
 
+#include "autograd/graph.h"
+
 #include <atomic>
 #include <chrono>
 #include <unordered_map>
@@ -26,14 +28,21 @@ void compact(Tape& t) {
   t.compact_at = std::max<size_t>(1024, 2 * t.nodes.size());
 }
 
+struct AccumulateAttrs {
+  int64_t n;
+};
+void run_accumulate(const AccumulateAttrs& a, const Tensor* in, const Tensor* out) {
+  float* d = out[0].data<float>();
+  const float* p = in[0].data<float>();
+  for (int64_t i = 0; i < a.n; ++i) d[i] += p[i];
+}
+
 // dst += src (both f32, same shape; dst contiguous and owned by autograd).
 void accumulate(Tensor& dst, const Tensor& src) {
   check(dst.shape() == src.shape(), "backward: gradient shape ", src.shape(), " does not match ",
         dst.shape());
   Tensor s = src.contiguous().to(DType::f32);
-  float* d = dst.data<float>();
-  const float* p = s.data<float>();
-  for (int64_t i = 0, n = dst.numel(); i < n; ++i) d[i] += p[i];
+  dispatch<run_accumulate>(OpKind::grad_accumulate, AccumulateAttrs{dst.numel()}, {s}, {dst});
 }
 
 Tensor to_f32_contig(const Tensor& t) {

@@ -46,17 +46,17 @@ int64_t hds_total_slots(int64_t slots, int64_t levels) {
 }
 
 Tensor hds_pooling(int64_t slots, int64_t levels) {
-  Tensor pt = Tensor::zeros({slots, hds_total_slots(slots, levels)});
-  float* p = pt.data<float>();
-  const int64_t cols = pt.size(1);
+  // Built on the host and copied in once: a constant of a captured graph.
+  const int64_t cols = hds_total_slots(slots, levels);
+  std::vector<float> p(static_cast<size_t>(slots * cols), 0.0f);
   int64_t col = 0, group = 1;
   for (int64_t l = 0; l < levels; ++l, group *= 4) {
     for (int64_t lo = 0; lo < slots; lo += group, ++col) {
       const int64_t hi = std::min(slots, lo + group);
-      for (int64_t s = lo; s < hi; ++s) p[s * cols + col] = 1.0f / static_cast<float>(hi - lo);
+      for (int64_t s = lo; s < hi; ++s) p[static_cast<size_t>(s * cols + col)] = 1.0f / static_cast<float>(hi - lo);
     }
   }
-  return pt;
+  return Tensor::from_vector(p, {slots, cols});
 }
 
 MemoryLevels memory_levels(const Tensor& mem_k, const Tensor& mem_v, int64_t heads, int64_t levels) {

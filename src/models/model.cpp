@@ -159,14 +159,7 @@ Tensor Model::loss(const Tensor& tokens, State* state, int64_t ignore_index) con
   State& s = state ? *state : (fresh = initial_state(B));
   Tensor logits = forward(tokens, s);  // [B, T, V]
   // Position t predicts token t+1; the last position has no target.
-  Tensor ids = tokens.to(DType::i64).contiguous();
-  Tensor targets = Tensor::empty({B, T}, DType::i64);
-  const int64_t* src = ids.data<int64_t>();
-  int64_t* dst = targets.data<int64_t>();
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t t = 0; t + 1 < T; ++t) dst[b * T + t] = src[b * T + t + 1];
-    dst[b * T + T - 1] = ignore_index;
-  }
+  const Tensor targets = ops::next_token_targets(tokens, ignore_index);
   prof::Scope scope("fwd.loss");
   return ops::cross_entropy(ops::reshape(logits, {B * T, V}), targets.reshape({B * T}), ignore_index);
 }

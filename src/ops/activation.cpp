@@ -7,26 +7,50 @@ namespace mmrec::ops {
 namespace {
 using kernels::Activation;
 
+struct ActAttrs {
+  Activation op;
+  float lo, hi;  // clamp's bounds
+  int64_t n;
+};
+void run_activation(const ActAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::activation_f32(a.op, in[0].data<float>(), out[0].data<float>(), a.n);
+}
+void run_activation_bwd(const ActAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::activation_bwd_f32(a.op, in[0].data<float>(), in[1].data<float>(), out[0].data<float>(), a.n);
+}
+void run_clamp(const ActAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::clamp_f32(in[0].data<float>(), a.lo, a.hi, out[0].data<float>(), a.n);
+}
+void run_clamp_bwd(const ActAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::clamp_bwd_f32(in[0].data<float>(), a.lo, a.hi, in[1].data<float>(), out[0].data<float>(), a.n);
+}
+void run_sigmoid_mul(const ActAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::sigmoid_mul_f32(in[0].data<float>(), in[1].data<float>(), out[0].data<float>(), a.n);
+}
+void run_sigmoid_mul_bwd(const ActAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::sigmoid_mul_bwd_f32(in[0].data<float>(), in[1].data<float>(), in[2].data<float>(),
+                               detail::f32_or_null(out[0]), detail::f32_or_null(out[1]), a.n);
+}
+
 // dx from a saved tensor and the output gradient, both of one shape.
-template <class K>
-Tensor backward_map(const Tensor& saved, const Tensor& g_in, K kernel) {
+template <auto Run>
+Tensor backward_map(detail::OpKind kind, const ActAttrs& attrs, const Tensor& saved, const Tensor& g_in) {
   const Tensor g = g_in.contiguous();
   Tensor dx = Tensor::empty(saved.shape());
-  if (dx.numel()) kernel(saved.data<float>(), g.data<float>(), dx.data<float>(), dx.numel());
+  if (dx.numel()) detail::dispatch<Run>(kind, attrs, {saved, g}, {dx});
   return dx;
 }
 
 Tensor activation(Activation op, const char* name, const Tensor& x_in) {
   const Tensor x = detail::contig_f32(name, x_in);
   Tensor out = Tensor::empty(x.shape());
-  if (out.numel()) kernels::activation_f32(op, x.data<float>(), out.data<float>(), out.numel());
+  const ActAttrs attrs{op, 0.0f, 0.0f, out.numel()};
+  if (out.numel()) detail::dispatch<run_activation>(detail::OpKind::activation, attrs, {x}, {out});
   if (autograd::needs_grad({x_in})) {
     // σ' needs only the output; GELU's needs the input.
     const Tensor saved = op == Activation::sigmoid ? out.detach() : x.detach();
-    autograd::record(name, {x_in}, {out}, [op, saved](const std::vector<Tensor>& g) {
-      return std::vector<Tensor>{backward_map(saved, g[0], [op](const float* s, const float* gp, float* dx, int64_t n) {
-        kernels::activation_bwd_f32(op, s, gp, dx, n);
-      })};
+    autograd::record(name, {x_in}, {out}, [attrs, saved](const std::vector<Tensor>& g) {
+      return std::vector<Tensor>{backward_map<run_activation_bwd>(detail::OpKind::activation_bwd, attrs, saved, g[0])};
     });
   }
   return out;
@@ -40,13 +64,12 @@ Tensor clamp(const Tensor& x_in, float lo, float hi) {
   const Tensor x = detail::contig_f32("clamp", x_in);
   check(!(hi < lo), "clamp: lower bound ", lo, " is above upper bound ", hi, " (input shape ", x.shape(), ")");
   Tensor out = Tensor::empty(x.shape());
-  if (out.numel()) kernels::clamp_f32(x.data<float>(), lo, hi, out.data<float>(), out.numel());
+  const ActAttrs attrs{Activation{}, lo, hi, out.numel()};
+  if (out.numel()) detail::dispatch<run_clamp>(detail::OpKind::clamp, attrs, {x}, {out});
   if (autograd::needs_grad({x_in})) {
     const Tensor xs = x.detach();
-    autograd::record("clamp", {x_in}, {out}, [xs, lo, hi](const std::vector<Tensor>& g) {
-      return std::vector<Tensor>{backward_map(xs, g[0], [lo, hi](const float* s, const float* gp, float* dx, int64_t n) {
-        kernels::clamp_bwd_f32(s, lo, hi, gp, dx, n);
-      })};
+    autograd::record("clamp", {x_in}, {out}, [xs, attrs](const std::vector<Tensor>& g) {
+      return std::vector<Tensor>{backward_map<run_clamp_bwd>(detail::OpKind::clamp_bwd, attrs, xs, g[0])};
     });
   }
   return out;
@@ -57,16 +80,15 @@ Tensor sigmoid_mul(const Tensor& x_in, const Tensor& y_in) {
   const Tensor y = detail::contig_f32("sigmoid_mul", y_in, "y");
   check(x.shape() == y.shape(), "sigmoid_mul: shapes differ: x ", x.shape(), " and y ", y.shape());
   Tensor out = Tensor::empty(x.shape());
-  if (out.numel()) kernels::sigmoid_mul_f32(x.data<float>(), y.data<float>(), out.data<float>(), out.numel());
+  const ActAttrs attrs{Activation::sigmoid, 0.0f, 0.0f, out.numel()};
+  if (out.numel()) detail::dispatch<run_sigmoid_mul>(detail::OpKind::sigmoid_mul, attrs, {x, y}, {out});
   if (autograd::needs_grad({x_in, y_in})) {
     const bool gx = x_in.requires_grad(), gy = y_in.requires_grad();
     const Tensor xs = x.detach(), ys = y.detach();
-    autograd::record("sigmoid_mul", {x_in, y_in}, {out}, [xs, ys, gx, gy](const std::vector<Tensor>& g) {
+    autograd::record("sigmoid_mul", {x_in, y_in}, {out}, [xs, ys, gx, gy, attrs](const std::vector<Tensor>& g) {
       const Tensor go = g[0].contiguous();
       Tensor dx = gx ? Tensor::empty(xs.shape()) : Tensor(), dy = gy ? Tensor::empty(xs.shape()) : Tensor();
-      if (xs.numel())
-        kernels::sigmoid_mul_bwd_f32(xs.data<float>(), ys.data<float>(), go.data<float>(),
-                                     gx ? dx.data<float>() : nullptr, gy ? dy.data<float>() : nullptr, xs.numel());
+      if (xs.numel()) detail::dispatch<run_sigmoid_mul_bwd>(detail::OpKind::sigmoid_mul_bwd, attrs, {xs, ys, go}, {dx, dy});
       return std::vector<Tensor>{dx, dy};
     });
   }

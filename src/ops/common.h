@@ -1,9 +1,18 @@
 // Shared argument checks and small helpers for op builders (internal to src/ops).
 #pragma once
+#include <optional>
+
+#include "autograd/graph.h"
 #include "autograd/tape.h"
 #include "tensor/tensor.h"
 
 namespace mmrec::ops::detail {
+
+using autograd::dispatch;
+using autograd::OpKind;
+
+// An optional f32 argument of a kernel: its data or nullptr.
+inline float* f32_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 
 inline void check_defined(const char* op, const Tensor& t, const char* what = "input") {
   check(t.defined(), op, ": ", what, " is undefined");
@@ -20,6 +29,17 @@ inline Tensor contig_f32(const char* op, const Tensor& t, const char* what = "in
   check_f32(op, t, what);
   return t.contiguous();
 }
+
+// Token ids (i32 or i64, any shape) as a contiguous i64 tensor, each checked
+// against [0, v) (ids equal to `ignore` pass) by a kernel, so that a replay
+// checks them too; the error names `op`, the id and its position.
+Tensor checked_ids(const char* op, const Tensor& ids, int64_t v, std::optional<int64_t> ignore);
+
+// Copies `rows` rows of row_bytes bytes from src's data + src_off bytes (rows
+// src_stride bytes apart) to dst's + dst_off (dst_stride apart): concat,
+// split and the joined qkvz gradient.
+void copy_block(const Tensor& dst, int64_t dst_off, int64_t dst_stride, const Tensor& src, int64_t src_off,
+                int64_t src_stride, int64_t rows, int64_t row_bytes);
 
 // True if `small` is a suffix of `big` (broadcast over leading axes).
 inline bool is_suffix(const Shape& small, const Shape& big) {

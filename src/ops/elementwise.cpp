@@ -19,6 +19,28 @@ const char* binary_name(BinaryOp op) {
   return "?";
 }
 
+struct BinaryAttrs {
+  BinaryOp op;
+  int64_t na, nb, n;
+};
+void run_binary(const BinaryAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::binary_f32(a.op, in[0].data<float>(), a.na, in[1].data<float>(), a.nb, out[0].data<float>(), a.n);
+}
+struct UnaryAttrs {
+  UnaryOp op;
+  int64_t n;
+};
+void run_unary(const UnaryAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::unary_f32(a.op, in[0].data<float>(), out[0].data<float>(), a.n);
+}
+struct AffineAttrs {
+  float s, t;
+  int64_t n;
+};
+void run_affine(const AffineAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::affine_f32(in[0].data<float>(), a.s, a.t, out[0].data<float>(), a.n);
+}
+
 // Forward only: out = a op b with broadcasting over leading axes.
 Tensor binary_raw(BinaryOp op, const Tensor& a_in, const Tensor& b_in) {
   const char* name = binary_name(op);
@@ -27,8 +49,7 @@ Tensor binary_raw(BinaryOp op, const Tensor& a_in, const Tensor& b_in) {
   const Shape shape = detail::broadcast_shape(name, a.shape(), b.shape());
   Tensor out = Tensor::empty(shape);
   const int64_t n = out.numel();
-  if (n > 0)
-    kernels::binary_f32(op, a.data<float>(), a.numel(), b.data<float>(), b.numel(), out.data<float>(), n);
+  if (n > 0) detail::dispatch<run_binary>(detail::OpKind::binary, BinaryAttrs{op, a.numel(), b.numel(), n}, {a, b}, {out});
   return out;
 }
 
@@ -73,14 +94,14 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
 Tensor unary_raw(UnaryOp op, const char* name, const Tensor& x_in) {
   const Tensor x = detail::contig_f32(name, x_in);
   Tensor out = Tensor::empty(x.shape());
-  if (out.numel()) kernels::unary_f32(op, x.data<float>(), out.data<float>(), out.numel());
+  if (out.numel()) detail::dispatch<run_unary>(detail::OpKind::unary, UnaryAttrs{op, out.numel()}, {x}, {out});
   return out;
 }
 
 Tensor affine_raw(const char* name, const Tensor& x_in, float s, float t) {
   const Tensor x = detail::contig_f32(name, x_in);
   Tensor out = Tensor::empty(x.shape());
-  if (out.numel()) kernels::affine_f32(x.data<float>(), s, t, out.data<float>(), out.numel());
+  if (out.numel()) detail::dispatch<run_affine>(detail::OpKind::affine, AffineAttrs{s, t, out.numel()}, {x}, {out});
   return out;
 }
 }  // namespace

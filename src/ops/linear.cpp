@@ -48,6 +48,43 @@ Tensor rows_of(const Tensor& g, int64_t M, int64_t N) {
   return g.contiguous().to(DType::f32).reshape({M, N});
 }
 
+struct LinearAttrs {
+  Activation act;
+  bool accumulate;
+  const kernels::PackedLinear* packed;  // linear_packed: must outlive any graph holding the call
+};
+void run_linear(const LinearAttrs& a, const Tensor* in, const Tensor* out) {
+  Tensor y = out[0];
+  kernels::linear_fwd(in[0], in[1], in[2], a.act, y);
+}
+void run_linear_packed(const LinearAttrs& a, const Tensor* in, const Tensor* out) {
+  Tensor y = out[0];
+  a.packed->forward(in[0], y);
+}
+void run_gemm(const LinearAttrs& a, const Tensor* in, const Tensor* out) {
+  Tensor c = out[0];
+  kernels::gemm(in[0], in[1], c, Tensor(), a.act, a.accumulate);
+}
+void run_act_forward(const LinearAttrs& a, const Tensor* in, const Tensor* out) {
+  Tensor y = out[0];
+  kernels::act_forward(a.act, in[0], y);
+}
+void run_act_backward(const LinearAttrs& a, const Tensor* in, const Tensor* out) {
+  Tensor dx = out[0];
+  kernels::act_backward(a.act, in[0], in[1], dx);
+}
+void run_convert(const LinearAttrs&, const Tensor* in, const Tensor* out) {
+  Tensor y = out[0];
+  kernels::convert(in[0], y);
+}
+void run_col_sum(const LinearAttrs&, const Tensor* in, const Tensor* out) {
+  Tensor db = out[0];
+  kernels::col_sum(in[0], db);
+}
+constexpr LinearAttrs attrs_of(Activation act) { return LinearAttrs{act, false, nullptr}; }
+using detail::dispatch;
+using detail::OpKind;
+
 struct Grads {
   Tensor dx, dw, db;  // [M, K], [N, K], [N]
 };
@@ -62,25 +99,26 @@ Grads backward_rows(const Tensor& gy, const Tensor& x, const Tensor& w, const Te
   Tensor g = gy;
   if (act != Activation::none) {
     g = Tensor::empty({M, N});
-    kernels::act_backward(act, gy, saved, g);
+    dispatch<run_act_backward>(OpKind::act_backward, attrs_of(act), {gy, saved}, {g});
   }
   Tensor gl = g;
   if (x.dtype() == DType::bf16 && (gx || gw)) {
     gl = Tensor::empty({M, N}, DType::bf16);
-    kernels::convert(g, gl);
+    dispatch<run_convert>(OpKind::convert, attrs_of(act), {g}, {gl});
   }
   Grads r;
   if (gx) {
     r.dx = Tensor::empty({M, K});
-    kernels::gemm(gl, w, r.dx);  // [M, N] · [N, K]
+    dispatch<run_gemm>(OpKind::gemm, attrs_of(Activation::none), {gl, w}, {r.dx});  // [M, N] · [N, K]
   }
   if (gw) {
     r.dw = Tensor::empty({N, K});
-    kernels::gemm(gl.transpose(0, 1), x, r.dw);  // [N, M] · [M, K], Aᵀ as a strided view
+    // [N, M] · [M, K], Aᵀ as a strided view
+    dispatch<run_gemm>(OpKind::gemm, attrs_of(Activation::none), {gl.transpose(0, 1), x}, {r.dw});
   }
   if (gb) {
     r.db = Tensor::empty({N});
-    kernels::col_sum(g, r.db);
+    dispatch<run_col_sum>(OpKind::col_sum, attrs_of(act), {g}, {r.db});
   }
   return r;
 }
@@ -95,11 +133,11 @@ Tensor forward_rows(const Tensor& x, const Tensor& w, const Tensor& b, Activatio
   Tensor y = Tensor::empty({M, N});
   if (act == Activation::gelu && training) {
     Tensor pre = Tensor::empty({M, N});
-    kernels::linear_fwd(x, w, b, Activation::none, pre);
-    kernels::act_forward(Activation::gelu, pre, y);
+    dispatch<run_linear>(OpKind::linear, attrs_of(Activation::none), {x, w, b}, {pre});
+    dispatch<run_act_forward>(OpKind::act_forward, attrs_of(Activation::gelu), {pre}, {y});
     saved = pre;
   } else {
-    kernels::linear_fwd(x, w, b, act, y);
+    dispatch<run_linear>(OpKind::linear, attrs_of(act), {x, w, b}, {y});
     if (act == Activation::sigmoid) saved = y.detach();
   }
   return y;
@@ -127,12 +165,8 @@ Tensor join4(const std::vector<Tensor>& g, int64_t M, int64_t D) {
   Tensor out = Tensor::empty({M, 4 * D});
   std::vector<Tensor> parts;
   for (const Tensor& t : g) parts.push_back(rows_of(t, M, D));
-  float* po = out.data<float>();
-  const size_t bytes = static_cast<size_t>(D) * sizeof(float);
-  parallel_for(M, std::max<int64_t>(1, 4096 / std::max<int64_t>(D, 1)), [&](int64_t lo, int64_t hi) {
-    for (int64_t m = lo; m < hi; ++m)
-      for (int i = 0; i < 4; ++i) std::memcpy(po + (m * 4 + i) * D, parts[i].data<float>() + m * D, bytes);
-  });
+  const int64_t row = D * static_cast<int64_t>(sizeof(float));
+  for (int64_t i = 0; i < 4; ++i) detail::copy_block(out, i * row, 4 * row, parts[static_cast<size_t>(i)], 0, row, M, row);
   return out;
 }
 
@@ -177,7 +211,7 @@ Tensor linear(const Tensor& x, const kernels::PackedLinear& packed) {
         " requires grad (use it under NoGradGuard)");
   const Tensor x2 = as_rows(x);
   Tensor y = Tensor::empty({x2.shape()[0], packed.out_features()});
-  packed.forward(x2, y);
+  dispatch<run_linear_packed>(OpKind::linear_packed, LinearAttrs{Activation::none, false, &packed}, {x2}, {y});
   Shape out_shape = x.shape();
   out_shape.back() = packed.out_features();
   return y.reshape(out_shape);

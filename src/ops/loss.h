@@ -10,4 +10,8 @@ namespace mmrec::ops {
 // A target outside [0, V) that is not ignore_index is an error.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -1);
 
+// Next-token targets of tokens [B, T] (i32 or i64): [B, T] i64 where
+// position t holds token t+1 and the last position holds ignore_index.
+Tensor next_token_targets(const Tensor& tokens, int64_t ignore_index);
+
 }  // namespace mmrec::ops

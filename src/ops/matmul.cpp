@@ -6,6 +6,12 @@
 namespace mmrec::ops {
 namespace {
 
+struct NoAttrs {};
+void run_matmul(const NoAttrs&, const Tensor* in, const Tensor* out) {
+  Tensor c = out[0];
+  kernels::matmul_f32(in[0], in[1], c);
+}
+
 // oneDNN takes any strides as long as one of the last two axes is dense.
 Tensor gemm_ready(const Tensor& t) {
   const int64_t n = t.dim();
@@ -19,7 +25,7 @@ Tensor matmul_raw(const Tensor& a_in, const Tensor& b_in) {
   out_shape.back() = b.shape().back();
   if (a.dim() == 2 && b.dim() == 3) out_shape.insert(out_shape.begin(), b.shape()[0]);
   Tensor c = Tensor::empty(out_shape);
-  kernels::matmul_f32(a, b, c);
+  detail::dispatch<run_matmul>(detail::OpKind::matmul, NoAttrs{}, {a, b}, {c});
   return c;
 }
 }  // namespace

@@ -4,6 +4,20 @@
 #include "ops/kernels/norm.h"
 
 namespace mmrec::ops {
+namespace {
+struct NormAttrs {
+  float eps;
+  int64_t rows, d;
+};
+void run_rmsnorm(const NormAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::rmsnorm_f32(in[0].data<float>(), in[1].data<float>(), a.eps, out[0].data<float>(),
+                       detail::f32_or_null(out[1]), a.rows, a.d);
+}
+void run_rmsnorm_bwd(const NormAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::rmsnorm_bwd_f32(in[0].data<float>(), in[1].data<float>(), in[2].data<float>(), in[3].data<float>(),
+                           detail::f32_or_null(out[0]), detail::f32_or_null(out[1]), a.rows, a.d);
+}
+}  // namespace
 
 Tensor rmsnorm(const Tensor& x_in, const Tensor& w_in, float eps) {
   const Tensor x = detail::contig_f32("rmsnorm", x_in, "x");
@@ -17,17 +31,16 @@ Tensor rmsnorm(const Tensor& x_in, const Tensor& w_in, float eps) {
   Tensor out = Tensor::empty(x.shape());
   const bool grad = autograd::needs_grad({x_in, w_in});
   Tensor rstd = grad ? Tensor::empty({rows}) : Tensor();
-  kernels::rmsnorm_f32(x.data<float>(), w.data<float>(), eps, out.data<float>(),
-                       grad ? rstd.data<float>() : nullptr, rows, d);
+  const NormAttrs attrs{eps, rows, d};
+  detail::dispatch<run_rmsnorm>(detail::OpKind::rmsnorm, attrs, {x, w}, {out, rstd});
   if (grad) {
     const bool gx = x_in.requires_grad(), gw = w_in.requires_grad();
     const Tensor xs = x.detach(), ws = w.detach();
-    autograd::record("rmsnorm", {x_in, w_in}, {out}, [xs, ws, rstd, gx, gw, rows, d](const std::vector<Tensor>& g) {
+    autograd::record("rmsnorm", {x_in, w_in}, {out}, [xs, ws, rstd, gx, gw, attrs](const std::vector<Tensor>& g) {
       const Tensor go = g[0].contiguous();
       Tensor dx = gx ? Tensor::empty(xs.shape()) : Tensor();
       Tensor dw = gw ? Tensor::empty(ws.shape()) : Tensor();
-      kernels::rmsnorm_bwd_f32(xs.data<float>(), ws.data<float>(), rstd.data<float>(), go.data<float>(),
-                               gx ? dx.data<float>() : nullptr, gw ? dw.data<float>() : nullptr, rows, d);
+      detail::dispatch<run_rmsnorm_bwd>(detail::OpKind::rmsnorm_bwd, attrs, {xs, ws, rstd, go}, {dx, dw});
       return std::vector<Tensor>{dx, dw};
     });
   }

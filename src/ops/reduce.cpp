@@ -6,6 +6,17 @@
 namespace mmrec::ops {
 namespace {
 
+struct AxisAttrs {
+  int64_t outer, n, inner;
+  float scale;
+};
+void run_sum_axis(const AxisAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::sum_axis_f32(in[0].data<float>(), a.outer, a.n, a.inner, a.scale, out[0].data<float>());
+}
+void run_expand_axis(const AxisAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::expand_axis_f32(in[0].data<float>(), a.outer, a.n, a.inner, a.scale, out[0].data<float>());
+}
+
 // x viewed as [outer, n, inner], reduced over n.
 Tensor reduce_raw(const char* op, const Tensor& x_in, int64_t outer, int64_t n, int64_t inner, float scale,
                   const Shape& out_shape) {
@@ -16,14 +27,15 @@ Tensor reduce_raw(const char* op, const Tensor& x_in, int64_t outer, int64_t n, 
     out.fill(0.0);
     return out;
   }
-  kernels::sum_axis_f32(x.data<float>(), outer, n, inner, scale, out.data<float>());
+  detail::dispatch<run_sum_axis>(detail::OpKind::sum_axis, AxisAttrs{outer, n, inner, scale}, {x}, {out});
   return out;
 }
 
 Tensor expand_raw(const Tensor& g_in, int64_t outer, int64_t n, int64_t inner, float scale, const Shape& shape) {
   const Tensor g = g_in.contiguous();
   Tensor out = Tensor::empty(shape);
-  if (out.numel()) kernels::expand_axis_f32(g.data<float>(), outer, n, inner, scale, out.data<float>());
+  if (out.numel())
+    detail::dispatch<run_expand_axis>(detail::OpKind::expand_axis, AxisAttrs{outer, n, inner, scale}, {g}, {out});
   return out;
 }
 

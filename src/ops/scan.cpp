@@ -15,7 +15,29 @@ void check_options(const char* op, const ScanOptions& opt) {
   check(opt.block >= 0, op, ": block must be >= 0, got ", opt.block);
 }
 
-float* data_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+using detail::f32_or_null;
+
+// The scan plan is taken once per call and frozen in the attributes.
+struct ScanAttrs {
+  kernels::ScanShape s;
+  kernels::ScanPlan plan;
+};
+void run_linear_scan(const ScanAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::linear_scan_f32(in[0].data<float>(), in[1].data<float>(), f32_or_null(in[2]), out[0].data<float>(),
+                           out[1].data<float>(), a.s, a.plan);
+}
+void run_linear_scan_bwd(const ScanAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::linear_scan_bwd_f32(in[0].data<float>(), in[1].data<float>(), f32_or_null(in[2]), in[3].data<float>(),
+                               in[4].data<float>(), f32_or_null(out[0]), f32_or_null(out[1]), f32_or_null(out[2]), a.s,
+                               a.plan);
+}
+void run_cumprod_scan(const ScanAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::cumprod_scan_f32(in[0].data<float>(), out[0].data<float>(), a.s, a.plan);
+}
+void run_cumprod_scan_bwd(const ScanAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::cumprod_scan_bwd_f32(in[0].data<float>(), in[1].data<float>(), in[2].data<float>(), out[0].data<float>(),
+                                a.s, a.plan);
+}
 
 }  // namespace
 
@@ -35,8 +57,8 @@ std::pair<Tensor, Tensor> linear_scan(const Tensor& a_in, const Tensor& b_in, co
   check_options(op, opt);
 
   Tensor h = Tensor::empty(a.shape()), h_last = Tensor::empty({s.B, s.D});
-  kernels::linear_scan_f32(a.data<float>(), b.data<float>(), data_or_null(h0), h.data<float>(),
-                           h_last.data<float>(), s, kernels::plan_scan(opt, s));
+  detail::dispatch<run_linear_scan>(detail::OpKind::linear_scan, ScanAttrs{s, kernels::plan_scan(opt, s)}, {a, b, h0},
+                                    {h, h_last});
 
   std::vector<Tensor> inputs{a_in, b_in};
   if (h0_in.defined()) inputs.push_back(h0_in);
@@ -48,9 +70,8 @@ std::pair<Tensor, Tensor> linear_scan(const Tensor& a_in, const Tensor& b_in, co
     Tensor da = ga ? Tensor::empty(as.shape()) : Tensor();
     Tensor db = gb ? Tensor::empty(as.shape()) : Tensor();
     Tensor dh0 = gh ? Tensor::empty({s.B, s.D}) : Tensor();
-    kernels::linear_scan_bwd_f32(as.data<float>(), hs.data<float>(), data_or_null(h0s), dh.data<float>(),
-                                 dh_last.data<float>(), data_or_null(da), data_or_null(db), data_or_null(dh0), s,
-                                 kernels::plan_scan(opt, s));
+    detail::dispatch<run_linear_scan_bwd>(detail::OpKind::linear_scan_bwd, ScanAttrs{s, kernels::plan_scan(opt, s)},
+                                          {as, hs, h0s, dh, dh_last}, {da, db, dh0});
     std::vector<Tensor> grads{da, db};
     if (h0s.defined()) grads.push_back(dh0);
     return grads;
@@ -64,14 +85,14 @@ Tensor cumprod_scan(const Tensor& a_in, const ScanOptions& opt) {
   const kernels::ScanShape s = shape3(op, a);
   check_options(op, opt);
   Tensor P = Tensor::empty(a.shape());
-  kernels::cumprod_scan_f32(a.data<float>(), P.data<float>(), s, kernels::plan_scan(opt, s));
+  detail::dispatch<run_cumprod_scan>(detail::OpKind::cumprod_scan, ScanAttrs{s, kernels::plan_scan(opt, s)}, {a}, {P});
   if (!autograd::needs_grad({a_in})) return P;
   const Tensor as = a.detach(), ps = P.detach();
   autograd::record(op, {a_in}, {P}, [=](const std::vector<Tensor>& g) {
     const Tensor dP = g[0].contiguous();
     Tensor da = Tensor::empty(as.shape());
-    kernels::cumprod_scan_bwd_f32(as.data<float>(), ps.data<float>(), dP.data<float>(), da.data<float>(), s,
-                                  kernels::plan_scan(opt, s));
+    detail::dispatch<run_cumprod_scan_bwd>(detail::OpKind::cumprod_scan_bwd, ScanAttrs{s, kernels::plan_scan(opt, s)},
+                                           {as, ps, dP}, {da});
     return std::vector<Tensor>{da};
   });
   return P;

@@ -5,6 +5,24 @@
 
 namespace mmrec::ops {
 namespace {
+// rows x row_bytes from src (+ src_off bytes, rows src_stride apart) to dst.
+struct RowsAttrs {
+  int64_t dst_off, dst_stride, src_off, src_stride, rows, row_bytes;
+};
+void run_copy_rows(const RowsAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::copy_rows(static_cast<char*>(out[0].raw_data()) + a.dst_off, a.dst_stride,
+                     static_cast<const char*>(in[0].raw_data()) + a.src_off, a.src_stride, a.rows, a.row_bytes);
+}
+}  // namespace
+
+void detail::copy_block(const Tensor& dst, int64_t dst_off, int64_t dst_stride, const Tensor& src, int64_t src_off,
+                        int64_t src_stride, int64_t rows, int64_t row_bytes) {
+  const RowsAttrs attrs{dst_off, dst_stride, src_off, src_stride, rows, row_bytes};
+  dispatch<run_copy_rows>(OpKind::copy_rows, attrs, {src}, {dst});
+}
+using detail::copy_block;
+
+namespace {
 int64_t prod(const Shape& s, size_t b, size_t e) {
   int64_t p = 1;
   for (size_t i = b; i < e; ++i) p *= s[i];
@@ -34,13 +52,11 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
   const int64_t es = static_cast<int64_t>(dtype_size(x0.dtype()));
   const int64_t total = out_shape[a];
   Tensor out = Tensor::empty(out_shape, x0.dtype());
-  auto* dst = static_cast<char*>(out.raw_data());
   int64_t off = 0;
   for (const Tensor& x_in : xs) {
     const Tensor x = x_in.contiguous();
     const int64_t len = x.shape()[a];
-    kernels::copy_rows(dst + off * inner * es, total * inner * es, x.raw_data(), len * inner * es, outer,
-                       len * inner * es);
+    copy_block(out, off * inner * es, total * inner * es, x, 0, len * inner * es, outer, len * inner * es);
     off += len;
   }
   if (autograd::needs_grad(xs)) {
@@ -49,7 +65,6 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
     for (const Tensor& x : xs) shapes.push_back(x.shape()), wants.push_back(x.requires_grad());
     autograd::record("concat", xs, {out}, [shapes, wants, a, outer, inner, total](const std::vector<Tensor>& g) {
       const Tensor go = g[0].contiguous();
-      const auto* src = static_cast<const char*>(go.raw_data());
       constexpr int64_t fs = sizeof(float);
       std::vector<Tensor> gx(shapes.size());
       int64_t off = 0;
@@ -57,8 +72,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
         const int64_t len = shapes[i][static_cast<size_t>(a)];
         if (wants[i]) {
           gx[i] = Tensor::empty(shapes[i]);
-          kernels::copy_rows(gx[i].raw_data(), len * inner * fs, src + off * inner * fs, total * inner * fs, outer,
-                             len * inner * fs);
+          copy_block(gx[i], 0, len * inner * fs, go, off * inner * fs, total * inner * fs, outer, len * inner * fs);
         }
         off += len;
       }
@@ -92,13 +106,12 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
       // Every part of x belongs to one output: the gradient is their blocks
       // side by side (outputs without a gradient arrive as zeros).
       Tensor dx = Tensor::empty(xs);
-      auto* dst = static_cast<char*>(dx.raw_data());
       constexpr int64_t fs = sizeof(float);
       int64_t off = 0;
       for (size_t k = 0; k < sizes.size(); ++k) {
         const Tensor gk = g[k].contiguous();
-        kernels::copy_rows(dst + off * inner * fs, xs[static_cast<size_t>(a)] * inner * fs, gk.raw_data(),
-                           sizes[k] * inner * fs, outer, sizes[k] * inner * fs);
+        copy_block(dx, off * inner * fs, xs[static_cast<size_t>(a)] * inner * fs, gk, 0, sizes[k] * inner * fs, outer,
+                   sizes[k] * inner * fs);
         off += sizes[k];
       }
       return std::vector<Tensor>{dx};

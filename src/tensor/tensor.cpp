@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "tensor/allocator.h"
+#include "tensor/capture_hook.h"
 #include "tensor/threads.h"
 
 namespace mmrec {
@@ -120,12 +121,18 @@ int64_t normalize_axis(int64_t axis, int64_t ndim, const char* op) {
 Tensor Tensor::empty(const Shape& shape, DType dtype) {
   check_shape(shape, "empty");
   const size_t bytes = static_cast<size_t>(numel_of(shape)) * dtype_size(dtype);
-  return Tensor(make_impl(std::make_shared<Storage>(bytes), shape, contiguous_strides(shape), 0, dtype));
+  auto st = std::make_shared<Storage>(bytes);
+  if (CaptureObserver* o = capture_observer()) o->allocated(st);
+  return Tensor(make_impl(std::move(st), shape, contiguous_strides(shape), 0, dtype));
 }
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype) {
   Tensor t = empty(shape, dtype);
-  if (t.nbytes()) std::memset(t.raw_data(), 0, t.nbytes());
+  if (CaptureObserver* o = capture_observer()) {
+    o->fill(t, 0.0);
+  } else if (t.nbytes()) {
+    std::memset(t.raw_data(), 0, t.nbytes());
+  }
   return t;
 }
 
@@ -202,15 +209,28 @@ int64_t Tensor::linear_index(std::initializer_list<int64_t> index) const {
   return pos;
 }
 
+namespace {
+thread_local CaptureObserver* t_observer = nullptr;
+void host_access(const char* what) {
+  if (t_observer) t_observer->host_access(what);
+}
+}  // namespace
+
+CaptureObserver* capture_observer() { return t_observer; }
+void set_capture_observer(CaptureObserver* o) { t_observer = o; }
+
 double Tensor::at(std::initializer_list<int64_t> index) const {
+  host_access("Tensor::at");
   return load(raw_data(), dtype(), linear_index(index));
 }
 
 void Tensor::set(std::initializer_list<int64_t> index, double value) {
+  host_access("Tensor::set");
   store(raw_data(), dtype(), linear_index(index), value);
 }
 
 double Tensor::flat_at(int64_t i) const {
+  host_access("Tensor::flat_at");
   check(i >= 0 && i < numel(), "flat_at: index ", i, " out of range for shape ", shape());
   int64_t pos = 0;
   for (size_t d = shape().size(); d-- > 0;) {
@@ -221,17 +241,20 @@ double Tensor::flat_at(int64_t i) const {
 }
 
 float Tensor::item() const {
+  host_access("Tensor::item");
   check(numel() == 1, "item: tensor of shape ", shape(), " has ", numel(), " elements, expected 1");
   return static_cast<float>(flat_at(0));
 }
 
 std::vector<float> Tensor::to_vector() const {
+  host_access("Tensor::to_vector");
   Tensor c = contiguous().to(DType::f32);
   const float* p = c.data<float>();
   return std::vector<float>(p, p + c.numel());
 }
 
 std::string Tensor::str(int64_t max_per_dim) const {
+  host_access("Tensor::str");
   std::ostringstream os;
   os << "Tensor(" << dtype_name(dtype()) << ", " << shape() << ")";
   if (numel() == 0) return os.str() + " []";
@@ -295,6 +318,16 @@ void copy_rows(const Shape& shape, const Shape& ss, const Shape& ds, const T* sp
 void Tensor::copy_from(const Tensor& src) {
   check(src.shape() == shape(), "copy_from: shapes differ: ", src.shape(), " into ", shape());
   if (numel() == 0) return;
+  if (CaptureObserver* o = capture_observer()) return o->copy(*this, src);
+  copy_raw(*this, src);
+}
+
+void copy_raw(const Tensor& dst, const Tensor& src) {
+  dst.copy_raw_from(src);
+}
+
+void Tensor::copy_raw_from(const Tensor& src) const {
+  if (numel() == 0) return;
   if (src.dtype() == dtype() && src.is_contiguous() && is_contiguous()) {
     std::memmove(raw_data(), src.raw_data(), nbytes());
     return;
@@ -331,6 +364,13 @@ void Tensor::copy_from(const Tensor& src) {
 }
 
 void Tensor::fill(double value) {
+  if (CaptureObserver* o = capture_observer()) return o->fill(*this, value);
+  fill_raw(*this, value);
+}
+
+void fill_raw(const Tensor& dst, double value) { dst.fill_raw_with(value); }
+
+void Tensor::fill_raw_with(double value) const {
   if (dtype() == DType::f32 && is_contiguous()) {
     std::fill_n(data<float>(), numel(), static_cast<float>(value));
     return;

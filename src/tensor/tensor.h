@@ -131,6 +131,10 @@ class Tensor {
   void check_dtype(DType want, const char* op) const;
 
  private:
+  friend void copy_raw(const Tensor& dst, const Tensor& src);
+  friend void fill_raw(const Tensor& dst, double value);
+  void copy_raw_from(const Tensor& src) const;
+  void fill_raw_with(double value) const;
   int64_t linear_index(std::initializer_list<int64_t> index) const;
   std::shared_ptr<TensorImpl> impl_;
 };

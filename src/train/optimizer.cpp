@@ -1,11 +1,57 @@
 #include "train/optimizer.h"
 
 #include <cmath>
+#include <cstring>
 
+#include "autograd/graph.h"
 #include "autograd/tape.h"
 #include "train/kernels/optim.h"
 
 namespace mmrec {
+namespace {
+using autograd::dispatch;
+using autograd::OpKind;
+
+struct AdamWAttrs {
+  int64_t n;
+  int which;  // 0: decayed, 1: not decayed (the row of the staged scalars)
+};
+// in: g, scalars; out: p, m, v (updated in place).
+void run_adamw(const AdamWAttrs& a, const Tensor* in, const Tensor* out) {
+  kernels::AdamWScalars s;
+  std::memcpy(&s, in[1].data<uint8_t>() + a.which * sizeof(s), sizeof(s));
+  kernels::adamw_f32(out[0].data<float>(), in[0].data<float>(), out[1].data<float>(), out[2].data<float>(), a.n, s);
+}
+
+struct ClipAttrs {
+  int64_t n, slot;
+  double max_norm;
+};
+double load_f64(const Tensor& t, int64_t i) {
+  double d;
+  std::memcpy(&d, t.data<int64_t>() + i, sizeof d);
+  return d;
+}
+void store_f64(const Tensor& t, int64_t i, double d) { std::memcpy(t.data<int64_t>() + i, &d, sizeof d); }
+// out: slot `slot` of the i64 [k] partial sums, a double's bits.
+void run_sum_squares(const ClipAttrs& a, const Tensor* in, const Tensor* out) {
+  store_f64(out[0], a.slot, kernels::sum_squares_f32(in[0].data<float>(), a.n));
+}
+// The global norm from the partial sums, added in parameter order; then the
+// coefficient exactly as torch.nn.utils.clip_grad_norm_ (double precision).
+void run_clip_coef(const ClipAttrs& a, const Tensor* in, const Tensor* out) {
+  double ss = 0.0;
+  for (int64_t i = 0; i < a.n; ++i) ss += load_f64(in[0], i);
+  const double norm = std::sqrt(ss);
+  const double coef = a.max_norm > 0.0 && std::isfinite(norm) ? a.max_norm / (norm + 1e-6) : 1.0;
+  store_f64(out[0], 0, norm);
+  store_f64(out[0], 1, coef);
+  out[0].data<int64_t>()[2] = coef < 1.0;
+}
+void run_clip_scale(const ClipAttrs& a, const Tensor* in, const Tensor* out) {
+  if (in[0].data<int64_t>()[2]) kernels::scale_inplace_f32(out[0].data<float>(), a.n, static_cast<float>(load_f64(in[0], 1)));
+}
+}  // namespace
 
 bool wants_weight_decay(const std::string& name, const Tensor& t, const OptimConfig& c) {
   auto ends_with = [&](const std::string& s) {
@@ -34,24 +80,45 @@ AdamW::AdamW(std::vector<NamedTensor> params, std::vector<bool> decay, double be
     m_.push_back(Tensor::zeros(p.shape()));
     v_.push_back(Tensor::zeros(p.shape()));
   }
+  scalars_ = Tensor::zeros({2 * static_cast<int64_t>(sizeof(kernels::AdamWScalars))}, DType::u8);
 }
 
 void AdamW::step(double lr) {
-  autograd::NoGradGuard no_grad;
+  stage(lr);
+  apply();
+}
+
+void AdamW::stage(double lr) {
   ++t_;
+  const kernels::AdamWScalars s[2] = {kernels::adamw_scalars(lr, beta1_, beta2_, eps_, wd_, t_),
+                                      kernels::adamw_scalars(lr, beta1_, beta2_, eps_, 0.0, t_)};
+  std::memcpy(scalars_.data<uint8_t>(), s, sizeof s);
+}
+
+void AdamW::apply() {
+  autograd::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& [name, p] = params_[i];
     const Tensor g = p.grad();
     if (!g.defined()) continue;
     check(g.shape() == p.shape(), "AdamW: gradient of ", name, " has shape ", g.shape(), ", parameter ", p.shape());
     const Tensor gc = g.contiguous();
-    const auto s = kernels::adamw_scalars(lr, beta1_, beta2_, eps_, decay_[i] ? wd_ : 0.0, t_);
-    kernels::adamw_f32(p.data<float>(), gc.data<float>(), m_[i].data<float>(), v_[i].data<float>(), p.numel(), s);
+    dispatch<run_adamw>(OpKind::adamw, AdamWAttrs{p.numel(), decay_[i] ? 0 : 1}, {gc, scalars_}, {p, m_[i], v_[i]});
   }
 }
 
 void AdamW::zero_grad() {
   for (auto& [name, p] : params_) p.zero_grad();
+}
+
+void AdamW::zero_grad_in_place() {
+  for (auto& [name, p] : params_) {
+    if (p.grad().defined()) {
+      p.grad().fill(0.0);
+    } else {
+      Tensor(p).set_grad(Tensor::zeros(p.shape()));
+    }
+  }
 }
 
 std::vector<NamedTensor> AdamW::state_tensors() const {
@@ -80,29 +147,32 @@ void AdamW::load_state(const std::vector<NamedTensor>& tensors, int64_t steps) {
   t_ = steps;
 }
 
-double grad_norm(const std::vector<NamedTensor>& params) {
-  double ss = 0.0;
-  for (const auto& [name, p] : params) {
-    const Tensor g = p.grad();
-    if (!g.defined()) continue;
-    const Tensor gc = g.contiguous();
-    ss += kernels::sum_squares_f32(gc.data<float>(), gc.numel());
-  }
-  return std::sqrt(ss);
-}
-
-double clip_grad_norm(const std::vector<NamedTensor>& params, double max_norm) {
-  const double norm = grad_norm(params);
-  if (max_norm <= 0.0 || !std::isfinite(norm)) return norm;
-  const double coef = max_norm / (norm + 1e-6);
-  if (coef >= 1.0) return norm;
+Tensor clip_grad_norm_tensor(const std::vector<NamedTensor>& params, double max_norm) {
+  std::vector<Tensor> grads;
   for (const auto& [name, p] : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    check(g.is_contiguous(), "clip_grad_norm: gradient of ", name, " is not contiguous");
-    kernels::scale_inplace_f32(g.data<float>(), g.numel(), static_cast<float>(coef));
+    check(g.is_contiguous() && g.dtype() == DType::f32, "clip_grad_norm: gradient of ", name,
+          " is not a contiguous f32 tensor");
+    grads.push_back(g);
   }
-  return norm;
+  const auto k = static_cast<int64_t>(grads.size());
+  Tensor partial = Tensor::empty({k}, DType::i64), result = Tensor::empty({3}, DType::i64);
+  for (int64_t i = 0; i < k; ++i)
+    dispatch<run_sum_squares>(OpKind::sum_squares, ClipAttrs{grads[static_cast<size_t>(i)].numel(), i, max_norm},
+                              {grads[static_cast<size_t>(i)]}, {partial});
+  dispatch<run_clip_coef>(OpKind::clip_coef, ClipAttrs{k, 0, max_norm}, {partial}, {result});
+  if (max_norm > 0.0)
+    for (const Tensor& g : grads) dispatch<run_clip_scale>(OpKind::clip_scale, ClipAttrs{g.numel(), 0, max_norm}, {result}, {g});
+  return result;
+}
+
+double clip_norm_value(const Tensor& result) { return load_f64(result, 0); }
+
+double grad_norm(const std::vector<NamedTensor>& params) { return clip_norm_value(clip_grad_norm_tensor(params, 0.0)); }
+
+double clip_grad_norm(const std::vector<NamedTensor>& params, double max_norm) {
+  return clip_norm_value(clip_grad_norm_tensor(params, max_norm));
 }
 
 }  // namespace mmrec

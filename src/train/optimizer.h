@@ -33,9 +33,17 @@ class AdamW {
       : AdamW(std::move(params), std::move(decay), c.beta1, c.beta2, c.eps, c.weight_decay) {}
 
   // Applies one update at rate lr with the parameters' current .grad
-  // (parameters without a gradient are left alone).
+  // (parameters without a gradient are left alone): stage(lr) then apply().
   void step(double lr);
+  // The host half: counts the step and writes its scalars (lr, bias
+  // corrections) into a small tensor that apply()'s kernels read, so a
+  // captured apply() replays with each step's values (stage before replay).
+  void stage(double lr);
+  void apply();
   void zero_grad();
+  // Sets every gradient to zeros (allocating the missing ones): a captured
+  // step then accumulates into fixed buffers.
+  void zero_grad_in_place();
   int64_t steps() const { return t_; }
 
   // Checkpoint state: "exp_avg.<name>" and "exp_avg_sq.<name>" for every
@@ -50,6 +58,7 @@ class AdamW {
   std::vector<NamedTensor> params_;
   std::vector<bool> decay_;
   std::vector<Tensor> m_, v_;
+  Tensor scalars_;  // u8: two kernels::AdamWScalars (decayed, not decayed), written by stage()
   double beta1_, beta2_, eps_, wd_;
   int64_t t_ = 0;
 };
@@ -60,5 +69,10 @@ double grad_norm(const std::vector<NamedTensor>& params);
 // exceeds max_norm (torch.nn.utils.clip_grad_norm_); returns the norm before
 // clipping. max_norm <= 0 only measures.
 double clip_grad_norm(const std::vector<NamedTensor>& params, double max_norm);
+// The same through kernels only (no host read): returns an i64 [3] tensor
+// holding the norm's and the coefficient's double bits and whether it
+// scaled; clip_norm_value() reads the norm from it.
+Tensor clip_grad_norm_tensor(const std::vector<NamedTensor>& params, double max_norm);
+double clip_norm_value(const Tensor& result);
 
 }  // namespace mmrec

@@ -1,0 +1,311 @@
+#include "autograd/graph.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <sstream>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "tensor/allocator.h"
+#include "tensor/capture_hook.h"
+
+namespace mmrec::autograd {
+namespace {
+
+struct FillAttrs {
+  double value;
+};
+struct NoAttrs {};
+
+void run_copy(const NoAttrs&, const Tensor* in, const Tensor* out) { copy_raw(out[0], in[0]); }
+void run_fill(const FillAttrs& a, const Tensor*, const Tensor* out) { fill_raw(out[0], a.value); }
+
+// The recording state of one capture on this thread; it also observes the
+// data work Tensor does itself (copies, fills, new buffers, host reads).
+struct Recorder final : CaptureObserver {
+  std::vector<Call> calls;
+  std::vector<std::shared_ptr<Storage>> created;
+  bool in_kernel = false;
+  bool has_last = false;
+  OpKind last = OpKind::copy;
+
+  void copy(const Tensor& dst, const Tensor& src) override { dispatch<run_copy>(OpKind::copy, NoAttrs{}, {src}, {dst}); }
+  void fill(const Tensor& dst, double value) override {
+    dispatch<run_fill>(OpKind::fill, FillAttrs{value}, {}, {dst});
+  }
+  void allocated(const std::shared_ptr<Storage>& s) override { created.push_back(s); }
+  void host_access(const char* what) override {
+    fail("capture: ", what, " reads or writes tensor data on the host inside a captured region (",
+         has_last ? std::string("after op '") + op_kind_name(last) + "'" : std::string("before any op"),
+         "): a replay would not repeat it; return the tensor from the step and read it after");
+  }
+};
+
+thread_local Recorder* t_recorder = nullptr;
+
+const char* const kKindNames[] = {
+    "copy", "fill", "binary", "unary", "affine", "activation", "activation_bwd", "clamp", "clamp_bwd",
+    "sigmoid_mul", "sigmoid_mul_bwd", "sum_axis", "expand_axis", "matmul", "gemm", "linear", "linear_packed",
+    "act_forward", "act_backward", "col_sum", "convert", "rmsnorm", "rmsnorm_bwd", "softmax", "softmax_bwd",
+    "mask_u8", "cross_entropy", "cross_entropy_bwd", "loss_mean", "next_token_targets", "check_ids", "embedding",
+    "embedding_bwd", "copy_rows", "linear_scan", "linear_scan_bwd", "cumprod_scan", "cumprod_scan_bwd",
+    "grad_accumulate", "adamw", "sum_squares", "clip_coef", "clip_scale"};
+static_assert(std::size(kKindNames) == static_cast<size_t>(OpKind::count_), "one name per OpKind");
+
+std::string mib(size_t b) {
+  std::ostringstream os;
+  os.precision(3);
+  os << static_cast<double>(b) / (1024.0 * 1024.0) << " MiB";
+  return os.str();
+}
+
+}  // namespace
+
+const char* op_kind_name(OpKind k) {
+  const auto i = static_cast<size_t>(k);
+  return i < std::size(kKindNames) ? kKindNames[i] : "?";
+}
+
+const char* role_name(Role r) {
+  switch (r) {
+    case Role::input: return "input";
+    case Role::parameter: return "parameter";
+    case Role::output: return "output";
+    case Role::temporary: return "temporary";
+    case Role::constant: return "constant";
+  }
+  return "?";
+}
+
+int debug_level() {
+  static const int level = [] {
+    const char* e = std::getenv("MMREC_DEBUG");
+    return e ? std::atoi(e) : 0;
+  }();
+  return level;
+}
+
+bool capturing() { return t_recorder && !t_recorder->in_kernel; }
+
+void dispatch_call(OpKind kind, KernelFn run, const Attrs& attrs, std::initializer_list<Tensor> in,
+                   std::initializer_list<Tensor> out) {
+  Recorder* r = t_recorder;
+  Call c{kind, run, attrs, {}, {}, {}, {}};
+  // Detached views: the graph holds buffers, never autograd history.
+  for (const Tensor& t : in) c.in.push_back(t.defined() ? t.detach() : Tensor());
+  for (const Tensor& t : out) c.out.push_back(t.defined() ? t.detach() : Tensor());
+  // A kernel's own helper copies and buffers are part of the kernel: not recorded.
+  r->in_kernel = true;
+  set_capture_observer(nullptr);
+  struct Restore {
+    Recorder* r;
+    ~Restore() {
+      r->in_kernel = false;
+      set_capture_observer(r);
+    }
+  } restore{r};
+  run(c.attrs.bytes, c.in.data(), c.out.data());
+  r->last = kind;
+  r->has_last = true;
+  r->calls.push_back(std::move(c));
+}
+
+void Graph::replay() const {
+  for (const Call& c : calls_) c.run(c.attrs.bytes, c.in.data(), c.out.data());
+}
+
+namespace {
+
+// Removes calls whose every output lands in a temporary buffer no kept call
+// reads (buffer-level, so conservative for partial writes).
+size_t remove_dead_calls(std::vector<Call>& calls, const std::unordered_set<const Storage*>& external) {
+  std::unordered_set<const Storage*> read;
+  std::vector<bool> keep(calls.size(), false);
+  for (size_t i = calls.size(); i-- > 0;) {
+    const Call& c = calls[i];
+    bool k = false;
+    for (const Tensor& t : c.out)
+      if (t.defined() && (external.count(t.impl()->storage.get()) || read.count(t.impl()->storage.get()))) k = true;
+    if (!k) continue;
+    keep[i] = true;
+    for (const Tensor& t : c.in)
+      if (t.defined()) read.insert(t.impl()->storage.get());
+  }
+  size_t removed = 0, w = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (keep[i]) {
+      if (w != i) calls[w] = std::move(calls[i]);
+      ++w;
+    } else {
+      ++removed;
+    }
+  }
+  calls.resize(w);
+  return removed;
+}
+
+// Offsets for buffers with live ranges [first, last], greedily by size
+// (largest first, each at the lowest gap free during its whole range).
+size_t plan_offsets(std::vector<Buffer*>& temps) {
+  std::sort(temps.begin(), temps.end(), [](const Buffer* a, const Buffer* b) {
+    return a->bytes != b->bytes ? a->bytes > b->bytes : a->first < b->first;
+  });
+  const auto round = [](size_t b) { return (b + alloc::kAlignment - 1) / alloc::kAlignment * alloc::kAlignment; };
+  std::vector<const Buffer*> placed;
+  size_t total = 0;
+  std::vector<std::pair<size_t, size_t>> busy;
+  for (Buffer* b : temps) {
+    busy.clear();
+    for (const Buffer* p : placed)
+      if (p->first <= b->last && b->first <= p->last)
+        busy.emplace_back(static_cast<size_t>(p->offset), static_cast<size_t>(p->offset) + round(p->bytes));
+    std::sort(busy.begin(), busy.end());
+    size_t off = 0;
+    for (const auto& [lo, hi] : busy) {
+      if (off + round(b->bytes) <= lo) break;
+      off = std::max(off, hi);
+    }
+    b->offset = static_cast<int64_t>(off);
+    total = std::max(total, off + round(b->bytes));
+    placed.push_back(b);
+  }
+  return total;
+}
+
+}  // namespace
+
+Graph Capture::run(const std::function<void()>& fn, const std::vector<Tensor>& inputs) {
+  check(!t_recorder, "capture: already capturing on this thread (captures do not nest)");
+  Recorder rec;
+  t_recorder = &rec;
+  set_capture_observer(&rec);
+  struct Stop {
+    ~Stop() {
+      t_recorder = nullptr;
+      set_capture_observer(nullptr);
+    }
+  } stop;
+  fn();
+  t_recorder = nullptr;
+  set_capture_observer(nullptr);
+
+  Graph g;
+  g.calls_ = std::move(rec.calls);
+  std::unordered_set<const Storage*> created;
+  for (const auto& s : rec.created) created.insert(s.get());
+  std::unordered_set<const Storage*> input_set;
+  for (const Tensor& t : inputs)
+    if (t.defined()) input_set.insert(t.impl()->storage.get());
+
+  // Storage references held by the graph itself, to tell buffers that the
+  // caller still holds (outputs, new gradients, state) from temporaries.
+  std::unordered_map<const Storage*, long> graph_refs;
+  for (const auto& s : rec.created) graph_refs[s.get()] += 1;
+  for (const Call& c : g.calls_) {
+    for (const Tensor& t : c.in)
+      if (t.defined()) graph_refs[t.impl()->storage.get()] += 1;
+    for (const Tensor& t : c.out)
+      if (t.defined()) graph_refs[t.impl()->storage.get()] += 1;
+  }
+  std::unordered_set<const Storage*> external;
+  for (const auto& s : rec.created)
+    if (s.use_count() > graph_refs[s.get()]) external.insert(s.get());
+  for (const Call& c : g.calls_)
+    for (const std::vector<Tensor>* v : {&c.in, &c.out})
+      for (const Tensor& t : *v)
+        if (t.defined() && !created.count(t.impl()->storage.get())) external.insert(t.impl()->storage.get());
+  g.removed_ = remove_dead_calls(g.calls_, external);
+
+  // Values and buffers, in order of first use.
+  std::unordered_map<const Storage*, int32_t> buffer_of;
+  std::map<std::tuple<const Storage*, int64_t, Shape, Shape, int>, int32_t> value_of;
+  auto intern = [&](const Tensor& t, int64_t call, bool write) -> int32_t {
+    if (!t.defined()) return -1;
+    const Storage* s = t.impl()->storage.get();
+    auto [it, fresh] = buffer_of.try_emplace(s, static_cast<int32_t>(g.buffers_.size()));
+    if (fresh) {
+      Buffer b;
+      b.storage = t.impl()->storage;
+      b.bytes = s->bytes;
+      b.first = call;
+      b.written_first = write;
+      b.role = input_set.count(s)     ? Role::input
+               : !created.count(s)    ? Role::parameter
+               : external.count(s)    ? Role::output
+               : write                ? Role::temporary
+                                      : Role::constant;
+      g.buffers_.push_back(b);
+    }
+    Buffer& b = g.buffers_[static_cast<size_t>(it->second)];
+    b.last = call;
+    const auto key = std::make_tuple(s, t.offset(), t.shape(), t.strides(), static_cast<int>(t.dtype()));
+    auto [vit, vfresh] = value_of.try_emplace(key, static_cast<int32_t>(g.values_.size()));
+    if (vfresh) g.values_.push_back(Value{vit->second, it->second, t.shape(), t.dtype(), b.role});
+    return vit->second;
+  };
+  for (size_t i = 0; i < g.calls_.size(); ++i) {
+    Call& c = g.calls_[i];
+    c.in_ids.clear();
+    c.out_ids.clear();
+    for (const Tensor& t : c.in) c.in_ids.push_back(intern(t, static_cast<int64_t>(i), false));
+    for (const Tensor& t : c.out) c.out_ids.push_back(intern(t, static_cast<int64_t>(i), true));
+  }
+  rec.created.clear();  // buffers no call uses are freed here
+
+  // Memory planning: every temporary into one arena by liveness.
+  std::vector<Buffer*> temps;
+  for (Buffer& b : g.buffers_)
+    if (b.role == Role::temporary && b.bytes > 0 && b.storage->data && !b.storage->owner) {
+      temps.push_back(&b);
+      g.captured_bytes_ += b.bytes;
+    }
+  const size_t total = plan_offsets(temps);
+  g.planned_bytes_ = total;
+  if (total > 0) {
+    void* base = alloc::allocate(total);
+    g.arena_ = std::shared_ptr<void>(base, [total](void* p) { alloc::release(p, total); });
+    for (Buffer* b : temps) {
+      Storage& s = *b->storage;
+      alloc::release(s.data, s.bytes);
+      s.data = static_cast<char*>(base) + b->offset;
+      s.owner = g.arena_;
+    }
+  }
+  return g;
+}
+
+std::string Graph::summary(const std::string& name) const {
+  std::ostringstream os;
+  size_t counts[5] = {};
+  for (const Buffer& b : buffers_) ++counts[static_cast<size_t>(b.role)];
+  os << "graph " << name << ": " << calls_.size() << " calls (" << removed_ << " dead removed), "
+     << values_.size() << " values in " << buffers_.size() << " buffers (" << counts[0] << " input, " << counts[1]
+     << " parameter/state, " << counts[2] << " output, " << counts[3] << " temporary, " << counts[4]
+     << " constant); temporaries " << mib(captured_bytes_) << " as captured, planned arena " << mib(planned_bytes_);
+  return os.str();
+}
+
+std::string Graph::listing() const {
+  std::ostringstream os;
+  auto arg = [&](int32_t id) {
+    if (id < 0) {
+      os << " -";
+      return;
+    }
+    const Value& v = values_[static_cast<size_t>(id)];
+    os << " v" << id << shape_str(v.shape) << dtype_name(v.dtype) << ':' << role_name(v.role);
+  };
+  for (size_t i = 0; i < calls_.size(); ++i) {
+    const Call& c = calls_[i];
+    os << '#' << i << ' ' << op_kind_name(c.kind) << " (";
+    for (int32_t id : c.in_ids) arg(id);
+    os << " ) ->";
+    for (int32_t id : c.out_ids) arg(id);
+    os << '\n';
+  }
+  return os.str();
+}
+
+}  // namespace mmrec::autograd
