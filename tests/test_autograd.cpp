@@ -146,3 +146,27 @@ TEST_CASE("a 2-layer MLP trained by SGD cuts its loss by 10x") {
   MESSAGE("MLP loss " << first << " -> " << last);
   CHECK(last < first / 10);
 }
+
+TEST_CASE("the grad-ready hook reports each leaf once, when its gradient is final") {
+  autograd::clear_tape();
+  // w is used first and last (like tied embeddings); b only in the middle;
+  // u feeds nothing.
+  Tensor w = Tensor::from_vector(std::vector<float>{1, 2}, {2}).set_requires_grad();
+  Tensor b = Tensor::from_vector(std::vector<float>{3, 4}, {2}).set_requires_grad();
+  Tensor u = Tensor::from_vector(std::vector<float>{5, 6}, {2}).set_requires_grad();
+  Tensor h = ops::mul(w, w);                           // first use of w
+  Tensor loss = ops::sum(ops::mul(ops::add(h, b), w));  // sum((w^2 + b) w)
+  std::vector<std::pair<const TensorImpl*, std::vector<float>>> seen;
+  autograd::set_grad_ready_hook([&](const Tensor& leaf) { seen.push_back({leaf.impl(), leaf.grad().to_vector()}); });
+  autograd::backward(loss);
+  autograd::set_grad_ready_hook({});
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].first == b.impl());  // b's only consumer runs before w's first one
+  CHECK(seen[0].second == std::vector<float>{1, 2});
+  CHECK(seen[1].first == w.impl());
+  CHECK(seen[1].second == w.grad().to_vector());  // final: 3w^2 + b
+  CHECK(w.grad().to_vector() == std::vector<float>{3 + 3, 12 + 4});
+  // Without a hook nothing is called.
+  autograd::backward(ops::sum(ops::mul(u, u)));
+  CHECK(seen.size() == 2);
+}

@@ -17,6 +17,7 @@
 #include "tensor/random.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
+#include "train/distributed.h"
 #include "train/fileio.h"
 #include "train/json_reader.h"
 #include "train/kernels/optim.h"
@@ -827,4 +828,32 @@ TEST_CASE("the tiny config needs no download and its loss falls") {
   CHECK(s.final_eval.loss < 0.7 * before.loss);   // learned something
   CHECK(fs::exists(d / "loss.svg"));
   CHECK(fs::exists(d / "model.safetensors"));
+}
+
+TEST_CASE("a job of one process: collectives keep the values, errors become JobErrors, gradients stay") {
+  Distributed job;
+  CHECK(job.rank() == 0);
+  CHECK(job.size() == 1);
+  CHECK(job.is_root());
+  double v[2] = {1.5, -2};
+  job.sum(v, 2);
+  job.max(v, 2);
+  job.broadcast(v, 2);
+  CHECK(v[0] == 1.5);
+  CHECK(v[1] == -2);
+  CHECK(job.any(true));
+  CHECK(!job.any(false));
+  std::string s = "kept";
+  job.broadcast(s);
+  CHECK(s == "kept");
+  CHECK_NOTHROW(job.together([] {}));
+  CHECK_THROWS_WITH_AS(job.together([] { fail("data: broken"); }), "data: broken", JobError);
+
+  Tensor w = Tensor::from_vector(std::vector<float>{1, 2, 3}, {3}).set_requires_grad();
+  GradReducer red(job, {{"w", w}}, 1 << 20);
+  red.begin();
+  autograd::backward(ops::sum(ops::mul(w, w)));
+  const ReduceStats st = red.finish();
+  CHECK(w.grad().to_vector() == std::vector<float>{2, 4, 6});
+  CHECK(st.bytes == 0);
 }

@@ -3,6 +3,7 @@
 //
 //   mmrec-train configs/tiny.json                 # runs/tiny/
 //   mmrec-train configs/small.json --resume       # continue from the newest checkpoint
+//   mpirun -np 4 mmrec-train configs/small.json   # data parallel over 4 processes
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -15,10 +16,12 @@
 #include <exception>
 #include <filesystem>
 #include <string>
+#include <thread>
 
 #include "models/model.h"
 #include "models/profile.h"
 #include "tensor/threads.h"
+#include "train/distributed.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
 #include "common/args.h"
@@ -40,11 +43,14 @@ extern "C" void on_signal(int sig) {
 
 void usage(std::FILE* f) {
   std::fprintf(f,
-               "usage: mmrec-train CONFIG.json [--resume] [--fresh] [--run-dir DIR]\n"
-               "  --resume       continue from the newest checkpoint in the run directory\n"
-               "  --fresh        delete the run directory's checkpoints and metrics, start over\n"
-               "  --run-dir DIR  where checkpoints, metrics.jsonl and loss.svg go\n"
-               "                 (default: log.run_dir of the config, else runs/<config name>)\n"
+               "usage: [mpirun -np N] mmrec-train CONFIG.json [--resume] [--fresh] [--run-dir DIR]\n"
+               "                   [--bucket-mb MB] [--no-overlap]\n"
+               "  --resume        continue from the newest checkpoint in the run directory\n"
+               "  --fresh         delete the run directory's checkpoints and metrics, start over\n"
+               "  --run-dir DIR   where checkpoints, metrics.jsonl and loss.svg go\n"
+               "                  (default: log.run_dir of the config, else runs/<config name>)\n"
+               "  --bucket-mb MB  under mpirun: gradient all-reduce bucket size (default 4)\n"
+               "  --no-overlap    under mpirun: all-reduce after backward, not during it\n"
                "Ctrl-C writes a checkpoint and exits; --resume continues bit-identically.\n");
 }
 
@@ -61,8 +67,15 @@ std::string mb(double bytes) {
 
 int main(int argc, char** argv) {
   mmrec::tools::ensure_omp_passive(argv);  // re-executes with OMP_WAIT_POLICY=PASSIVE if unset
+  Distributed job(&argc, &argv);           // one rank of mpirun -np N, or a job of one
+  // Every rank runs the same steps: rank 0 prints them, the others print
+  // only an error of their own.
+  if (!job.is_root() && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
+  std::FILE* err = job.is_root() ? stderr : stdout;
   std::string config_path, run_dir;
   ResumeMode resume = ResumeMode::config;
+  double bucket_mb = 4;
+  bool overlap = true;
   try {
     tools::Args args(argc, argv);
     while (args.next()) {
@@ -73,6 +86,11 @@ int main(int argc, char** argv) {
         resume = ResumeMode::fresh;
       } else if (a == "--run-dir") {
         run_dir = args.value();
+      } else if (a == "--bucket-mb") {
+        bucket_mb = args.float_value();
+        if (bucket_mb <= 0) throw tools::UsageError("--bucket-mb: expected a number > 0");
+      } else if (a == "--no-overlap") {
+        overlap = false;
       } else if (a == "-h" || a == "--help") {
         usage(stdout);
         return 0;
@@ -83,18 +101,22 @@ int main(int argc, char** argv) {
       }
     }
   } catch (const tools::UsageError& e) {
-    usage(stderr);
-    std::fprintf(stderr, "mmrec-train: %s\n", e.what());
+    usage(err);
+    std::fprintf(err, "mmrec-train: %s\n", e.what());
     return 2;
   }
   if (config_path.empty()) {
-    usage(stderr);
+    usage(err);
     return 2;
   }
   bool live = false;
   try {
-    const TrainConfig cfg = TrainConfig::load(config_path);
-    set_num_threads(static_cast<int>(cfg.train.threads));
+    TrainConfig cfg;
+    job.together([&] { cfg = TrainConfig::load(config_path); });
+    set_num_threads(static_cast<int>(cfg.train.threads));  // 0: the cores this process may run on
+    if (cfg.train.threads == 0 && job.local_size() > 1)    // the machine's cores shared among its ranks
+      set_num_threads(std::clamp(static_cast<int>(std::thread::hardware_concurrency()) / job.local_size(), 1,
+                                 num_threads()));
     if (run_dir.empty()) run_dir = cfg.log.run_dir.empty() ? default_run_dir(config_path) : cfg.log.run_dir;
     const std::string& mode = cfg.log.progress;
     live = mode == "live" || (mode == "auto" && ::isatty(STDOUT_FILENO));
@@ -102,7 +124,10 @@ int main(int argc, char** argv) {
 
     auto note = [&](const std::string& s) { std::printf("%s\n", s.c_str()), std::fflush(stdout); };
     const std::string title = std::filesystem::path(config_path).stem().string();
-    Trainer trainer(cfg, {.run_dir = run_dir, .resume = resume, .title = title}, note);
+    Trainer trainer(cfg,
+                    {.run_dir = run_dir, .resume = resume, .title = title, .job = &job,
+                     .bucket_bytes = static_cast<int64_t>(bucket_mb * (1 << 20)), .overlap = overlap},
+                    note);
     const Model& model = trainer.model();
     std::printf("model: %lld parameters (dim %lld, %lld layers, vocab %lld); data: %s tokens (%s held out), "
                 "tokenizer %s\n",
@@ -111,10 +136,11 @@ int main(int argc, char** argv) {
                 format_count(static_cast<double>(trainer.data().train_tokens())).c_str(),
                 format_count(static_cast<double>(trainer.data().val_tokens())).c_str(),
                 trainer.tokenizer().fingerprint().c_str());
-    std::printf("training %lld steps of %lld x %lld tokens (x%lld accumulation) on %d thread(s) in %s\n",
+    std::printf("training %lld steps of %lld x %lld tokens (x%lld accumulation) on %d thread(s)%s in %s\n",
                 static_cast<long long>(cfg.train.steps), static_cast<long long>(cfg.train.batch_size),
                 static_cast<long long>(cfg.train.seq_len), static_cast<long long>(cfg.train.grad_accum),
-                num_threads(), run_dir.c_str());
+                num_threads(), job.size() > 1 ? (" x " + std::to_string(job.size()) + " ranks").c_str() : "",
+                run_dir.c_str());
     std::fflush(stdout);
 
     std::signal(SIGINT, on_signal);
@@ -172,6 +198,12 @@ int main(int argc, char** argv) {
       std::printf("%s validation (step %lld): loss %.4f nats/token, %.4f bits/byte\n",
                   s.interrupted ? "last" : "final", static_cast<long long>(s.final_eval.step), s.final_eval.loss,
                   s.final_eval.bpb);
+    if (s.world_size > 1)
+      std::printf("data parallel: %d ranks; all-reduce of %s per step (%s): %.1f ms per step, %.1f ms of it after "
+                  "backward (not hidden)\n",
+                  s.world_size, mb(static_cast<double>(s.allreduce_bytes)).c_str(),
+                  overlap ? "started during backward" : "after backward", s.allreduce_total_s * 1e3,
+                  s.allreduce_wait_s * 1e3);
     std::printf("peak memory: %s in tensors (mmrec allocator), %s resident\n",
                 mb(static_cast<double>(s.peak_bytes)).c_str(), mb(static_cast<double>(ru.ru_maxrss) * 1024).c_str());
     if (s.interrupted) {
@@ -188,8 +220,16 @@ int main(int argc, char** argv) {
     std::printf("weights: %s/model.safetensors; checkpoint: %s\nmetrics: %s/metrics.jsonl; loss curve: %s/loss.svg\n",
                 dir.c_str(), s.last_checkpoint.c_str(), dir.c_str(), dir.c_str());
     return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%smmrec-train: %s\n", live ? "\n" : "", e.what());
+  } catch (const JobError& e) {  // raised on every rank alike: rank 0 says it
+    if (job.is_root()) std::fprintf(stderr, "%smmrec-train: %s\n", live ? "\n" : "", e.what());
     return 1;
+  } catch (const std::exception& e) {  // this rank alone: end the job, never leave it hanging
+    if (job.size() == 1) {
+      std::fprintf(stderr, "%smmrec-train: %s\n", live ? "\n" : "", e.what());
+      return 1;
+    }
+    std::fprintf(stderr, "%smmrec-train: rank %d: %s\n", live ? "\n" : "", job.rank(), e.what());
+    std::fflush(stderr);
+    job.abort(1);
   }
 }

@@ -13,6 +13,7 @@ struct Tape {
   std::vector<std::weak_ptr<Node>> nodes;
   size_t compact_at = 1024;
   bool grad_enabled = true;
+  GradReadyHook grad_ready;
 };
 
 Tape& tape() {
@@ -55,6 +56,8 @@ Tensor to_f32_contig(const Tensor& t) {
 std::atomic<BackwardHook> g_backward_hook{nullptr};
 
 void set_backward_hook(BackwardHook hook) { g_backward_hook.store(hook); }
+
+void set_grad_ready_hook(GradReadyHook hook) { tape().grad_ready = std::move(hook); }
 
 bool grad_enabled() { return tape().grad_enabled; }
 void set_grad_enabled(bool on) { tape().grad_enabled = on; }
@@ -113,8 +116,10 @@ void backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
     }
   };
 
+  Tape& t = tape();
   if (root.is_leaf()) {
     accumulate_leaf(root, g);
+    if (t.grad_ready) t.grad_ready(root);
     return;
   }
   const std::shared_ptr<Node> root_node = root.impl()->grad_fn;
@@ -125,14 +130,30 @@ void backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
   NoGradGuard no_grad;  // backward functions record nothing
   std::unordered_map<uint64_t, Tensor> grads;
   grads.emplace(root.impl()->id, g);
-  Tape& t = tape();
   // Hold every node for the walk: releasing a node's inputs must not free
   // the producers still to be visited.
   std::vector<std::shared_ptr<Node>> nodes;
   nodes.reserve(t.nodes.size());
   for (auto& w : t.nodes) nodes.push_back(w.lock());
+  // With a grad-ready hook: ready_after[i] lists the leaves whose earliest
+  // (so, in the reverse walk, last) consumer is node i.
+  std::vector<std::vector<Tensor>> ready_after(t.grad_ready ? nodes.size() : 0);
+  if (t.grad_ready) {
+    std::unordered_map<const TensorImpl*, bool> seen;
+    for (size_t i = 0; i < nodes.size(); ++i)
+      if (nodes[i])
+        for (const Tensor& in : nodes[i]->inputs)
+          if (in.defined() && in.requires_grad() && in.is_leaf() && seen.emplace(in.impl(), true).second)
+            ready_after[i].push_back(in);
+  }
+  size_t fired = nodes.size();  // ready_after[fired..] already reported
+  auto fire_down_to = [&](size_t i) {
+    for (; fired > i; --fired)
+      for (const Tensor& leaf : ready_after[fired - 1]) t.grad_ready(leaf);
+  };
   // Nodes are appended in creation order, so reverse order is topological.
   for (size_t i = nodes.size(); i-- > 0 && !grads.empty();) {
+    if (t.grad_ready) fire_down_to(i + 1);  // nodes after i are done
     const std::shared_ptr<Node>& node = nodes[i];
     if (!node) continue;
     std::vector<Tensor> gouts(node->output_ids.size());
@@ -179,6 +200,7 @@ void backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
       node->released = true;
     }
   }
+  if (t.grad_ready) fire_down_to(0);
   if (!retain_graph) compact(t);
 }
 

@@ -72,6 +72,15 @@ void backward(const Tensor& root, const Tensor& seed = Tensor(), bool retain_gra
 using BackwardHook = void (*)(const std::string& name, double seconds);
 void set_backward_hook(BackwardHook hook);
 
+// Optional observer, per thread, of leaves whose gradient is final during a
+// backward: called once per leaf that requires grad and feeds the graph,
+// right after the last node that contributes to its .grad has run (the leaf's
+// .grad may be undefined when nothing reached it). Data-parallel training
+// starts reducing a bucket of gradients there while backward goes on.
+// An empty function (the default) disables it.
+using GradReadyHook = std::function<void(const Tensor& leaf)>;
+void set_grad_ready_hook(GradReadyHook hook);
+
 // Number of live nodes on this thread's tape (tests, debugging).
 size_t tape_size();
 // Drops every node on this thread's tape.

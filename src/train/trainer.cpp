@@ -69,42 +69,73 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainerOptions& opt, std::functio
       schedule_(cfg.schedule, cfg.train.lr, cfg.train.steps),
       plateau_(cfg.schedule.plateau, cfg.train.lr),
       data_rng_(static_cast<uint64_t>(cfg.train.seed) ^ kDataStream) {
-  const ModelConfig mc = ModelConfig::from_json(cfg_.model);
-  tok_ = make_tokenizer(cfg_.data);
-  check(mc.vocab_size >= tok_.vocab_size(), "model.vocab_size: ", mc.vocab_size,
-        " is smaller than the vocabulary of data.tokenizer (", tok_.vocab_size(), ")");
-  if (title_.empty()) title_ = fs::path(run_dir_).filename().string();
-
-  // Which checkpoint to start from.
-  auto existing = list_checkpoints(run_dir_);
-  if (opt.resume == ResumeMode::fresh) {
-    std::error_code ec;
-    fs::remove_all(checkpoints_root(run_dir_), ec);
-    for (const char* f : {"metrics.jsonl", "loss.svg", kModelFile}) fs::remove(fs::path(run_dir_) / f, ec);
-    if (!existing.empty()) note("--fresh: removed " + std::to_string(existing.size()) + " checkpoint(s) of " + run_dir_);
-    existing.clear();
-  }
-  const bool want_resume = opt.resume == ResumeMode::require || cfg_.checkpoint.resume == "auto";
-  if (opt.resume == ResumeMode::require)
-    check(!existing.empty(), "--resume: no checkpoint in ", checkpoints_root(run_dir_));
-  if (!existing.empty() && !want_resume)
-    fail(run_dir_, " already holds checkpoints (newest: step ", existing.back().step,
-         "): pass --resume to continue that run, or --fresh to start over");
-  fs::create_directories(run_dir_);
-
-  const std::string cache_dir = cfg_.data.cache_dir.empty() ? run_dir_ : cfg_.data.cache_dir;
-  data_ = TokenDataset::prepare(cfg_.data, tok_, cache_dir, note_);
-  data_.check_fits(cfg_.train.seq_len + 1, "train.seq_len " + std::to_string(cfg_.train.seq_len) +
-                                               ", data.val_fraction " + std::to_string(cfg_.data.val_fraction));
-
-  model_ = std::make_unique<Model>(mc, static_cast<uint64_t>(cfg_.train.seed));
-  opt_ = std::make_unique<AdamW>(model_->parameters(), decay_mask(model_->parameters(), cfg_.train), cfg_.train);
-
-  if (!existing.empty()) {
-    resume_from(existing.back().dir);
+  if (opt.job) {
+    job_ = opt.job;
   } else {
-    metrics_ = MetricsLog((fs::path(run_dir_) / "metrics.jsonl").string(), -1);
+    own_job_ = std::make_unique<Distributed>();
+    job_ = own_job_.get();
   }
+  setup(opt);
+}
+
+// In a job of several ranks every rank runs this; rank 0 alone deletes
+// (--fresh), makes the token cache first (the others then find it) and opens
+// the metrics; an error on any rank is raised on all of them.
+void Trainer::setup(const TrainerOptions& opt) {
+  const bool root = job_->is_root();
+  ModelConfig mc;
+  std::vector<CheckpointInfo> existing;
+  const std::string cache_dir = cfg_.data.cache_dir.empty() ? run_dir_ : cfg_.data.cache_dir;
+  job_->together([&] {
+    mc = ModelConfig::from_json(cfg_.model);
+    tok_ = make_tokenizer(cfg_.data);
+    check(mc.vocab_size >= tok_.vocab_size(), "model.vocab_size: ", mc.vocab_size,
+          " is smaller than the vocabulary of data.tokenizer (", tok_.vocab_size(), ")");
+    if (title_.empty()) title_ = fs::path(run_dir_).filename().string();
+
+    // Which checkpoint to start from.
+    existing = list_checkpoints(run_dir_);
+    if (opt.resume == ResumeMode::fresh) {
+      if (root) {
+        std::error_code ec;
+        fs::remove_all(checkpoints_root(run_dir_), ec);
+        for (const char* f : {"metrics.jsonl", "loss.svg", kModelFile}) fs::remove(fs::path(run_dir_) / f, ec);
+        if (!existing.empty())
+          note("--fresh: removed " + std::to_string(existing.size()) + " checkpoint(s) of " + run_dir_);
+      }
+      existing.clear();
+    }
+    const bool want_resume = opt.resume == ResumeMode::require || cfg_.checkpoint.resume == "auto";
+    if (opt.resume == ResumeMode::require)
+      check(!existing.empty(), "--resume: no checkpoint in ", checkpoints_root(run_dir_));
+    if (!existing.empty() && !want_resume)
+      fail(run_dir_, " already holds checkpoints (newest: step ", existing.back().step,
+           "): pass --resume to continue that run, or --fresh to start over");
+    fs::create_directories(run_dir_);
+    if (root) data_ = TokenDataset::prepare(cfg_.data, tok_, cache_dir, note_);
+  });
+  // Every rank must resume from the same checkpoint.
+  double newest[2] = {existing.empty() ? -1.0 : static_cast<double>(existing.back().step), 0};
+  newest[1] = -newest[0];
+  job_->max(newest, 2);
+  job_->together([&] {
+    check(newest[0] == -newest[1], "the ranks see different checkpoints in ", checkpoints_root(run_dir_),
+          " (newest step ", -newest[1], " to ", newest[0], "): every rank needs the same run directory");
+    if (!root) data_ = TokenDataset::prepare(cfg_.data, tok_, cache_dir);
+    data_.check_fits(cfg_.train.seq_len + 1, "train.seq_len " + std::to_string(cfg_.train.seq_len) +
+                                                 ", data.val_fraction " + std::to_string(cfg_.data.val_fraction));
+
+    model_ = std::make_unique<Model>(mc, static_cast<uint64_t>(cfg_.train.seed));
+    opt_ = std::make_unique<AdamW>(model_->parameters(), decay_mask(model_->parameters(), cfg_.train), cfg_.train);
+    if (job_->size() > 1)
+      reducer_ = std::make_unique<GradReducer>(*job_, model_->parameters(), opt.bucket_bytes, opt.overlap);
+
+    if (!existing.empty()) {
+      resume_from(existing.back().dir);
+    } else if (root) {
+      metrics_ = MetricsLog((fs::path(run_dir_) / "metrics.jsonl").string(), -1);
+    }
+  });
 }
 
 Trainer::~Trainer() = default;
@@ -121,22 +152,37 @@ double Trainer::next_lr() const { return schedule_.lr(step_) * plateau_.scale();
 StepResult Trainer::train_step() {
   const double t0 = now_s();
   const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len, A = cfg_.train.grad_accum;
+  const int64_t N = job_->size(), rank = job_->rank();
   const double lr = next_lr();
   double loss_sum = 0.0;
+  ReduceStats reduce;
   for (int64_t a = 0; a < A; ++a) {
     Tensor batch;
     {
       prof::Scope ps("train.data");
-      batch = data_.train_batch(data_rng_, B, T + 1);  // [B, T+1]
+      // A micro-batch of the job is N x B windows; this rank's are the
+      // windows [rank B, rank B + B) of it, so the RNG stays in lock step.
+      Generator g = data_rng_;
+      g.advance(static_cast<uint64_t>(rank * B));
+      batch = data_.train_batch(g, B, T + 1);  // [B, T+1]
+      data_rng_.advance(static_cast<uint64_t>(N * B));
     }
     Tensor loss = model_->loss(batch);
     loss_sum += loss.item();
+    // The last backward's gradients are final: their buckets start in it.
+    if (reducer_ && a == A - 1) reducer_->begin();
     // The mean over A micro-batches of equal size is the large batch's mean.
     autograd::backward(A > 1 ? ops::scale(loss, 1.0f / static_cast<float>(A)) : loss);
   }
-  const double loss = loss_sum / static_cast<double>(A);
-  check(std::isfinite(loss), "training diverged: the loss is ", loss, " at step ", step_ + 1,
-        " (try a lower train.lr or a smaller train.grad_clip)");
+  if (reducer_) {
+    prof::Scope ps("train.allreduce");
+    reduce = reducer_->finish();  // every rank now holds the mean gradient
+  }
+  job_->sum(&loss_sum, 1);
+  const double loss = loss_sum / static_cast<double>(A * N);
+  if (!std::isfinite(loss))  // the same on every rank
+    throw JobError("training diverged: the loss is " + std::to_string(loss) + " at step " + std::to_string(step_ + 1) +
+                   " (try a lower train.lr or a smaller train.grad_clip)");
   double gn;
   {
     prof::Scope ps("train.clip_and_adamw");
@@ -154,29 +200,40 @@ StepResult Trainer::train_step() {
   r.smooth_loss = ema_ / (1.0 - std::pow(a, static_cast<double>(ema_count_)));
   r.lr = lr;
   r.grad_norm = gn;
-  r.tokens = A * B * T;
+  r.tokens = A * B * T * N;
+  r.reduce = reduce;
   tokens_seen_ += r.tokens;
   r.seconds = now_s() - t0;
   return r;
 }
 
+// The held-out windows of eval_batches batches of the job (N x B windows),
+// read in micro-batches of B: rank r takes micro-batches r, r + N, ... and
+// the sums meet on every rank (the plateau steps on them).
 EvalResult Trainer::evaluate() {
   const double t0 = now_s();
   prof::Scope ps("train.evaluate");
   autograd::NoGradGuard no_grad;
-  const int64_t B = cfg_.train.batch_size, W = cfg_.train.seq_len + 1;
-  const int64_t windows = std::min(cfg_.log.eval_batches * B, data_.val_windows(W));
+  const int64_t N = job_->size(), B = cfg_.train.batch_size, W = cfg_.train.seq_len + 1;
+  const int64_t windows = std::min(cfg_.log.eval_batches * B * N, data_.val_windows(W));
   double nats = 0.0;
   int64_t bytes = 0, tokens = 0;
-  for (int64_t k = 0; k * B < windows; ++k) {
-    Tensor batch = data_.val_batch(k, B, W);
-    if (batch.size(0) > windows - k * B) batch = batch.slice(0, 0, windows - k * B).contiguous();
-    const int64_t n = batch.size(0) * (W - 1);
-    nats += static_cast<double>(model_->loss(batch).item()) * static_cast<double>(n);
-    tokens += n;
-    const int32_t* p = batch.data<int32_t>();
-    for (int64_t b = 0; b < batch.size(0); ++b)
-      for (int64_t t = 1; t < W; ++t) bytes += static_cast<int64_t>(tok_.token_bytes(p[b * W + t]).size());
+  job_->together([&] {
+    for (int64_t k = job_->rank(); k * B < windows; k += N) {
+      Tensor batch = data_.val_batch(k, B, W);
+      if (batch.size(0) > windows - k * B) batch = batch.slice(0, 0, windows - k * B).contiguous();
+      const int64_t n = batch.size(0) * (W - 1);
+      nats += static_cast<double>(model_->loss(batch).item()) * static_cast<double>(n);
+      tokens += n;
+      const int32_t* p = batch.data<int32_t>();
+      for (int64_t b = 0; b < batch.size(0); ++b)
+        for (int64_t t = 1; t < W; ++t) bytes += static_cast<int64_t>(tok_.token_bytes(p[b * W + t]).size());
+    }
+  });
+  if (N > 1) {
+    double sums[3] = {nats, static_cast<double>(bytes), static_cast<double>(tokens)};
+    job_->sum(sums, 3);
+    nats = sums[0], bytes = static_cast<int64_t>(sums[1]), tokens = static_cast<int64_t>(sums[2]);
   }
   EvalResult e;
   e.step = step_;
@@ -189,12 +246,25 @@ EvalResult Trainer::evaluate() {
 }
 
 std::string Trainer::save_checkpoint() {
+  // Rank 0 writes; the others learn its directory (or its error).
+  std::string dir;
+  job_->together([&] {
+    if (job_->is_root()) dir = save_checkpoint_here();
+  });
+  job_->broadcast(dir);
+  last_checkpoint_step_ = step_;
+  last_checkpoint_ = dir;
+  return dir;
+}
+
+std::string Trainer::save_checkpoint_here() {
   prof::Scope ps("train.checkpoint");
   nlohmann::json meta;
   meta["format"] = "mmrec-train-state";
   meta["version"] = 1;
   meta["step"] = step_;
   meta["tokens_seen"] = tokens_seen_;
+  meta["world_size"] = job_->size();
   meta["config"] = effective_config();
   meta["optimizer"] = {{"kind", "adamw"}, {"steps", opt_->steps()}};
   meta["plateau"] = plateau_.state();
@@ -212,8 +282,6 @@ std::string Trainer::save_checkpoint() {
     write_train_state((fs::path(tmp) / kStateFile).string(), {meta, opt_->state_tensors()});
   });
   prune_checkpoints(run_dir_, cfg_.checkpoint.keep);
-  last_checkpoint_step_ = step_;
-  last_checkpoint_ = dir;
   return dir;
 }
 
@@ -235,6 +303,10 @@ void Trainer::resume_from(const std::string& dir) {
            " in the checkpoint and ", b.contains(ptr) ? b[ptr].dump() : "absent",
            " in the config (use another --run-dir, or --fresh to start over)");
     }
+    const int64_t ranks = m.value("world_size", int64_t{1});
+    check(ranks == job_->size(), where, " was written by a job of ", ranks, " rank(s) and this one has ",
+          job_->size(), ": resume it with mpirun -np ", ranks,
+          " (another count would change the batch of every step), or start over with --fresh");
     const auto& d = m.at("data");
     check(d.at("key").get<std::string>() == hex64(data_.key()) && d.at("tokens").get<int64_t>() == data_.size(),
           where, ": the training data changed since the checkpoint (token cache key ", d.at("key").get<std::string>(),
@@ -264,7 +336,7 @@ void Trainer::resume_from(const std::string& dir) {
   resumed_from_ = step_;
   last_checkpoint_step_ = step_;
   last_checkpoint_ = dir;
-  metrics_ = MetricsLog((fs::path(run_dir_) / "metrics.jsonl").string(), step_);
+  if (job_->is_root()) metrics_ = MetricsLog((fs::path(run_dir_) / "metrics.jsonl").string(), step_);
   note("resumed from " + dir + " (step " + std::to_string(step_) + ")");
 }
 
@@ -274,8 +346,10 @@ RunSummary Trainer::run(const RunHooks& hooks) {
   s.total_steps = cfg_.train.steps;
   const double wall0 = now_s();
   const std::string svg = (fs::path(run_dir_) / "loss.svg").string();
-  int64_t tokens = 0, interval_tokens = 0;
-  double interval_secs = 0;
+  const bool root = job_->is_root();
+  s.world_size = job_->size();
+  int64_t tokens = 0, interval_tokens = 0, steps = 0;
+  double interval_secs = 0, interval_wait = 0;
   bool evaluated_now = false;
   while (step_ < cfg_.train.steps) {
     const StepResult r = train_step();
@@ -283,16 +357,27 @@ RunSummary Trainer::run(const RunHooks& hooks) {
     tokens += r.tokens;
     interval_tokens += r.tokens;
     interval_secs += r.seconds;
+    ++steps;
+    s.allreduce_wait_s += r.reduce.wait_seconds;
+    s.allreduce_total_s += r.reduce.total_seconds;
+    s.allreduce_bytes = r.reduce.bytes;
+    interval_wait += r.reduce.wait_seconds;
     const bool last = step_ == cfg_.train.steps;
+    if ((step_ % cfg_.log.interval == 0 || last) && root) {
+      nlohmann::json line = {{"step", r.step},
+                             {"loss", r.loss},
+                             {"smooth_loss", r.smooth_loss},
+                             {"lr", r.lr},
+                             {"grad_norm", r.grad_norm},
+                             {"tokens_per_s", interval_secs > 0 ? interval_tokens / interval_secs : 0.0},
+                             {"world_size", job_->size()}};
+      if (job_->size() > 1) line["allreduce_wait_s"] = interval_wait / static_cast<double>(cfg_.log.interval);
+      metrics_.write(line);
+    }
     if (step_ % cfg_.log.interval == 0 || last) {
-      metrics_.write({{"step", r.step},
-                      {"loss", r.loss},
-                      {"smooth_loss", r.smooth_loss},
-                      {"lr", r.lr},
-                      {"grad_norm", r.grad_norm},
-                      {"tokens_per_s", interval_secs > 0 ? interval_tokens / interval_secs : 0.0}});
       interval_tokens = 0;
       interval_secs = 0;
+      interval_wait = 0;
     }
     if (hooks.on_step) hooks.on_step(r);
     evaluated_now = (cfg_.log.eval_interval > 0 && step_ % cfg_.log.eval_interval == 0) || last;
@@ -303,13 +388,16 @@ RunSummary Trainer::run(const RunHooks& hooks) {
       if (p.enabled) reduced = plateau_.step(p.monitor == "val_loss" ? e.loss : r.smooth_loss);
       nlohmann::json line = {{"step", e.step}, {"val_loss", e.loss}, {"val_bpb", e.bpb}, {"lr", r.lr}};
       if (p.enabled) line["lr_scale"] = plateau_.scale();
-      metrics_.write(line);
-      write_loss_svg(svg, metrics_.train_curve(), metrics_.val_curve(), cfg_.train.steps, title_);
+      if (root) {
+        metrics_.write(line);
+        write_loss_svg(svg, metrics_.train_curve(), metrics_.val_curve(), cfg_.train.steps, title_);
+      }
       if (hooks.on_eval) hooks.on_eval(e);
       if (reduced) note("plateau: no improvement in " + p.monitor + ", learning rate scaled to " +
                         std::to_string(plateau_.scale()) + " of the schedule");
     }
-    const bool stop = hooks.should_stop && hooks.should_stop();
+    // A stop (Ctrl-C) on any rank stops every rank after this step.
+    const bool stop = job_->any(hooks.should_stop && hooks.should_stop());
     if ((cfg_.checkpoint.interval > 0 && step_ % cfg_.checkpoint.interval == 0) || last || stop) {
       const std::string dir = save_checkpoint();
       if (hooks.on_checkpoint) hooks.on_checkpoint(dir);
@@ -324,7 +412,13 @@ RunSummary Trainer::run(const RunHooks& hooks) {
       const EvalResult e = evaluate();
       if (hooks.on_eval) hooks.on_eval(e);
     }
-    save_model((fs::path(run_dir_) / kModelFile).string(), *model_, DType::f32);
+    job_->together([&] {
+      if (root) save_model((fs::path(run_dir_) / kModelFile).string(), *model_, DType::f32);
+    });
+  }
+  if (steps > 0) {
+    s.allreduce_wait_s /= static_cast<double>(steps);
+    s.allreduce_total_s /= static_cast<double>(steps);
   }
   s.end_step = step_;
   s.wall_seconds = now_s() - wall0;

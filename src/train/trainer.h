@@ -9,6 +9,11 @@
 // Resuming from the newest checkpoint of the run directory continues with
 // bit-identical losses: weights, AdamW moments, step, plateau state, smoothed
 // loss and the data RNG position are all restored exactly.
+//
+// With TrainerOptions::job, the trainer is one rank of a data-parallel job:
+// each rank trains on its share of every batch, gradients are averaged over
+// the ranks, rank 0 writes the metrics and checkpoints, and every rank must
+// make the same calls (run, train_step, evaluate, save_checkpoint).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -18,6 +23,7 @@
 #include "models/model.h"
 #include "tensor/random.h"
 #include "train/data.h"
+#include "train/distributed.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
@@ -36,6 +42,12 @@ struct TrainerOptions {
   std::string run_dir{};  // "" = config log.run_dir, else runs/train
   ResumeMode resume = ResumeMode::config;
   std::string title{};    // of the loss chart
+  // Data parallel: the MPI job this trainer is one rank of (nullptr: a job
+  // of one process), the gradient buckets' size, and whether they start
+  // during backward (false: all after it, the reference for the overlap).
+  const Distributed* job = nullptr;
+  int64_t bucket_bytes = 4 << 20;
+  bool overlap = true;
 };
 
 struct StepResult {
@@ -44,8 +56,9 @@ struct StepResult {
   double smooth_loss = 0;   // bias-corrected EMA (schedule.plateau.smoothing)
   double lr = 0;
   double grad_norm = 0;     // before clipping
-  int64_t tokens = 0;       // predicted tokens in the step
+  int64_t tokens = 0;       // predicted tokens in the step, over all ranks
   double seconds = 0;       // wall time of the step
+  ReduceStats reduce;       // the gradient all-reduce (zeros in a job of one)
 };
 
 struct EvalResult {
@@ -68,7 +81,11 @@ struct RunSummary {
   bool interrupted = false;
   double train_seconds = 0;   // in train steps (this session)
   double wall_seconds = 0;
-  double tokens_per_s = 0;    // predicted tokens / train_seconds
+  double tokens_per_s = 0;    // predicted tokens (all ranks) / train_seconds
+  int world_size = 1;         // ranks of the job
+  double allreduce_wait_s = 0;   // per step: all-reduce time not hidden behind backward
+  double allreduce_total_s = 0;  // per step: first bucket started .. last done
+  int64_t allreduce_bytes = 0;   // gradient bytes each rank reduces per step
   EvalResult final_eval;      // step 0 when no evaluation ran
   std::string last_checkpoint;
   size_t peak_bytes = 0;      // mmrec::alloc peak
@@ -105,11 +122,16 @@ class Trainer {
 
  private:
   void resume_from(const std::string& dir);
+  void setup(const TrainerOptions& opt);
+  std::string save_checkpoint_here();
   void note(const std::string& s) const {
-    if (note_) note_(s);
+    if (note_ && job_->is_root()) note_(s);
   }
 
   TrainConfig cfg_;
+  std::unique_ptr<Distributed> own_job_;  // when the options name none
+  const Distributed* job_ = nullptr;
+  std::unique_ptr<GradReducer> reducer_;  // in a job of several ranks
   std::string run_dir_, title_;
   std::function<void(const std::string&)> note_;
   Tokenizer tok_;
