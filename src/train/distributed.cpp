@@ -20,12 +20,14 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+#ifdef MMREC_MPI
 // mpirun (Open MPI's ORTE / PMIx) and other PMI launchers set these.
 bool launched_by_mpi() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"})
     if (std::getenv(v) != nullptr) return true;
   return false;
 }
+#endif
 }  // namespace
 
 bool Distributed::built_with_mpi() {
