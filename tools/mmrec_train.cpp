@@ -199,9 +199,9 @@ int main(int argc, char** argv) {
                   s.interrupted ? "last" : "final", static_cast<long long>(s.final_eval.step), s.final_eval.loss,
                   s.final_eval.bpb);
     if (s.world_size > 1)
-      std::printf("data parallel: %d ranks; all-reduce of %s per step (%s): %.1f ms per step, %.1f ms of it after "
-                  "backward (not hidden)\n",
-                  s.world_size, mb(static_cast<double>(s.allreduce_bytes)).c_str(),
+      std::printf("data parallel: %d ranks; all-reduce of %s per step in %d buckets (%s): %.1f ms per step, %.1f ms "
+                  "of it after backward (not hidden)\n",
+                  s.world_size, mb(static_cast<double>(s.allreduce_bytes)).c_str(), s.allreduce_buckets,
                   overlap ? "started during backward" : "after backward", s.allreduce_total_s * 1e3,
                   s.allreduce_wait_s * 1e3);
     std::printf("peak memory: %s in tensors (mmrec allocator), %s resident\n",

@@ -361,6 +361,7 @@ RunSummary Trainer::run(const RunHooks& hooks) {
     s.allreduce_wait_s += r.reduce.wait_seconds;
     s.allreduce_total_s += r.reduce.total_seconds;
     s.allreduce_bytes = r.reduce.bytes;
+    s.allreduce_buckets = r.reduce.buckets;
     interval_wait += r.reduce.wait_seconds;
     const bool last = step_ == cfg_.train.steps;
     if ((step_ % cfg_.log.interval == 0 || last) && root) {

@@ -86,6 +86,7 @@ struct RunSummary {
   double allreduce_wait_s = 0;   // per step: all-reduce time not hidden behind backward
   double allreduce_total_s = 0;  // per step: first bucket started .. last done
   int64_t allreduce_bytes = 0;   // gradient bytes each rank reduces per step
+  int allreduce_buckets = 0;
   EvalResult final_eval;      // step 0 when no evaluation ran
   std::string last_checkpoint;
   size_t peak_bytes = 0;      // mmrec::alloc peak
