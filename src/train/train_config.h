@@ -37,6 +37,7 @@ struct OptimConfig {  // the `train` section
   bool decay_norms_and_biases = false;
   int64_t seed = 1;         // model init and data sampling
   int64_t threads = 0;      // 0: all cores
+  bool compile = false;     // capture the step once, then replay it (autograd/compile.h)
 };
 
 struct PlateauConfig {  // PyTorch ReduceLROnPlateau

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "autograd/compile.h"
 #include "autograd/tape.h"
 #include "models/profile.h"
 #include "models/safetensors.h"
@@ -40,6 +41,7 @@ nlohmann::json comparable(nlohmann::json c) {
   c.erase("checkpoint");
   c["train"].erase("steps");
   c["train"].erase("threads");
+  c["train"].erase("compile");  // the same losses either way
   c["data"].erase("cache_dir");
   return c;
 }
@@ -136,6 +138,31 @@ void Trainer::setup(const TrainerOptions& opt) {
       metrics_ = MetricsLog((fs::path(run_dir_) / "metrics.jsonl").string(), -1);
     }
   });
+  // One rank: the step is captured and replayed (several ranks all-reduce
+  // gradients on the host between backward and the update: eager).
+  if (cfg_.train.compile && job_->size() == 1) setup_compiled_step();
+}
+
+// Same losses and weights as the eager step, bit for bit (tests/test_compile.cpp).
+void Trainer::setup_compiled_step() {
+  const int64_t A = cfg_.train.grad_accum;
+  const std::string key = effective_config().dump();
+  micro_ = std::make_unique<autograd::CompiledFn>(
+      [this, A](const std::vector<Tensor>& in) {
+        Tensor loss = model_->loss(in[0]);
+        autograd::backward(A > 1 ? ops::scale(loss, 1.0f / static_cast<float>(A)) : loss);
+        return std::vector<Tensor>{loss};
+      },
+      autograd::CompileOptions{"train.micro_batch", 2, false, key});
+  update_ = std::make_unique<autograd::CompiledFn>(
+      [this](const std::vector<Tensor>&) {
+        Tensor r = clip_grad_norm_tensor(model_->parameters(), cfg_.train.grad_clip);
+        opt_->apply();
+        opt_->zero_grad_in_place();
+        return std::vector<Tensor>{r};
+      },
+      autograd::CompileOptions{"train.update", 2, false, key});
+  opt_->zero_grad_in_place();  // the graphs accumulate into these buffers
 }
 
 Trainer::~Trainer() = default;
@@ -167,6 +194,10 @@ StepResult Trainer::train_step() {
       batch = data_.train_batch(g, B, T + 1);  // [B, T+1]
       data_rng_.advance(static_cast<uint64_t>(N * B));
     }
+    if (micro_) {
+      loss_sum += (*micro_)({batch})[0].item();
+      continue;
+    }
     Tensor loss = model_->loss(batch);
     loss_sum += loss.item();
     // The last backward's gradients are final: their buckets start in it.
@@ -186,9 +217,14 @@ StepResult Trainer::train_step() {
   double gn;
   {
     prof::Scope ps("train.clip_and_adamw");
-    gn = clip_grad_norm(model_->parameters(), cfg_.train.grad_clip);
-    opt_->step(lr);
-    opt_->zero_grad();
+    if (update_) {
+      opt_->stage(lr);
+      gn = clip_norm_value((*update_)({})[0]);
+    } else {
+      gn = clip_grad_norm(model_->parameters(), cfg_.train.grad_clip);
+      opt_->step(lr);
+      opt_->zero_grad();
+    }
   }
   ++step_;
   const double a = cfg_.schedule.plateau.smoothing;

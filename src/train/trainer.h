@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "autograd/compile.h"
 #include "models/model.h"
 #include "tensor/random.h"
 #include "train/data.h"
@@ -125,6 +126,7 @@ class Trainer {
   void resume_from(const std::string& dir);
   void setup(const TrainerOptions& opt);
   std::string save_checkpoint_here();
+  void setup_compiled_step();
   void note(const std::string& s) const {
     if (note_ && job_->is_root()) note_(s);
   }
@@ -139,6 +141,9 @@ class Trainer {
   TokenDataset data_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<AdamW> opt_;
+  // train.compile: the micro-batch graph (forward, loss, backward into fixed
+  // gradient buffers) and the update graph (clipping, AdamW, zeroing).
+  std::unique_ptr<autograd::CompiledFn> micro_, update_;
   LrSchedule schedule_;
   ReduceLROnPlateau plateau_;
   Generator data_rng_;

@@ -6,12 +6,14 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "autograd/compile.h"
 #include "autograd/tape.h"
 #include "bench/bench.h"
 #include "models/model.h"
 #include "models/profile.h"
 #include "tensor/allocator.h"
 #include "tensor/random.h"
+#include "train/optimizer.h"
 
 using namespace mmrec;
 
@@ -41,11 +43,82 @@ double gemm_macs_per_token(const ModelConfig& c) {
   return c.layers * (4 * D * D + D * D + 4 * D * I + D * D + 2 * D * F) + c.vocab_size * D;
 }
 
+// A whole optimizer step as mmrec-train runs it (forward, loss, backward,
+// clipping at 1.0, AdamW), eager or through two compiled graphs (the
+// micro-batch and the update); `compiled` = false runs the eager path.
+struct FullStep {
+  const Model& m;
+  OptimConfig oc;
+  AdamW opt;
+  autograd::CompiledFn micro, update;
+  FullStep(const Model& model)
+      : m(model),
+        opt(model.parameters(), decay_mask(model.parameters(), oc), oc),
+        micro(autograd::compile([this](const std::vector<Tensor>& in) {
+          Tensor loss = m.loss(in[0]);
+          autograd::backward(loss);
+          return std::vector<Tensor>{loss};
+        })),
+        update(autograd::compile([this](const std::vector<Tensor>&) {
+          Tensor r = clip_grad_norm_tensor(m.parameters(), 1.0);
+          opt.apply();
+          opt.zero_grad_in_place();
+          return std::vector<Tensor>{r};
+        })) {}
+  void eager(const Tensor& tokens) {
+    autograd::backward(m.loss(tokens));
+    clip_grad_norm(m.parameters(), 1.0);
+    opt.step(1e-4);
+    opt.zero_grad();
+  }
+  void compiled(const Tensor& tokens) {
+    micro({tokens});
+    opt.stage(1e-4);
+    update({});
+  }
+};
+
+// Eager and compiled full steps of one model, measured in the same run.
+void compare_steps(bench::Context& ctx, const std::string& name, const Model& m, const Tensor& tokens, int reps) {
+  FullStep st(m);
+  st.eager(tokens);  // warm-up: primitive caches, allocator pools
+  alloc::reset_peak();
+  size_t base = alloc::stats().current_bytes;
+  const double te = bench::median_seconds([&] { st.eager(tokens); }, reps, 0);
+  const size_t eager_peak = alloc::stats().peak_bytes - base;
+  st.opt.zero_grad_in_place();
+  st.compiled(tokens);  // the capture
+  const autograd::Graph& g = *st.micro.last_graph();
+  const double tc = bench::median_seconds([&] { st.compiled(tokens); }, reps, 0);
+  // The step's GEMMs alone: its oneDNN calls (cached primitives) replayed
+  // without anything else; the rest of the step is what capture and fusion attack.
+  auto is_gemm = [](autograd::OpKind k) {
+    return k == autograd::OpKind::linear || k == autograd::OpKind::gemm || k == autograd::OpKind::matmul ||
+           k == autograd::OpKind::col_sum;
+  };
+  const double tg = bench::median_seconds(
+      [&] {
+        for (const autograd::Graph* gr : {&g, st.update.last_graph()})
+          for (const autograd::Call& c : gr->calls())
+            if (is_gemm(c.kind)) c.run(c.attrs.bytes, c.in.data(), c.out.data());
+      },
+      reps, 0);
+  const double n = static_cast<double>(tokens.numel());
+  ctx.report(name, {{"tokens_s", n / tc}, {"ms", tc * 1e3}, {"ref_ms", te * 1e3}, {"ratio", te / tc},
+                    {"gemm_ms", tg * 1e3}, {"non_gemm_ms", (tc - tg) * 1e3}, {"eager_non_gemm_ms", (te - tg) * 1e3},
+                    {"non_gemm_ratio", (tc - tg) / (te - tg)},
+                    {"eager_peak_mib", eager_peak / 1048576.0},
+                    {"planned_mib", g.planned_bytes() / 1048576.0},
+                    {"planned_vs_eager_peak", static_cast<double>(g.planned_bytes()) / static_cast<double>(eager_peak)},
+                    {"calls", g.size()}});
+}
+
 }  // namespace
 
 BENCH_SUITE(model) {
   const char* names[] = {"model_train_step_8x1024", "model_inference_1x8192", "model_generate_token_by_token",
-                         "model_train_step_sequential_8x128", "model_profile"};
+                         "model_train_step_sequential_8x128", "model_profile",
+                         "model_compiled_step_8x1024", "model_compiled_step_sequential_8x128"};
   if (std::none_of(std::begin(names), std::end(names), [&](const char* n) { return ctx.wants_prefix(n); })) return;
   const int reps = std::min(ctx.reps(), 3);
   const int64_t B = 8, T = 1024;
@@ -111,6 +184,17 @@ BENCH_SUITE(model) {
     const Tensor short_tokens = random_tokens(B, 128, 256, 5);
     const double t = bench::median_seconds([&] { train_step(ms, short_tokens); }, reps);
     ctx.report("model_train_step_sequential_8x128", {{"tokens_s", B * 128 / t}, {"ms", t * 1e3}});
+  }
+
+  // Full optimizer steps, compiled against eager (ref_ms) in the same run;
+  // planned_mib is the captured graph's temporaries arena.
+  if (ctx.wants("model_compiled_step_8x1024")) {
+    const Model mc(bench_config(), 1);
+    compare_steps(ctx, "model_compiled_step_8x1024", mc, tokens, reps);
+  }
+  if (ctx.wants("model_compiled_step_sequential_8x128")) {
+    const Model mc(bench_config("sequential"), 1);
+    compare_steps(ctx, "model_compiled_step_sequential_8x128", mc, random_tokens(B, 128, 256, 5), reps);
   }
 
   if (ctx.wants_prefix("model_profile")) {
