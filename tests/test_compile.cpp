@@ -6,9 +6,6 @@
 #include <doctest/doctest.h>
 
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "autograd/compile.h"
@@ -20,9 +17,7 @@
 #include "ops/reduce.h"
 #include "tensor/random.h"
 #include "test_util.h"
-#include "train/checkpoint.h"
 #include "train/optimizer.h"
-#include "train/trainer.h"
 
 using namespace mmrec;
 using autograd::CompiledFn;
@@ -198,56 +193,4 @@ TEST_CASE("20 compiled training steps equal 20 eager steps bit for bit (both rec
       CHECK(bit_equal(eager.parameters()[i].second, compiled.parameters()[i].second));
     }
   }
-}
-
-namespace {
-std::vector<double> losses_of(Trainer& t, int64_t stop_after = -1) {
-  std::vector<double> out;
-  RunHooks h;
-  h.on_step = [&](const StepResult& r) { out.push_back(r.loss); };
-  h.should_stop = [&] { return stop_after >= 0 && t.step() >= stop_after; };
-  t.run(h);
-  return out;
-}
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-}  // namespace
-
-TEST_CASE("trainer with train.compile: the eager run's losses and weights, also across a resume") {
-  namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / ("mmrec_test_compile_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  nlohmann::json j = {{"model", {{"dim", 32}, {"layers", 1}, {"heads", 2}, {"ffn_dim", 64}, {"mdi_dim", 8},
-                                 {"memory_slots", 4}, {"hds_levels", 2}, {"chunk_size", 16}}},
-                      {"data", {{"source", "synthetic"}, {"synthetic_bytes", 32768}}},
-                      {"train", {{"steps", 12}, {"batch_size", 2}, {"grad_accum", 2}, {"seq_len", 32}, {"lr", 3e-3},
-                                 {"grad_clip", 0.5}}},
-                      {"checkpoint", {{"interval", 5}}},
-                      {"log", {{"interval", 1}, {"eval_interval", 4}, {"eval_batches", 1}, {"progress", "none"}}}};
-  const TrainConfig eager_cfg = TrainConfig::from_json(j);
-  j["train"]["compile"] = true;
-  const TrainConfig compiled_cfg = TrainConfig::from_json(j);
-  CHECK(compiled_cfg.train.compile);
-  Trainer a(eager_cfg, {.run_dir = (dir / "a").string()});
-  const std::vector<double> ref = losses_of(a);
-  REQUIRE(ref.size() == 12);
-  {
-    Trainer b(compiled_cfg, {.run_dir = (dir / "b").string()});
-    const std::vector<double> first = losses_of(b, 5);
-    REQUIRE(first.size() == 5);
-    for (size_t i = 0; i < first.size(); ++i) CHECK(first[i] == ref[i]);
-  }
-  Trainer resumed(compiled_cfg, {.run_dir = (dir / "b").string(), .resume = ResumeMode::require});
-  const std::vector<double> rest = losses_of(resumed);
-  REQUIRE(rest.size() == 7);
-  for (size_t i = 0; i < rest.size(); ++i) {
-    INFO("step " << i + 6);
-    CHECK(rest[i] == ref[i + 5]);
-  }
-  CHECK(slurp((dir / "a/model.safetensors").string()) == slurp((dir / "b/model.safetensors").string()));
-  fs::remove_all(dir);
 }

@@ -727,6 +727,34 @@ TEST_CASE("trainer: stopped and resumed in a new trainer, losses are bit-identic
   CHECK(list_checkpoints(d / "b").size() == 2);  // keep 2
 }
 
+TEST_CASE("trainer with train.compile: the eager run's losses and weights, also across a resume") {
+  TempDir d;
+  TrainConfig eager = small_config(12);
+  eager.train.batch_size = 2;
+  eager.train.grad_accum = 2;
+  eager.train.grad_clip = 0.5;
+  eager.checkpoint.interval = 5;
+  TrainConfig compiled = eager;
+  compiled.train.compile = true;
+  Trainer a(eager, {.run_dir = d / "a"});
+  const std::vector<double> ref = run_losses(a);
+  REQUIRE(ref.size() == 12);
+  {
+    Trainer b(compiled, {.run_dir = d / "b"});
+    const std::vector<double> first = run_losses(b, 5);
+    REQUIRE(first.size() == 5);
+    for (size_t i = 0; i < first.size(); ++i) CHECK(first[i] == ref[i]);
+  }
+  Trainer resumed(compiled, {.run_dir = d / "b", .resume = ResumeMode::require});
+  const std::vector<double> rest = run_losses(resumed);
+  REQUIRE(rest.size() == 7);
+  for (size_t i = 0; i < rest.size(); ++i) {
+    INFO("step " << i + 6);
+    CHECK(rest[i] == ref[i + 5]);
+  }
+  CHECK(read_file(d / "a/model.safetensors") == read_file(d / "b/model.safetensors"));
+}
+
 TEST_CASE("trainer: gradient accumulation equals the large batch") {
   TempDir d;
   TrainConfig big = small_config(1), acc = small_config(1);
