@@ -2,6 +2,7 @@
 // prompt once, then samples one token at a time with the carried state (no
 // re-feeding), streaming the text as it goes.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -107,7 +108,10 @@ int main(int argc, char** argv) {
     // The prompt goes in one call; each next token through weights packed for 1-row calls.
     const InferencePack pack = model.pack_for_inference(1);
     State state = model.initial_state(1);
+    using Clock = std::chrono::steady_clock;
+    const auto t0 = Clock::now();
     Tensor logits = model.forward(Tensor::from_vector(ids_in, {1, static_cast<int64_t>(ids_in.size())}), state);
+    const auto t1 = Clock::now();
     int64_t last = static_cast<int64_t>(ids_in.size()) - 1;
     for (int64_t n = 0; n < tokens; ++n) {
       const int64_t next = sample(logits.data<float>() + last * V, V, temperature, top_k, g);
@@ -126,6 +130,11 @@ int main(int argc, char** argv) {
     }
     if (ids) std::printf("\n");
     std::fflush(stdout);
+    const auto t2 = Clock::now();
+    const double tp = std::chrono::duration<double>(t1 - t0).count(), tg = std::chrono::duration<double>(t2 - t1).count();
+    std::fprintf(stderr, "\nmmrec-generate: prompt %zu tokens in %.1f ms (%.1f tokens/s), generated %lld tokens in %.1f ms (%.1f tokens/s)\n",
+                 ids_in.size(), tp * 1e3, static_cast<double>(ids_in.size()) / tp, static_cast<long long>(tokens), tg * 1e3,
+                 tg > 0 ? static_cast<double>(tokens) / tg : 0.0);
     print_profile();
     return 0;
   } catch (const std::exception& e) {
