@@ -237,4 +237,23 @@ TEST_CASE("bench, kernelcheck and tokenize: argument errors exit 2 with one line
   const Run one = run("MMREC_BENCH", {"--filter", "triad_32MiB", "--reps", "1", "--json"});
   CHECK(one.status == 0);
   CHECK(json::parse(one.out)["name"] == "triad_32MiB");
+
+  // --model: the model suite on a user's model section; its errors exit 1 naming the key.
+  const std::string cfg = tmp("bench_model.json"), bad = tmp("bench_bad.json");
+  {
+    std::ofstream(cfg) << R"({"model": {"dim": 16, "layers": 1, "heads": 2, "vocab_size": 32, "memory_slots": 4)"
+                       << R"(, "chunk_size": 8}})";
+    std::ofstream(bad) << R"({"model": {"dim": "x"}})";
+  }
+  const Run m = run("MMREC_BENCH", {"--model", cfg, "--filter", "model_compiled_step_8x1024", "--reps", "1", "--json"});
+  REQUIRE(m.status == 0);
+  const json row = json::parse(m.out);
+  CHECK(row["name"] == "model_compiled_step_8x1024");
+  CHECK(row["planned_mib"].get<double>() > 0);
+  CHECK(row["ratio"].get<double>() > 0);
+  const Run e = run("MMREC_BENCH", {"--model", bad});
+  CHECK(e.status == 1);
+  CHECK(e.err == "mmrec-bench: model.dim: expected an integer, got \"x\"\n");
+  std::remove(cfg.c_str());
+  std::remove(bad.c_str());
 }

@@ -24,6 +24,9 @@ class Context {
   // that name their measurements as they go (report() drops the others).
   bool wants_prefix(const std::string& prefix) const { return wants(prefix) || filter_.rfind(prefix, 0) == 0; }
   int reps() const { return reps_; }
+  // The model section the model suite runs (mmrec-bench --model); null: the bench config.
+  const nlohmann::json& model() const { return model_; }
+  void set_model(nlohmann::json m) { model_ = std::move(m); }
   // Prints one measurement: a JSON line {"name": ..., figures...} or a table
   // row; nothing when the filter does not match the name.
   void report(const std::string& name, const nlohmann::json& figures);
@@ -34,6 +37,7 @@ class Context {
   bool json_;
   int reps_;
   int reported_ = 0;
+  nlohmann::json model_;
 };
 
 using Suite = void (*)(Context&);

@@ -19,7 +19,14 @@ using namespace mmrec;
 
 namespace {
 
-ModelConfig bench_config(const std::string& recurrence = "parallel") {
+// The bench config, or the user's model section (mmrec-bench --model), in
+// the given recurrence mode.
+ModelConfig bench_config(const bench::Context& ctx, const std::string& recurrence = "parallel") {
+  if (!ctx.model().is_null()) {
+    nlohmann::json m = ctx.model();
+    m["recurrence"] = recurrence;
+    return ModelConfig::from_json(m);
+  }
   return ModelConfig::from_json({{"dim", 512}, {"layers", 4}, {"heads", 8}, {"ffn_dim", 2048}, {"mdi_dim", 128},
                                  {"memory_slots", 64}, {"chunk_size", 128}, {"recurrence", recurrence}});
 }
@@ -122,8 +129,9 @@ BENCH_SUITE(model) {
   if (std::none_of(std::begin(names), std::end(names), [&](const char* n) { return ctx.wants_prefix(n); })) return;
   const int reps = std::min(ctx.reps(), 3);
   const int64_t B = 8, T = 1024;
-  const Model m(bench_config(), 1);
-  const Tensor tokens = random_tokens(B, T, 256, 2);
+  const Model m(bench_config(ctx), 1);
+  const int64_t V = m.config().vocab_size;
+  const Tensor tokens = random_tokens(B, T, V, 2);
   const double macs = gemm_macs_per_token(m.config());
 
   if (ctx.wants("model_train_step_8x1024")) {
@@ -141,7 +149,7 @@ BENCH_SUITE(model) {
 
   if (ctx.wants("model_inference_1x8192")) {
     autograd::NoGradGuard ng;
-    const Tensor seq = random_tokens(1, 8192, 256, 3);
+    const Tensor seq = random_tokens(1, 8192, V, 3);
     alloc::reset_peak();
     const size_t base = alloc::stats().current_bytes;
     const double t = bench::median_seconds(
@@ -160,9 +168,9 @@ BENCH_SUITE(model) {
     autograd::NoGradGuard ng;
     const int64_t n = 256;
     State s = m.initial_state(1);
-    m.forward(random_tokens(1, 64, 256, 4), s);  // a prompt, then one token per call
+    m.forward(random_tokens(1, 64, V, 4), s);  // a prompt, then one token per call
     std::vector<Tensor> one;
-    for (int64_t i = 0; i < n; ++i) one.push_back(random_tokens(1, 1, 256, 100 + i));
+    for (int64_t i = 0; i < n; ++i) one.push_back(random_tokens(1, 1, V, 100 + i));
     const InferencePack pack = m.pack_for_inference(1);
     auto run = [&](const InferencePack* pk) {
       return bench::median_seconds(
@@ -180,8 +188,8 @@ BENCH_SUITE(model) {
   }
 
   if (ctx.wants("model_train_step_sequential_8x128")) {
-    const Model ms(bench_config("sequential"), 1);
-    const Tensor short_tokens = random_tokens(B, 128, 256, 5);
+    const Model ms(bench_config(ctx, "sequential"), 1);
+    const Tensor short_tokens = random_tokens(B, 128, V, 5);
     const double t = bench::median_seconds([&] { train_step(ms, short_tokens); }, reps);
     ctx.report("model_train_step_sequential_8x128", {{"tokens_s", B * 128 / t}, {"ms", t * 1e3}});
   }
@@ -189,12 +197,12 @@ BENCH_SUITE(model) {
   // Full optimizer steps, compiled against eager (ref_ms) in the same run;
   // planned_mib is the captured graph's temporaries arena.
   if (ctx.wants("model_compiled_step_8x1024")) {
-    const Model mc(bench_config(), 1);
+    const Model mc(bench_config(ctx), 1);
     compare_steps(ctx, "model_compiled_step_8x1024", mc, tokens, reps);
   }
   if (ctx.wants("model_compiled_step_sequential_8x128")) {
-    const Model mc(bench_config("sequential"), 1);
-    compare_steps(ctx, "model_compiled_step_sequential_8x128", mc, random_tokens(B, 128, 256, 5), reps);
+    const Model mc(bench_config(ctx, "sequential"), 1);
+    compare_steps(ctx, "model_compiled_step_sequential_8x128", mc, random_tokens(B, 128, V, 5), reps);
   }
 
   if (ctx.wants_prefix("model_profile")) {
