@@ -356,7 +356,7 @@ TEST_CASE("config: every error names the key path") {
   CHECK(config_error(with("train", "decay_embeddings", 1)) ==
         "train.decay_embeddings: expected true or false, got 1");
   CHECK(config_error(with("train", "lrr", 1)) ==
-        "train.lrr: unknown key (expected one of: batch_size, beta1, beta2, decay_embeddings, "
+        "train.lrr: unknown key (expected one of: batch_size, beta1, beta2, compile, decay_embeddings, "
         "decay_norms_and_biases, eps, grad_accum, grad_clip, lr, seed, seq_len, steps, threads, weight_decay)");
   CHECK(config_error(with("schedule", "kind", "foo")) ==
         "schedule.kind: unknown value \"foo\" (expected \"constant\", \"cosine\" or \"linear\")");

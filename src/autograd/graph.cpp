@@ -87,6 +87,15 @@ int debug_level() {
   return level;
 }
 
+namespace {
+std::vector<std::pair<const char*, GraphPass>>& passes() {
+  static std::vector<std::pair<const char*, GraphPass>> p;
+  return p;
+}
+}  // namespace
+
+void register_pass(const char* name, GraphPass pass) { passes().emplace_back(name, pass); }
+
 bool capturing() { return t_recorder && !t_recorder->in_kernel; }
 
 void dispatch_call(OpKind kind, KernelFn run, const Attrs& attrs, std::initializer_list<Tensor> in,
@@ -217,6 +226,8 @@ Graph Capture::run(const std::function<void()>& fn, const std::vector<Tensor>& i
       for (const Tensor& t : *v)
         if (t.defined() && !created.count(t.impl()->storage.get())) external.insert(t.impl()->storage.get());
   g.removed_ = remove_dead_calls(g.calls_, external);
+  const auto temporary = [&](const Storage* s) { return created.count(s) && !external.count(s); };
+  for (const auto& [name, pass] : passes()) g.fused_ += pass(g.calls_, temporary);
 
   // Values and buffers, in order of first use.
   std::unordered_map<const Storage*, int32_t> buffer_of;
@@ -280,7 +291,8 @@ std::string Graph::summary(const std::string& name) const {
   std::ostringstream os;
   size_t counts[5] = {};
   for (const Buffer& b : buffers_) ++counts[static_cast<size_t>(b.role)];
-  os << "graph " << name << ": " << calls_.size() << " calls (" << removed_ << " dead removed), "
+  os << "graph " << name << ": " << calls_.size() << " calls (" << removed_ << " dead removed, " << fused_
+     << " fused away), "
      << values_.size() << " values in " << buffers_.size() << " buffers (" << counts[0] << " input, " << counts[1]
      << " parameter/state, " << counts[2] << " output, " << counts[3] << " temporary, " << counts[4]
      << " constant); temporaries " << mib(captured_bytes_) << " as captured, planned arena " << mib(planned_bytes_);

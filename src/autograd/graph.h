@@ -105,6 +105,7 @@ class Graph {
   size_t captured_temp_bytes() const { return captured_bytes_; }
   size_t planned_bytes() const { return planned_bytes_; }
   size_t removed_calls() const { return removed_; }
+  size_t fused_calls() const { return fused_; }
   // One line per call (MMREC_DEBUG=3), or the summary line (=1).
   std::string summary(const std::string& name) const;
   std::string listing() const;
@@ -115,7 +116,7 @@ class Graph {
   std::vector<Value> values_;
   std::vector<Buffer> buffers_;
   std::shared_ptr<void> arena_;
-  size_t captured_bytes_ = 0, planned_bytes_ = 0, removed_ = 0;
+  size_t captured_bytes_ = 0, planned_bytes_ = 0, removed_ = 0, fused_ = 0;
 };
 
 // True while this thread is inside a capture.
@@ -141,6 +142,12 @@ inline void dispatch(OpKind kind, const A& attrs, std::initializer_list<Tensor> 
   }
   dispatch_call(kind, &kernel_thunk<A, F>, Attrs::of(attrs), in, out);
 }
+
+// A rewrite of the call list between dead-call elimination and memory
+// planning (ops register theirs: see ops/fuse.cpp). `temporary` tells a
+// buffer made and dropped inside the capture. Returns the calls it removed.
+using GraphPass = size_t (*)(std::vector<Call>& calls, const std::function<bool(const Storage*)>& temporary);
+void register_pass(const char* name, GraphPass pass);
 
 // Records every call `fn` makes while running it once, eagerly. `inputs`
 // are the tensors the caller rewrites before each replay; buffers that

@@ -1,6 +1,7 @@
 #include "ops/linear.h"
 
 #include <cstring>
+#include <unordered_map>
 
 #include "ops/common.h"
 #include "ops/kernels/linear.h"
@@ -82,6 +83,61 @@ void run_col_sum(const LinearAttrs&, const Tensor* in, const Tensor* out) {
   kernels::col_sum(in[0], db);
 }
 constexpr LinearAttrs attrs_of(Activation act) { return LinearAttrs{act, false, nullptr}; }
+
+// Graph pass: a GEMM into a temporary that only feeds a gradient
+// accumulation (g += t, the tape summing a weight's per-use gradients)
+// becomes one GEMM with oneDNN's sum post-op into g (g += a · b): one pass
+// over g instead of writing t and reading t and g.
+size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const std::function<bool(const Storage*)>& temporary) {
+  std::unordered_map<const Storage*, int> uses;
+  for (const autograd::Call& c : calls)
+    for (const std::vector<Tensor>* v : {&c.in, &c.out})
+      for (const Tensor& t : *v)
+        if (t.defined()) ++uses[t.impl()->storage.get()];
+  std::vector<bool> drop(calls.size(), false);
+  size_t fused = 0;
+  for (size_t i = 0; i + 1 < calls.size(); ++i) {
+    autograd::Call& c = calls[i];
+    if (c.kind != autograd::OpKind::gemm) continue;
+    const Tensor& t = c.out[0];
+    const Storage* ts = t.impl()->storage.get();
+    if (!temporary(ts) || uses[ts] != 2 || t.offset() != 0 || !t.is_contiguous()) continue;
+    // The accumulation reading t, with nothing touching its target in between.
+    size_t j = i + 1;
+    for (; j < calls.size(); ++j) {
+      const autograd::Call& d = calls[j];
+      if (d.kind == autograd::OpKind::grad_accumulate && d.in[0].impl()->storage.get() == ts) break;
+    }
+    if (j == calls.size()) continue;
+    const Tensor& g = calls[j].out[0];
+    const Storage* gs = g.impl()->storage.get();
+    if (g.shape() != t.shape() || !g.is_contiguous() || g.dtype() != DType::f32 || calls[j].in[0].shape() != t.shape())
+      continue;
+    bool clear = true;
+    for (size_t k = i + 1; k < j && clear; ++k)
+      for (const std::vector<Tensor>* v : {&calls[k].in, &calls[k].out})
+        for (const Tensor& x : *v)
+          if (x.defined() && x.impl()->storage.get() == gs) clear = false;
+    if (!clear) continue;
+    LinearAttrs a;
+    std::memcpy(&a, c.attrs.bytes, sizeof a);
+    if (a.act != Activation::none || a.accumulate) continue;
+    a.accumulate = true;
+    c.attrs = autograd::Attrs::of(a);
+    c.out[0] = g;
+    drop[j] = true;
+    ++fused;
+  }
+  size_t w = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (drop[i]) continue;
+    if (w != i) calls[w] = std::move(calls[i]);
+    ++w;
+  }
+  calls.resize(w);
+  return fused;
+}
+const bool fuse_registered = (autograd::register_pass("gemm_accumulate", fuse_gemm_accumulate), true);
 using detail::dispatch;
 using detail::OpKind;
 

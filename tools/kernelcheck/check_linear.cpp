@@ -1,5 +1,6 @@
 // Rows for the linear layers: the oneDNN forward (f32, bf16, fused gelu and
-// sigmoid), dX, dW, db and the activation backward against double-precision
+// sigmoid), dX, dW (also fused into a gradient by the sum post-op, against
+// the unfused chain), db and the activation backward against double-precision
 // references, and gradient checks of ops::linear and ops::qkvz.
 #include <tuple>
 
@@ -60,6 +61,19 @@ KERNELCHECK_SUITE(linear) {
         const double tk = kc::time_us([&] { kernels::gemm(dy.transpose(0, 1), x, got); });
         const double tr = kc::time_us([&] { kernels::ref::gemm(dy.transpose(0, 1), x, want); }, 1);
         ctx.compare(name, shape, got, want, tol_for(M), tk, tr);
+      }
+      // The fused dW of a captured step (the gemm_accumulate pass): g += dYᵀ X
+      // by oneDNN's sum post-op, against the unfused chain (t = dYᵀ X; g + t).
+      if (const std::string name = std::string("linear_dw_accumulate") + suffix(t); ctx.wants(name)) {
+        const Tensor g0 = rand_uniform({N, K}, g, -1, 1);
+        Tensor got = g0.clone(), prod = Tensor::empty({N, K});
+        const double tk = kc::time_us([&] {
+          got.copy_from(g0);
+          kernels::gemm(dy.transpose(0, 1), x, got, Tensor(), Activation::none, true);
+        });
+        const double tr = kc::time_us([&] { kernels::gemm(dy.transpose(0, 1), x, prod); });
+        const Tensor want = ops::add(g0, prod);
+        ctx.compare(name, shape, got, want, 1e-6, tk, tr);
       }
     }
     Tensor dy = rand_uniform({M, N}, g, -1, 1);
