@@ -5,6 +5,7 @@
 // new signature, strict mode, memory planning and dead calls.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -123,6 +124,12 @@ TEST_CASE("dead calls are removed and temporaries share one planned arena") {
   CHECK(g.captured_temp_bytes() == 3 * 4000);
   CHECK(g.planned_bytes() < g.captured_temp_bytes());
   CHECK(f({Tensor::full({1000}, 2.0)})[0].at({999}) == 14.0);
+  // What MMREC_DEBUG=1 and =3 print.
+  const std::string sum = g.summary("s"), list = g.listing();
+  CHECK(sum.find("graph s: 4 calls (1 dead removed, 0 fused away)") == 0);
+  CHECK(sum.find("3 temporary") != std::string::npos);
+  CHECK(std::count(list.begin(), list.end(), '\n') == 4);
+  CHECK(list.find("#0 affine ( v0[1000]f32:input ) -> v1[1000]f32:temporary") == 0);
 }
 
 TEST_CASE("compiled logits equal eager logits (both recurrence modes)") {
