@@ -283,6 +283,7 @@ Graph Capture::run(const std::function<void()>& fn, const std::vector<Tensor>& i
       s.data = static_cast<char*>(base) + b->offset;
       s.owner = g.arena_;
     }
+    alloc::empty_cache();  // the captured temporaries' blocks go back to the system
   }
   return g;
 }
