@@ -49,6 +49,8 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
     t.decay_norms_and_biases = r.boolean("decay_norms_and_biases", t.decay_norms_and_biases);
     t.seed = r.integer("seed", t.seed, Range().ge(0));
     t.threads = r.integer("threads", t.threads, Range().ge(0).le(1024));
+    t.checkpointing = r.choice("checkpointing", t.checkpointing, {"none", "block", "chunk"});
+    t.checkpoint_tokens = r.integer("checkpoint_tokens", t.checkpoint_tokens, Range().ge(0));
     r.finish();
   }
   {
@@ -139,7 +141,9 @@ nlohmann::json TrainConfig::to_json() const {
                 {"decay_embeddings", t.decay_embeddings},
                 {"decay_norms_and_biases", t.decay_norms_and_biases},
                 {"seed", t.seed},
-                {"threads", t.threads}};
+                {"threads", t.threads},
+                {"checkpointing", t.checkpointing},
+                {"checkpoint_tokens", t.checkpoint_tokens}};
   const ScheduleConfig& s = schedule;
   j["schedule"] = {{"kind", s.kind}, {"warmup_steps", s.warmup_steps}, {"min_lr", s.min_lr}};
   if (s.plateau.enabled) {

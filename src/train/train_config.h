@@ -37,6 +37,8 @@ struct OptimConfig {  // the `train` section
   bool decay_norms_and_biases = false;
   int64_t seed = 1;         // model init and data sampling
   int64_t threads = 0;      // 0: all cores
+  std::string checkpointing = "none";  // "none" | "block" | "chunk" (gradient checkpointing)
+  int64_t checkpoint_tokens = 0;       // "chunk": tokens per recomputed segment (0: model.chunk_size)
 };
 
 struct PlateauConfig {  // PyTorch ReduceLROnPlateau
