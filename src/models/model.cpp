@@ -169,7 +169,10 @@ Tensor Model::forward_call(const Tensor& tokens, State& state, const InferencePa
   // The state is replaced only when the whole call succeeded.
   std::vector<LayerState> next(state.layers.size());
   for (size_t i = 0; i < blocks_.size(); ++i) {
-    if (ckpt_.mode == Checkpointing::Mode::block && !state_graph && autograd::grad_enabled()) {
+    // The last block is backpropagated first, right after its forward:
+    // recomputing it would only cost time.
+    if (ckpt_.mode == Checkpointing::Mode::block && i + 1 < blocks_.size() && !state_graph &&
+        autograd::grad_enabled()) {
       // The block runs again in backward; its state comes from the first run.
       auto sink = std::make_shared<LayerState*>(&next[i]);
       x = autograd::checkpoint(

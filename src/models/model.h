@@ -46,12 +46,15 @@ class Model;
 // Gradient checkpointing of training (train.checkpointing): trades compute for
 // activation memory.
 // - none: every activation of the call is kept for backward.
-// - block: each block keeps only its input and runs again during backward.
+// - block: each block but the last keeps only its input and runs again
+//   during backward.
 // - chunk: Model::loss runs the sequence in segments of `tokens` tokens, each
-//   keeping only the state at its start (h, the memory slots, the chunk sums)
-//   and running again during backward; gradients flow through that state
-//   from segment to segment (full backpropagation through time). Model::forward
-//   keeps every activation in this mode.
+//   but the last keeping only the state at its start (h, the memory slots, the
+//   chunk sums) and running again during backward; gradients flow through
+//   that state from segment to segment (full backpropagation through time).
+//   Model::forward keeps every activation in this mode.
+// The last block or segment is backpropagated first, right after its forward:
+// recomputing it would save no memory.
 struct Checkpointing {
   enum class Mode { none, block, chunk };
   Mode mode = Mode::none;
@@ -73,23 +76,6 @@ class InferencePack {
 
  private:
   friend class Model;
-
-// Gradient checkpointing of training (train.checkpointing): trades compute for
-// activation memory.
-// - none: every activation of the call is kept for backward.
-// - block: each block keeps only its input and runs again during backward.
-// - chunk: Model::loss runs the sequence in segments of `tokens` tokens, each
-//   keeping only the state at its start (h, the memory slots, the chunk sums)
-//   and running again during backward; gradients flow through that state
-//   from segment to segment (full backpropagation through time). Model::forward
-//   keeps every activation in this mode.
-struct Checkpointing {
-  enum class Mode { none, block, chunk };
-  Mode mode = Mode::none;
-  int64_t tokens = 0;  // chunk: tokens per segment, a multiple of chunk_size (0: chunk_size)
-  // "none" | "block" | "chunk", or an Error naming the value.
-  static Mode parse(const std::string& name);
-};
   struct Impl;
   std::shared_ptr<const Impl> impl_;
 };

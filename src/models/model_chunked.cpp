@@ -124,7 +124,10 @@ Tensor Model::chunked_loss(const Tensor& tokens, const Tensor& targets, State& s
       }
       return out;
     };
-    const std::vector<Tensor> out = autograd::checkpoint(segment, inputs, params, "checkpoint.chunk");
+    // The last segment is backpropagated first, right after its forward:
+    // it keeps its activations rather than run twice.
+    const std::vector<Tensor> out =
+        s0 + seg >= T ? segment(inputs) : autograd::checkpoint(segment, inputs, params, "checkpoint.chunk");
     total = total.defined() ? ops::add(total, out[0]) : out[0];
     size_t o = 1;
     for (Carried& c : carried) {
