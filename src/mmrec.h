@@ -1,5 +1,6 @@
 // The mmrec library: include this to embed the runtime in a C++ program.
 #pragma once
+#include "autograd/checkpoint.h"
 #include "autograd/gradcheck.h"
 #include "autograd/tape.h"
 #include "models/config.h"

@@ -24,6 +24,7 @@
 
 using namespace mmrec;
 using test_util::max_abs_diff;
+using test_util::random_tokens;
 using nlohmann::json;
 
 TEST_CASE("model config: defaults, resolution and round trip") {
@@ -96,13 +97,6 @@ ModelConfig tiny(const std::string& recurrence = "parallel", bool tied = true) {
   return ModelConfig::from_json(json{{"vocab_size", 19}, {"dim", 8}, {"layers", 2}, {"heads", 2},
                                      {"ffn_dim", 12}, {"mdi_dim", 4}, {"memory_slots", 3}, {"hds_levels", 2},
                                      {"chunk_size", 4}, {"recurrence", recurrence}, {"tie_embeddings", tied}});
-}
-
-Tensor random_tokens(int64_t B, int64_t T, int64_t V, uint64_t seed) {
-  Generator g(seed);
-  std::vector<int32_t> ids(static_cast<size_t>(B * T));
-  for (auto& id : ids) id = static_cast<int32_t>(g.next_u64() % static_cast<uint64_t>(V));
-  return Tensor::from_vector(ids, {B, T});
 }
 
 // Larger weights than the 0.02 init, so that every path visibly matters.

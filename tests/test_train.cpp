@@ -356,8 +356,11 @@ TEST_CASE("config: every error names the key path") {
   CHECK(config_error(with("train", "decay_embeddings", 1)) ==
         "train.decay_embeddings: expected true or false, got 1");
   CHECK(config_error(with("train", "lrr", 1)) ==
-        "train.lrr: unknown key (expected one of: batch_size, beta1, beta2, compile, decay_embeddings, "
+        "train.lrr: unknown key (expected one of: batch_size, beta1, beta2, checkpoint_tokens, checkpointing, "
+        "compile, decay_embeddings, "
         "decay_norms_and_biases, eps, grad_accum, grad_clip, lr, seed, seq_len, steps, threads, weight_decay)");
+  CHECK(config_error(with("train", "checkpointing", "layer")) ==
+        "train.checkpointing: unknown value \"layer\" (expected \"none\", \"block\" or \"chunk\")");
   CHECK(config_error(with("schedule", "kind", "foo")) ==
         "schedule.kind: unknown value \"foo\" (expected \"constant\", \"cosine\" or \"linear\")");
   CHECK(config_error(with("schedule", "min_lr", 0.01)) == "schedule.min_lr: 0.01 is larger than train.lr 0.0003");
@@ -774,6 +777,34 @@ TEST_CASE("trainer: gradient accumulation equals the large batch") {
     for (int64_t k = 0; k < pa[i].second.numel(); ++k)
       err = std::max(err, std::fabs(pa[i].second.flat_at(k) - pb[i].second.flat_at(k)));
   CHECK(err < 1e-5);
+}
+
+TEST_CASE("trainer: checkpointing keeps the losses; metrics hold each step's peak memory") {
+  TempDir d;
+  TrainConfig plain = small_config(3), block = small_config(3), chunk = small_config(3);
+  block.train.checkpointing = "block";
+  chunk.train.checkpointing = "chunk";
+  chunk.train.checkpoint_tokens = 16;
+  Trainer a(plain, {.run_dir = d / "a"}), b(block, {.run_dir = d / "b"}), c(chunk, {.run_dir = d / "c"});
+  const std::vector<double> la = run_losses(a), lb = run_losses(b), lc = run_losses(c);
+  for (size_t i = 0; i < la.size(); ++i) {
+    CHECK(lb[i] == la[i]);  // bit for bit
+    CHECK(lc[i] == doctest::Approx(la[i]).epsilon(1e-5));
+  }
+  std::ifstream f(d / "a/metrics.jsonl");
+  std::string line;
+  int steps = 0;
+  while (std::getline(f, line)) {
+    const json j = json::parse(line);
+    if (!j.contains("loss")) continue;
+    ++steps;
+    CHECK(j.at("peak_bytes").get<size_t>() > 0);
+    CHECK(j.at("rss_bytes").get<size_t>() > j.at("peak_bytes").get<size_t>());
+  }
+  CHECK(steps == 3);
+  chunk.train.checkpoint_tokens = 24;
+  CHECK_THROWS_WITH(Trainer(chunk, {.run_dir = d / "e"}),
+                    "train.checkpoint_tokens: 24 is not a multiple of model.chunk_size 16");
 }
 
 TEST_CASE("trainer: weight decay spares embeddings, norms and biases") {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "tensor/random.h"
 #include "tensor/tensor.h"
@@ -23,6 +24,14 @@ inline double max_abs_diff(const mmrec::Tensor& a, const mmrec::Tensor& b) {
   double m = 0;
   for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::fabs(double(x[i]) - y[i]));
   return m;
+}
+
+// Seeded token ids in [0, V) of shape [B, T] (i32).
+inline mmrec::Tensor random_tokens(int64_t B, int64_t T, int64_t V, uint64_t seed) {
+  mmrec::Generator g(seed);
+  std::vector<int32_t> ids(static_cast<size_t>(B * T));
+  for (auto& id : ids) id = static_cast<int32_t>(g.next_u64() % static_cast<uint64_t>(V));
+  return mmrec::Tensor::from_vector(ids, {B, T});
 }
 
 }  // namespace test_util

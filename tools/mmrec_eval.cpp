@@ -8,7 +8,6 @@
 #include <exception>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -61,27 +60,33 @@ int main(int argc, char** argv) {
     autograd::NoGradGuard no_grad;
     std::ifstream f(data, std::ios::binary);
     check(static_cast<bool>(f), "cannot open data file '", data, "'");
-    std::stringstream ss;
-    ss << f.rdbuf();
-    const std::string bytes = ss.str();
-    check(bytes.size() >= 2, "data file '", data, "' has ", bytes.size(), " bytes; at least 2 are needed");
     const Model model = load_model(checkpoint);
-    const int64_t V = model.config().vocab_size, N = static_cast<int64_t>(bytes.size());
-    std::vector<int32_t> ids(bytes.size());
-    for (int64_t i = 0; i < N; ++i) {
-      ids[static_cast<size_t>(i)] = static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
-      check(ids[static_cast<size_t>(i)] < V, "byte ", ids[static_cast<size_t>(i)], " at offset ", i, " of '", data,
-            "' is out of range for the model's vocab_size ", V);
-    }
+    const int64_t V = model.config().vocab_size;
     const auto t0 = std::chrono::steady_clock::now();
     State state = model.initial_state(1);
     double nll = 0;
-    // Position i predicts token i+1; a call's last position is scored against
-    // the first token of the next call.
-    for (int64_t s = 0; s + 1 < N; s += seq) {
-      const int64_t n = std::min(seq, N - 1 - s);
-      std::vector<int32_t> call(ids.begin() + s, ids.begin() + s + n);
-      Tensor logits = model.forward(Tensor::from_vector(call, {1, n}), state);  // [1, n, V]
+    // The file is read one call at a time (memory does not grow with it):
+    // buf holds a call's tokens and, last, the first token of the next call,
+    // which its last position is scored against.
+    std::vector<char> buf(static_cast<size_t>(seq) + 1);
+    std::vector<int32_t> ids(buf.size());
+    int64_t N = 0;  // bytes read so far
+    auto read_into = [&](size_t from) {
+      f.read(buf.data() + from, static_cast<std::streamsize>(buf.size() - from));
+      const int64_t got = f.gcount();
+      for (int64_t i = 0; i < got; ++i) {
+        const int32_t id = static_cast<unsigned char>(buf[from + static_cast<size_t>(i)]);
+        check(id < V, "byte ", id, " at offset ", N + i, " of '", data, "' is out of range for the model's vocab_size ",
+              V);
+        ids[from + static_cast<size_t>(i)] = id;
+      }
+      N += got;
+      return static_cast<int64_t>(from) + got;
+    };
+    for (int64_t have = read_into(0); have >= 2; have = read_into(1)) {
+      const int64_t n = have - 1;
+      Tensor logits = model.forward(Tensor::from_vector(std::vector<int32_t>(ids.begin(), ids.begin() + n), {1, n}),
+                                    state);  // [1, n, V]
       const float* l = logits.data<float>();
       for (int64_t t = 0; t < n; ++t) {
         const float* row = l + t * V;
@@ -89,9 +94,12 @@ int main(int argc, char** argv) {
         for (int64_t v = 1; v < V; ++v) mx = std::max(mx, static_cast<double>(row[v]));
         double z = 0;
         for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - mx);
-        nll += mx + std::log(z) - row[ids[static_cast<size_t>(s + t + 1)]];
+        nll += mx + std::log(z) - row[ids[static_cast<size_t>(t + 1)]];
       }
+      buf[0] = buf[static_cast<size_t>(n)];
+      ids[0] = ids[static_cast<size_t>(n)];
     }
+    check(N >= 2, "data file '", data, "' has ", N, " bytes; at least 2 are needed");
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const int64_t predicted = N - 1;
     const double loss = nll / static_cast<double>(predicted), bpb = loss / std::log(2.0);

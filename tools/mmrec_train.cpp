@@ -204,8 +204,9 @@ int main(int argc, char** argv) {
                   s.world_size, mb(static_cast<double>(s.allreduce_bytes)).c_str(), s.allreduce_buckets,
                   overlap ? "started during backward" : "after backward", s.allreduce_total_s * 1e3,
                   s.allreduce_wait_s * 1e3);
-    std::printf("peak memory: %s in tensors (mmrec allocator), %s resident\n",
-                mb(static_cast<double>(s.peak_bytes)).c_str(), mb(static_cast<double>(ru.ru_maxrss) * 1024).c_str());
+    std::printf("peak memory: %s in tensors (mmrec allocator; a training step at most %s), %s resident\n",
+                mb(static_cast<double>(s.peak_bytes)).c_str(), mb(static_cast<double>(s.step_peak_bytes)).c_str(),
+                mb(static_cast<double>(ru.ru_maxrss) * 1024).c_str());
     if (s.interrupted) {
       std::printf("interrupted at step %lld/%lld: checkpoint %s\ncontinue with: mmrec-train %s --resume --run-dir %s\n",
                   static_cast<long long>(s.end_step), static_cast<long long>(s.total_steps),

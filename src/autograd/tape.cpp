@@ -100,13 +100,17 @@ void backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
   if (seed.defined()) {
     check(seed.shape() == root.shape(), "backward: seed gradient shape ", seed.shape(),
           " does not match tensor shape ", root.shape());
-    g = to_f32_contig(seed);  // never written in place: gradients accumulate out of place
+    g = seed;
   } else {
     check(root.numel() == 1, "backward: implicit seed needs a one-element tensor, got shape ", root.shape(),
           " (pass a seed gradient)");
     g = Tensor::ones(root.shape());
   }
+  backward(std::vector<Tensor>{root}, std::vector<Tensor>{g}, retain_graph);
+}
 
+size_t backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& seeds, bool retain_graph) {
+  check(roots.size() == seeds.size(), "backward: ", roots.size(), " roots but ", seeds.size(), " seed gradients");
   auto accumulate_leaf = [](const Tensor& leaf, const Tensor& grad) {
     if (!leaf.impl()->grad) {
       leaf.impl()->grad = to_f32_contig(grad).clone().impl_ptr();
@@ -115,21 +119,42 @@ void backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
       accumulate(acc, grad);
     }
   };
+  // Out of place: a backward may return the same buffer for two inputs.
+  auto add_grad = [](std::unordered_map<uint64_t, Tensor>& grads, const Tensor& t, const Tensor& g) {
+    auto it = grads.find(t.impl()->id);
+    if (it == grads.end()) {
+      grads.emplace(t.impl()->id, to_f32_contig(g));
+    } else {
+      Tensor sum = to_f32_contig(it->second).clone();
+      accumulate(sum, g);
+      it->second = sum;
+    }
+  };
 
-  Tape& t = tape();
-  if (root.is_leaf()) {
-    accumulate_leaf(root, g);
-    if (t.grad_ready) t.grad_ready(root);
-    return;
+  std::unordered_map<uint64_t, Tensor> grads;
+  for (size_t r = 0; r < roots.size(); ++r) {
+    const Tensor& root = roots[r];
+    check(root.defined(), "backward: undefined tensor");
+    check(root.requires_grad(), "backward: tensor of shape ", root.shape(),
+          " does not require grad (no input of its graph requires grad, or grad mode was off)");
+    check(seeds[r].defined() && seeds[r].shape() == root.shape(), "backward: seed gradient shape ",
+          seeds[r].defined() ? shape_str(seeds[r].shape()) : std::string("undefined"),
+          " does not match tensor shape ", root.shape());
+    if (root.is_leaf()) {
+      accumulate_leaf(root, seeds[r]);
+      if (tape().grad_ready) tape().grad_ready(root);
+      continue;
+    }
+    check(!root.impl()->grad_fn->released, "backward: the graph of this tensor (produced by '",
+          root.impl()->grad_fn->name,
+          "') was freed by an earlier backward; pass retain_graph=true to backward twice");
+    if (root.impl()->retains_grad) accumulate_leaf(root, seeds[r]);
+    add_grad(grads, root, seeds[r]);  // never written in place: gradients accumulate out of place
   }
-  const std::shared_ptr<Node> root_node = root.impl()->grad_fn;
-  check(!root_node->released, "backward: the graph of this tensor (produced by '", root_node->name,
-        "') was freed by an earlier backward; pass retain_graph=true to backward twice");
-  if (root.impl()->retains_grad) accumulate_leaf(root, g);
+  if (grads.empty()) return 0;
 
   NoGradGuard no_grad;  // backward functions record nothing
-  std::unordered_map<uint64_t, Tensor> grads;
-  grads.emplace(root.impl()->id, g);
+  Tape& t = tape();
   // Hold every node for the walk: releasing a node's inputs must not free
   // the producers still to be visited.
   std::vector<std::shared_ptr<Node>> nodes;
@@ -183,16 +208,7 @@ void backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
       check(gins[k].shape() == in.shape(), "backward: node '", node->name, "' gave gradient of shape ",
             gins[k].shape(), " for input ", k, " of shape ", in.shape());
       if (in.is_leaf() || in.impl()->retains_grad) accumulate_leaf(in, gins[k]);
-      if (in.is_leaf()) continue;
-      auto it = grads.find(in.impl()->id);
-      if (it == grads.end()) {
-        grads.emplace(in.impl()->id, to_f32_contig(gins[k]));
-      } else {
-        // Out of place: a backward may return the same buffer for two inputs.
-        Tensor sum = to_f32_contig(it->second).clone();
-        accumulate(sum, gins[k]);
-        it->second = sum;
-      }
+      if (!in.is_leaf()) add_grad(grads, in, gins[k]);
     }
     if (!retain_graph) {
       node->backward = nullptr;
@@ -202,6 +218,25 @@ void backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
   }
   if (t.grad_ready) fire_down_to(0);
   if (!retain_graph) compact(t);
+  return grads.size();
+}
+
+TapeScope::TapeScope() {
+  Tape& t = tape();
+  saved_ = std::make_unique<std::vector<std::weak_ptr<Node>>>(std::move(t.nodes));
+  saved_compact_at_ = t.compact_at;
+  // A recomputation's leaves get more gradient after it: none is ready there.
+  saved_grad_ready_ = std::move(t.grad_ready);
+  t.grad_ready = nullptr;
+  t.nodes.clear();
+  t.compact_at = 1024;
+}
+
+TapeScope::~TapeScope() {
+  Tape& t = tape();
+  t.nodes = std::move(*saved_);
+  t.compact_at = saved_compact_at_;
+  t.grad_ready = std::move(saved_grad_ready_);
 }
 
 size_t tape_size() {

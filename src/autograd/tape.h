@@ -65,6 +65,27 @@ void record(std::string name, std::vector<Tensor> inputs, std::vector<Tensor> ou
 // retain_graph, the nodes used are released and a second backward through
 // them throws.
 void backward(const Tensor& root, const Tensor& seed = Tensor(), bool retain_graph = false);
+// The same from several roots at once: seeds[i] is the gradient of roots[i]
+// (same shape). Returns how many gradients reached tensors whose producing
+// node is not on this thread's tape (they are dropped): 0 for a graph
+// recorded here; a TapeScope's recomputation checks it.
+size_t backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& seeds, bool retain_graph = false);
+
+// Gives this thread an empty tape for its lifetime and restores the previous
+// one after: the nodes recorded in the scope, and a backward run in it, see
+// only each other (gradient checkpointing's recomputation, checkpoint.h).
+class TapeScope {
+ public:
+  TapeScope();
+  ~TapeScope();
+  TapeScope(const TapeScope&) = delete;
+  TapeScope& operator=(const TapeScope&) = delete;
+
+ private:
+  std::unique_ptr<std::vector<std::weak_ptr<Node>>> saved_;
+  size_t saved_compact_at_ = 0;
+  std::function<void(const Tensor& leaf)> saved_grad_ready_;  // off in the scope
+};
 
 // Optional observer of every node's backward (profiling: models/profile.h
 // installs one under MMREC_PROFILE=1): called with the node's name and the

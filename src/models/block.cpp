@@ -66,7 +66,7 @@ std::pair<Tensor, Tensor> sequential_recurrence(const BlockWeights& w, const Ten
 }
 
 Tensor block_forward(const BlockWeights& w, const ModelConfig& cfg, const Tensor& x, const LayerState& in,
-                     LayerState& out, const BlockPack* pack) {
+                     LayerState& out, const BlockPack* pack, bool state_graph) {
   const BlockPack* p = pack && !autograd::grad_enabled() ? pack : nullptr;
   Tensor xn, q, k, v, z;
   {
@@ -99,10 +99,10 @@ Tensor block_forward(const BlockWeights& w, const ModelConfig& cfg, const Tensor
   Tensor c;
   {
     prof::Scope s("fwd.memory");
-    c = linear(memory_pass(q, k, v, in, out, cfg), w.attn_out_w, w.attn_out_b, Activation::none,
+    c = linear(memory_pass(q, k, v, in, out, cfg, state_graph), w.attn_out_w, w.attn_out_b, Activation::none,
                p ? &p->attn_out : nullptr);
   }
-  out.h = h_last.detach();
+  out.h = state_graph ? h_last : h_last.detach();
   prof::Scope s("fwd.ffn");
   Tensor x1 = ops::add(ops::add(x, h), c);
   Tensor f = linear(linear(ops::rmsnorm(x1, w.norm2, cfg.norm_eps), w.ffn_fc1_w, w.ffn_fc1_b, Activation::gelu,

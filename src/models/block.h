@@ -18,9 +18,11 @@ BlockPack pack_block(const BlockWeights& w, int64_t rows);
 
 // x [B, T, D] (T >= 1) -> [B, T, D]. Reads `in`; writes the detached state
 // after the call into `out` (which may not alias `in`). With `pack`, the
-// linear layers use its packed weights while grad mode is off.
+// linear layers use its packed weights while grad mode is off. With
+// `state_graph`, `out` keeps its history and gradients flow into a state `in`
+// that requires grad ("chunk" checkpointing: BPTT across calls).
 Tensor block_forward(const BlockWeights& w, const ModelConfig& cfg, const Tensor& x, const LayerState& in,
-                     LayerState& out, const BlockPack* pack = nullptr);
+                     LayerState& out, const BlockPack* pack = nullptr, bool state_graph = false);
 
 // γ [B, T, D] from z and k by the MDI with context modulation.
 Tensor mdi_decay(const BlockWeights& w, const Tensor& z, const Tensor& k, const BlockPack* pack = nullptr);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "autograd/tape.h"
 #include "models/profile.h"
@@ -36,6 +37,27 @@ struct Piece {
   int64_t s, e;
   bool completes;
 };
+
+// The state after a call with its history kept ("chunk" checkpointing): the
+// newest M slots of all_k/all_v [B, avail, D] and the running chunk sums.
+void write_state_with_graph(const Tensor& k, const Tensor& v, const LayerState& in, LayerState& out,
+                            const Tensor& all_k, const Tensor& all_v, int64_t avail, int64_t M, const Piece& last,
+                            bool one_piece) {
+  const int64_t B = k.size(0), D = k.size(2), lo = std::max<int64_t>(0, avail - M);
+  out.mem_keys = ops::slice(all_k, 1, lo, avail);
+  out.mem_values = ops::slice(all_v, 1, lo, avail);
+  out.levels_kt = Tensor(), out.levels_v = Tensor();
+  if (last.completes) {
+    out.chunk_k_sum = Tensor::zeros({B, D});
+    out.chunk_v_sum = Tensor::zeros({B, D});
+    out.chunk_tokens = 0;
+    return;
+  }
+  const Tensor ks = ops::sum(ops::slice(k, 1, last.s, last.e), 1), vs = ops::sum(ops::slice(v, 1, last.s, last.e), 1);
+  out.chunk_k_sum = one_piece ? ops::add(in.chunk_k_sum, ks) : ks;
+  out.chunk_v_sum = one_piece ? ops::add(in.chunk_v_sum, vs) : vs;
+  out.chunk_tokens = (one_piece ? in.chunk_tokens : 0) + (last.e - last.s);
+}
 
 }  // namespace
 
@@ -92,7 +114,7 @@ Tensor memory_attention(const Tensor& q, const Tensor& mem_k, const Tensor& mem_
 }
 
 Tensor memory_pass(const Tensor& q, const Tensor& k, const Tensor& v, const LayerState& in, LayerState& out,
-                   const ModelConfig& cfg) {
+                   const ModelConfig& cfg, bool state_graph) {
   const int64_t B = q.size(0), T = q.size(1), D = q.size(2);
   const int64_t C = cfg.chunk_size, M = cfg.memory_slots, ct = in.chunk_tokens;
   check(T >= 1, "memory_pass: empty call");
@@ -138,7 +160,9 @@ Tensor memory_pass(const Tensor& q, const Tensor& k, const Tensor& v, const Laye
       in.levels_v.shape() == Shape{B * H, St0, D / H}) {
     carried = {in.levels_kt, in.levels_v};
   } else if (S0 > 0) {
-    autograd::NoGradGuard no_grad;
+    const bool constant = !in.mem_keys.requires_grad() && !in.mem_values.requires_grad();
+    std::optional<autograd::NoGradGuard> no_grad;
+    if (constant) no_grad.emplace();
     carried = memory_levels(in.mem_keys, in.mem_values, H, cfg.hds_levels);
   }
   std::vector<Tensor> outs;
@@ -161,6 +185,10 @@ Tensor memory_pass(const Tensor& q, const Tensor& k, const Tensor& v, const Laye
 
   Tensor result = outs.size() == 1 ? outs[0] : ops::concat(outs, 1);  // [B, T, D]
 
+  if (state_graph) {
+    write_state_with_graph(k, v, in, out, all_k, all_v, avail, M, pieces.back(), pieces.size() == 1);
+    return result;
+  }
   // The state after the call, detached.
   autograd::NoGradGuard no_grad;
   const int64_t lo = std::max<int64_t>(0, avail - M);

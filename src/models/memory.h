@@ -34,8 +34,10 @@ Tensor memory_attention(const Tensor& q, const Tensor& mem_k, const Tensor& mem_
 // The memory part of a block for one call: q, k, v [B, T, D] (T >= 1) of every token.
 // Reads, for each chunk piece, the memory as it stood when the chunk began
 // (zeros when empty); writes a slot at every chunk end. `out` receives the
-// detached memory and chunk sums after the call (h is left untouched).
+// detached memory and chunk sums after the call (h is left untouched); with
+// `state_graph` they keep their history instead (no levels cache), and a
+// memory in `in` that requires grad gets gradients ("chunk" checkpointing).
 Tensor memory_pass(const Tensor& q, const Tensor& k, const Tensor& v, const LayerState& in, LayerState& out,
-                   const ModelConfig& cfg);
+                   const ModelConfig& cfg, bool state_graph = false);
 
 }  // namespace mmrec

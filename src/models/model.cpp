@@ -1,6 +1,7 @@
 // Parameter naming and initialisation, forward over the blocks, the loss.
 #include "models/model.h"
 
+#include "autograd/checkpoint.h"
 #include "autograd/tape.h"
 #include "models/block.h"
 #include "models/profile.h"
@@ -14,6 +15,9 @@ namespace mmrec {
 namespace {
 
 enum class Init { normal, zero, one, three };
+
+// Inference calls longer than this run in pieces of it (a multiple of chunk_size).
+constexpr int64_t kInferenceTokens = 4096;
 
 }  // namespace
 
@@ -126,14 +130,37 @@ Tensor Model::forward(const Tensor& tokens, State& state, const InferencePack* p
   check(!pack || !pack->impl_ || pack->impl_->model == this,
         "model.forward: the inference pack was made by another model");
   if (T == 0) return Tensor::zeros({B, 0, config_.vocab_size});
-  const InferencePack::Impl* pk =
-      pack && pack->impl_ && pack->impl_->rows == B * T && !autograd::grad_enabled() ? pack->impl_.get() : nullptr;
   for (const LayerState& l : state.layers)
     check(l.chunk_tokens >= 0 && l.chunk_tokens < config_.chunk_size && l.h.defined() &&
               l.h.shape() == Shape{B, config_.dim} && l.mem_keys.defined() && l.mem_keys.dim() == 3 &&
               l.mem_keys.size(1) <= config_.memory_slots,
           "model.forward: state does not match the model (chunk_tokens ", l.chunk_tokens, ", h ",
           l.h.defined() ? shape_str(l.h.shape()) : std::string("undefined"), ")");
+  // Inference over a long input runs in pieces with the state carried (the
+  // same logits up to float rounding), so that its memory is that of one
+  // piece plus the returned logits, however long the input.
+  const int64_t piece = std::max<int64_t>(config_.chunk_size, kInferenceTokens / config_.chunk_size * config_.chunk_size);
+  if (autograd::grad_enabled() || T <= piece) return forward_call(tokens, state, pack, false);
+  Tensor logits = Tensor::empty({B, T, config_.vocab_size});
+  for (int64_t s = 0; s < T; s += piece) {
+    const int64_t e = std::min(T, s + piece);
+    logits.slice(1, s, e).copy_from(forward_call(tokens.slice(1, s, e).contiguous(), state, pack, false));
+  }
+  return logits;
+}
+
+std::vector<Tensor> Model::block_parameters(size_t i) const {
+  const BlockWeights& b = blocks_[i];
+  return {b.norm1,         b.norm2,         b.qkvz_w,        b.qkvz_b,        b.gate_w,      b.gate_b,
+          b.decay_fc1_w,   b.decay_fc1_b,   b.decay_fc2_w,   b.decay_fc2_b,   b.context_fc1_w, b.context_fc1_b,
+          b.context_fc2_w, b.context_fc2_b, b.attn_out_w,    b.attn_out_b,    b.ffn_fc1_w,   b.ffn_fc1_b,
+          b.ffn_fc2_w,     b.ffn_fc2_b};
+}
+
+Tensor Model::forward_call(const Tensor& tokens, State& state, const InferencePack* pack, bool state_graph) const {
+  const int64_t B = tokens.size(0), T = tokens.size(1);
+  const InferencePack::Impl* pk =
+      pack && pack->impl_ && pack->impl_->rows == B * T && !autograd::grad_enabled() ? pack->impl_.get() : nullptr;
   Tensor x;
   {
     prof::Scope s("fwd.embedding");
@@ -141,8 +168,25 @@ Tensor Model::forward(const Tensor& tokens, State& state, const InferencePack* p
   }
   // The state is replaced only when the whole call succeeded.
   std::vector<LayerState> next(state.layers.size());
-  for (size_t i = 0; i < blocks_.size(); ++i)
-    x = block_forward(blocks_[i], config_, x, state.layers[i], next[i], pk ? &pk->blocks[i] : nullptr);
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    // The last block is backpropagated first, right after its forward:
+    // recomputing it would only cost time.
+    if (ckpt_.mode == Checkpointing::Mode::block && i + 1 < blocks_.size() && !state_graph &&
+        autograd::grad_enabled()) {
+      // The block runs again in backward; its state comes from the first run.
+      auto sink = std::make_shared<LayerState*>(&next[i]);
+      x = autograd::checkpoint(
+          [w = blocks_[i], cfg = config_, in = state.layers[i], sink](const std::vector<Tensor>& a) {
+            LayerState out;
+            Tensor y = block_forward(w, cfg, a[0], in, out);
+            if (*sink) **sink = out, *sink = nullptr;
+            return std::vector<Tensor>{y};
+          },
+          {x}, block_parameters(i), "checkpoint.block")[0];
+      continue;
+    }
+    x = block_forward(blocks_[i], config_, x, state.layers[i], next[i], pk ? &pk->blocks[i] : nullptr, state_graph);
+  }
   prof::Scope s("fwd.head");
   const Tensor xn = ops::rmsnorm(x, norm_, config_.norm_eps);
   Tensor logits = pk ? ops::linear(xn, pk->head) : ops::linear(xn, lm_head_);  // [B, T, V]
@@ -157,11 +201,26 @@ Tensor Model::loss(const Tensor& tokens, State* state, int64_t ignore_index) con
   const int64_t B = tokens.size(0), T = tokens.size(1), V = config_.vocab_size;
   State fresh;
   State& s = state ? *state : (fresh = initial_state(B));
-  Tensor logits = forward(tokens, s);  // [B, T, V]
   // Position t predicts token t+1; the last position has no target.
   const Tensor targets = ops::next_token_targets(tokens, ignore_index);
+  if (ckpt_.mode == Checkpointing::Mode::chunk && autograd::grad_enabled())
+    return chunked_loss(tokens, targets, s, ignore_index);
+  Tensor logits = forward(tokens, s);  // [B, T, V]
   prof::Scope scope("fwd.loss");
   return ops::cross_entropy(ops::reshape(logits, {B * T, V}), targets.reshape({B * T}), ignore_index);
+}
+
+Checkpointing::Mode Checkpointing::parse(const std::string& name) {
+  if (name == "none") return Mode::none;
+  if (name == "block") return Mode::block;
+  if (name == "chunk") return Mode::chunk;
+  fail("checkpointing: expected \"none\", \"block\" or \"chunk\", got \"", name, "\"");
+}
+
+void Model::set_checkpointing(const Checkpointing& c) {
+  check(c.tokens >= 0 && c.tokens % config_.chunk_size == 0, "checkpoint_tokens: ", c.tokens,
+        " is not a multiple of the model's chunk_size ", config_.chunk_size);
+  ckpt_ = c;
 }
 
 }  // namespace mmrec

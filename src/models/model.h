@@ -43,6 +43,26 @@ using NamedTensor = std::pair<std::string, Tensor>;
 
 class Model;
 
+// Gradient checkpointing of training (train.checkpointing): trades compute for
+// activation memory.
+// - none: every activation of the call is kept for backward.
+// - block: each block but the last keeps only its input and runs again
+//   during backward.
+// - chunk: Model::loss runs the sequence in segments of `tokens` tokens, each
+//   but the last keeping only the state at its start (h, the memory slots, the
+//   chunk sums) and running again during backward; gradients flow through
+//   that state from segment to segment (full backpropagation through time).
+//   Model::forward keeps every activation in this mode.
+// The last block or segment is backpropagated first, right after its forward:
+// recomputing it would save no memory.
+struct Checkpointing {
+  enum class Mode { none, block, chunk };
+  Mode mode = Mode::none;
+  int64_t tokens = 0;  // chunk: tokens per segment, a multiple of chunk_size (0: chunk_size)
+  // "none" | "block" | "chunk", or an Error naming the value.
+  static Mode parse(const std::string& name);
+};
+
 // A model's linear weights (every block's and the head's) pre-packed by
 // oneDNN for calls of exactly `rows` = B x T rows: for token-by-token
 // generation (rows = batch), where a 1-row product through the plain layout
@@ -99,11 +119,24 @@ class Model {
   // unless one is given (then it is updated).
   Tensor loss(const Tensor& tokens, State* state = nullptr, int64_t ignore_index = -1) const;
 
+  // How forward and loss keep activations for backward (default none).
+  // Throws if tokens is not a multiple of chunk_size.
+  void set_checkpointing(const Checkpointing& c);
+  const Checkpointing& checkpointing() const { return ckpt_; }
+
  private:
+  // One pass over the blocks; replaces state.layers when it succeeds. With
+  // state_graph the new state keeps its history (chunk checkpointing).
+  Tensor forward_call(const Tensor& tokens, State& state, const InferencePack* pack, bool state_graph) const;
+  // loss() under "chunk" checkpointing (model_chunked.cpp); targets [B, T].
+  Tensor chunked_loss(const Tensor& tokens, const Tensor& targets, State& state, int64_t ignore_index) const;
+  std::vector<Tensor> block_parameters(size_t i) const;
+
   ModelConfig config_;  // resolved (ffn_dim, mdi_dim filled in)
   std::vector<NamedTensor> params_;
   std::vector<BlockWeights> blocks_;
   Tensor embed_, norm_, lm_head_;  // lm_head_ is embed_ when tied
+  Checkpointing ckpt_;
 };
 
 }  // namespace mmrec

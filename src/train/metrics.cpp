@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "tensor/error.h"
 #include "train/fileio.h"
 
@@ -159,6 +161,13 @@ std::string loss_curve_svg(const Curve& train, const Curve& val, int64_t total_s
 void write_loss_svg(const std::string& path, const Curve& train, const Curve& val, int64_t total_steps,
                     const std::string& title) {
   write_file_atomic(path, loss_curve_svg(train, val, total_steps, title));
+}
+
+size_t resident_bytes() {
+  std::ifstream f("/proc/self/statm");
+  size_t pages = 0, resident = 0;
+  if (!(f >> pages >> resident)) return 0;
+  return resident * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
 }
 
 std::string format_duration(double s) {

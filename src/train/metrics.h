@@ -48,6 +48,9 @@ std::string loss_curve_svg(const Curve& train, const Curve& val, int64_t total_s
 void write_loss_svg(const std::string& path, const Curve& train, const Curve& val, int64_t total_steps,
                     const std::string& title);
 
+// This process's resident set now (/proc/self/statm), in bytes (0 if unknown).
+size_t resident_bytes();
+
 // "1:02:03" / "2:03" / "5s"
 std::string format_duration(double seconds);
 // "12.3k", "4.56M"

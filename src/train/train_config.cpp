@@ -50,6 +50,8 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
     t.seed = r.integer("seed", t.seed, Range().ge(0));
     t.threads = r.integer("threads", t.threads, Range().ge(0).le(1024));
     t.compile = r.boolean("compile", t.compile);
+    t.checkpointing = r.choice("checkpointing", t.checkpointing, {"none", "block", "chunk"});
+    t.checkpoint_tokens = r.integer("checkpoint_tokens", t.checkpoint_tokens, Range().ge(0));
     r.finish();
   }
   {
@@ -141,7 +143,9 @@ nlohmann::json TrainConfig::to_json() const {
                 {"decay_norms_and_biases", t.decay_norms_and_biases},
                 {"seed", t.seed},
                 {"threads", t.threads},
-                {"compile", t.compile}};
+                {"compile", t.compile},
+                {"checkpointing", t.checkpointing},
+                {"checkpoint_tokens", t.checkpoint_tokens}};
   const ScheduleConfig& s = schedule;
   j["schedule"] = {{"kind", s.kind}, {"warmup_steps", s.warmup_steps}, {"min_lr", s.min_lr}};
   if (s.plateau.enabled) {

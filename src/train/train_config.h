@@ -38,6 +38,8 @@ struct OptimConfig {  // the `train` section
   int64_t seed = 1;         // model init and data sampling
   int64_t threads = 0;      // 0: all cores
   bool compile = false;     // capture the step once, then replay it (autograd/compile.h)
+  std::string checkpointing = "none";  // "none" | "block" | "chunk" (gradient checkpointing)
+  int64_t checkpoint_tokens = 0;       // "chunk": tokens per recomputed segment (0: model.chunk_size)
 };
 
 struct PlateauConfig {  // PyTorch ReduceLROnPlateau

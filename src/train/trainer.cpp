@@ -128,6 +128,9 @@ void Trainer::setup(const TrainerOptions& opt) {
                                                  ", data.val_fraction " + std::to_string(cfg_.data.val_fraction));
 
     model_ = std::make_unique<Model>(mc, static_cast<uint64_t>(cfg_.train.seed));
+    check(cfg_.train.checkpoint_tokens % mc.chunk_size == 0, "train.checkpoint_tokens: ", cfg_.train.checkpoint_tokens,
+          " is not a multiple of model.chunk_size ", mc.chunk_size);
+    model_->set_checkpointing({Checkpointing::parse(cfg_.train.checkpointing), cfg_.train.checkpoint_tokens});
     opt_ = std::make_unique<AdamW>(model_->parameters(), decay_mask(model_->parameters(), cfg_.train), cfg_.train);
     if (job_->size() > 1)
       reducer_ = std::make_unique<GradReducer>(*job_, model_->parameters(), opt.bucket_bytes, opt.overlap);
@@ -178,6 +181,7 @@ double Trainer::next_lr() const { return schedule_.lr(step_) * plateau_.scale();
 
 StepResult Trainer::train_step() {
   const double t0 = now_s();
+  alloc::reset_peak();
   const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len, A = cfg_.train.grad_accum;
   const int64_t N = job_->size(), rank = job_->rank();
   const double lr = next_lr();
@@ -240,6 +244,8 @@ StepResult Trainer::train_step() {
   r.reduce = reduce;
   tokens_seen_ += r.tokens;
   r.seconds = now_s() - t0;
+  r.peak_bytes = alloc::stats().peak_bytes;
+  r.rss_bytes = resident_bytes();
   return r;
 }
 
@@ -386,6 +392,7 @@ RunSummary Trainer::run(const RunHooks& hooks) {
   s.world_size = job_->size();
   int64_t tokens = 0, interval_tokens = 0, steps = 0;
   double interval_secs = 0, interval_wait = 0;
+  size_t interval_peak = 0, interval_rss = 0;
   bool evaluated_now = false;
   while (step_ < cfg_.train.steps) {
     const StepResult r = train_step();
@@ -393,6 +400,10 @@ RunSummary Trainer::run(const RunHooks& hooks) {
     tokens += r.tokens;
     interval_tokens += r.tokens;
     interval_secs += r.seconds;
+    interval_peak = std::max(interval_peak, r.peak_bytes);
+    interval_rss = std::max(interval_rss, r.rss_bytes);
+    s.step_peak_bytes = std::max(s.step_peak_bytes, r.peak_bytes);
+    s.peak_rss_bytes = std::max(s.peak_rss_bytes, r.rss_bytes);
     ++steps;
     s.allreduce_wait_s += r.reduce.wait_seconds;
     s.allreduce_total_s += r.reduce.total_seconds;
@@ -407,6 +418,8 @@ RunSummary Trainer::run(const RunHooks& hooks) {
                              {"lr", r.lr},
                              {"grad_norm", r.grad_norm},
                              {"tokens_per_s", interval_secs > 0 ? interval_tokens / interval_secs : 0.0},
+                             {"peak_bytes", interval_peak},
+                             {"rss_bytes", interval_rss},
                              {"world_size", job_->size()}};
       if (job_->size() > 1) line["allreduce_wait_s"] = interval_wait / static_cast<double>(cfg_.log.interval);
       metrics_.write(line);
@@ -415,6 +428,7 @@ RunSummary Trainer::run(const RunHooks& hooks) {
       interval_tokens = 0;
       interval_secs = 0;
       interval_wait = 0;
+      interval_peak = interval_rss = 0;
     }
     if (hooks.on_step) hooks.on_step(r);
     evaluated_now = (cfg_.log.eval_interval > 0 && step_ % cfg_.log.eval_interval == 0) || last;
@@ -462,7 +476,7 @@ RunSummary Trainer::run(const RunHooks& hooks) {
   s.tokens_per_s = s.train_seconds > 0 ? static_cast<double>(tokens) / s.train_seconds : 0.0;
   s.final_eval = last_eval_;
   s.last_checkpoint = last_checkpoint_;
-  s.peak_bytes = alloc::stats().peak_bytes;
+  s.peak_bytes = std::max(s.step_peak_bytes, alloc::stats().peak_bytes);
   return s;
 }
 

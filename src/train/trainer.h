@@ -59,6 +59,8 @@ struct StepResult {
   double grad_norm = 0;     // before clipping
   int64_t tokens = 0;       // predicted tokens in the step, over all ranks
   double seconds = 0;       // wall time of the step
+  size_t peak_bytes = 0;    // mmrec allocator peak during the step
+  size_t rss_bytes = 0;     // resident set after the step
   ReduceStats reduce;       // the gradient all-reduce (zeros in a job of one)
 };
 
@@ -91,6 +93,8 @@ struct RunSummary {
   EvalResult final_eval;      // step 0 when no evaluation ran
   std::string last_checkpoint;
   size_t peak_bytes = 0;      // mmrec::alloc peak
+  size_t step_peak_bytes = 0; // the largest allocator peak of a training step
+  size_t peak_rss_bytes = 0;  // the largest resident set after a step
 };
 
 class Trainer {

@@ -9,6 +9,7 @@
 #include "autograd/compile.h"
 #include "autograd/tape.h"
 #include "bench/bench.h"
+#include "bench/model_fixtures.h"
 #include "models/model.h"
 #include "models/profile.h"
 #include "tensor/allocator.h"
@@ -16,33 +17,11 @@
 #include "train/optimizer.h"
 
 using namespace mmrec;
+using bench::bench_config;
+using bench::random_tokens;
+using bench::train_step;
 
 namespace {
-
-// The bench config, or the user's model section (mmrec-bench --model), in
-// the given recurrence mode.
-ModelConfig bench_config(const bench::Context& ctx, const std::string& recurrence = "parallel") {
-  if (!ctx.model().is_null()) {
-    nlohmann::json m = ctx.model();
-    m["recurrence"] = recurrence;
-    return ModelConfig::from_json(m);
-  }
-  return ModelConfig::from_json({{"dim", 512}, {"layers", 4}, {"heads", 8}, {"ffn_dim", 2048}, {"mdi_dim", 128},
-                                 {"memory_slots", 64}, {"chunk_size", 128}, {"recurrence", recurrence}});
-}
-
-Tensor random_tokens(int64_t B, int64_t T, int64_t V, uint64_t seed) {
-  Generator g(seed);
-  std::vector<int32_t> ids(static_cast<size_t>(B * T));
-  for (auto& id : ids) id = static_cast<int32_t>(g.next_u64() % static_cast<uint64_t>(V));
-  return Tensor::from_vector(ids, {B, T});
-}
-
-void train_step(const Model& m, const Tensor& tokens) {
-  Tensor loss = m.loss(tokens);
-  autograd::backward(loss);
-  for (const auto& [name, p] : m.parameters()) Tensor(p).zero_grad();
-}
 
 // Multiply-adds of the parameter GEMMs per token (forward = 2x this in flops).
 double gemm_macs_per_token(const ModelConfig& c) {
