@@ -2,8 +2,12 @@
 #pragma once
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <string>
 
 #include "tensor/random.h"
 #include "tensor/tensor.h"
@@ -24,5 +28,25 @@ inline double max_abs_diff(const mmrec::Tensor& a, const mmrec::Tensor& b) {
   for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::fabs(double(x[i]) - y[i]));
   return m;
 }
+
+// A fresh temporary directory removed at scope exit.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    path = std::filesystem::temp_directory_path() /
+           ("mmrec_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& f) const { return (path / f).string(); }
+  static int& counter() {
+    static int c = 0;
+    return c;
+  }
+};
 
 }  // namespace test_util

@@ -15,9 +15,11 @@ namespace mmrec {
 namespace {
 using ops::Activation;
 
-// ops::linear, through the packed weight when there is one and grad mode is off.
+// ops::linear, through the packed weight when there is one and grad mode is
+// off; x is cast to the weight's dtype (f32, or bf16 under Model::use_bf16).
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, Activation act, const kernels::PackedLinear* p) {
-  return p && !autograd::grad_enabled() ? ops::linear(x, *p) : ops::linear(x, w, b, act);
+  if (p && !autograd::grad_enabled()) return ops::linear(ops::cast(x, p->dtype()), *p);
+  return ops::linear(ops::cast(x, w.dtype()), w, b, act);
 }
 }  // namespace
 
@@ -74,10 +76,10 @@ Tensor block_forward(const BlockWeights& w, const ModelConfig& cfg, const Tensor
     xn = ops::rmsnorm(x, w.norm1, cfg.norm_eps);  // [B, T, D]
     if (p) {
       const int64_t D = cfg.dim;
-      const std::vector<Tensor> qkvz = ops::split(ops::linear(xn, p->qkvz), {D, D, D, D}, -1);
+      const std::vector<Tensor> qkvz = ops::split(ops::linear(ops::cast(xn, p->qkvz.dtype()), p->qkvz), {D, D, D, D}, -1);
       q = qkvz[0], k = qkvz[1], v = qkvz[2], z = qkvz[3];
     } else {
-      auto qkvz = ops::qkvz(xn, w.qkvz_w, w.qkvz_b);
+      auto qkvz = ops::qkvz(ops::cast(xn, w.qkvz_w.dtype()), w.qkvz_w, w.qkvz_b);
       q = qkvz[0], k = qkvz[1], v = qkvz[2], z = qkvz[3];
     }
   }

@@ -104,11 +104,12 @@ int64_t InferencePack::rows() const { return impl_ ? impl_->rows : 0; }
 
 InferencePack Model::pack_for_inference(int64_t rows) const {
   check(rows >= 1, "model.pack_for_inference: rows must be >= 1, got ", rows);
+  autograd::NoGradGuard no_grad;
   auto p = std::make_shared<InferencePack::Impl>();
   p->model = this;
   p->rows = rows;
-  for (const BlockWeights& w : blocks_) p->blocks.push_back(pack_block(w, rows));
-  p->head = kernels::PackedLinear(lm_head_, Tensor(), ops::Activation::none, rows);
+  for (size_t i = 0; i < blocks_.size(); ++i) p->blocks.push_back(pack_block(forward_weights(i), rows));
+  p->head = kernels::PackedLinear(head_weight(), Tensor(), ops::Activation::none, rows);
   InferencePack pack;
   pack.impl_ = std::move(p);
   return pack;
@@ -142,10 +143,11 @@ Tensor Model::forward(const Tensor& tokens, State& state, const InferencePack* p
   // The state is replaced only when the whole call succeeded.
   std::vector<LayerState> next(state.layers.size());
   for (size_t i = 0; i < blocks_.size(); ++i)
-    x = block_forward(blocks_[i], config_, x, state.layers[i], next[i], pk ? &pk->blocks[i] : nullptr);
+    x = block_forward(forward_weights(i), config_, x, state.layers[i], next[i], pk ? &pk->blocks[i] : nullptr);
   prof::Scope s("fwd.head");
-  const Tensor xn = ops::rmsnorm(x, norm_, config_.norm_eps);
-  Tensor logits = pk ? ops::linear(xn, pk->head) : ops::linear(xn, lm_head_);  // [B, T, V]
+  const Tensor head = head_weight();
+  const Tensor xn = ops::cast(ops::rmsnorm(x, norm_, config_.norm_eps), head.dtype());
+  Tensor logits = pk ? ops::linear(xn, pk->head) : ops::linear(xn, head);  // [B, T, V]
   state.layers = std::move(next);
   return logits;
 }

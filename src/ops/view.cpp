@@ -1,6 +1,7 @@
 #include "ops/view.h"
 
 #include "ops/common.h"
+#include "ops/kernels/linear.h"
 
 namespace mmrec::ops {
 namespace {
@@ -68,7 +69,22 @@ Tensor contiguous(const Tensor& x) {
 
 Tensor cast(const Tensor& x, DType dtype) {
   detail::check_defined("cast", x);
-  return with_grad("cast", x, x.to(dtype), [](const Tensor& g) { return g.to(DType::f32); });
+  if (x.dtype() == dtype) return x;
+  Tensor y;
+  if ((x.dtype() == DType::f32 || x.dtype() == DType::bf16) && (dtype == DType::f32 || dtype == DType::bf16)) {
+    y = Tensor::empty(x.shape(), dtype);  // the parallel oneDNN reorder (mixed precision casts every GEMM input)
+    kernels::convert(x.contiguous(), y);
+  } else {
+    y = x.to(dtype);
+  }
+  return with_grad("cast", x, y, [](const Tensor& g) { return g.to(DType::f32); });
+}
+
+Tensor stand_in(const Tensor& master, const Tensor& copy) {
+  detail::check_f32("stand_in", master, "master");
+  detail::check_defined("stand_in", copy, "copy");
+  check(master.shape() == copy.shape(), "stand_in: copy ", copy.shape(), " does not match master ", master.shape());
+  return with_grad("stand_in", master, copy.detach(), [](const Tensor& g) { return g; });
 }
 
 }  // namespace mmrec::ops

@@ -49,6 +49,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
     t.decay_norms_and_biases = r.boolean("decay_norms_and_biases", t.decay_norms_and_biases);
     t.seed = r.integer("seed", t.seed, Range().ge(0));
     t.threads = r.integer("threads", t.threads, Range().ge(0).le(1024));
+    t.amp = r.choice("amp", t.amp, {"none", "bf16"});
     r.finish();
   }
   {
@@ -80,6 +81,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
     k.interval = r.integer("interval", k.interval, Range().ge(0));
     k.keep = r.integer("keep", k.keep, Range().ge(0));
     k.resume = r.choice("resume", k.resume, {"never", "auto"});
+    k.dtype = r.choice("dtype", k.dtype, {"f32", "bf16"});
     r.finish();
   }
   {
@@ -139,7 +141,8 @@ nlohmann::json TrainConfig::to_json() const {
                 {"decay_embeddings", t.decay_embeddings},
                 {"decay_norms_and_biases", t.decay_norms_and_biases},
                 {"seed", t.seed},
-                {"threads", t.threads}};
+                {"threads", t.threads},
+                {"amp", t.amp}};
   const ScheduleConfig& s = schedule;
   j["schedule"] = {{"kind", s.kind}, {"warmup_steps", s.warmup_steps}, {"min_lr", s.min_lr}};
   if (s.plateau.enabled) {
@@ -150,7 +153,10 @@ nlohmann::json TrainConfig::to_json() const {
                                 {"cooldown", p.cooldown},   {"min_lr", p.min_lr},
                                 {"eps", p.eps},             {"smoothing", p.smoothing}};
   }
-  j["checkpoint"] = {{"interval", checkpoint.interval}, {"keep", checkpoint.keep}, {"resume", checkpoint.resume}};
+  j["checkpoint"] = {{"interval", checkpoint.interval},
+                     {"keep", checkpoint.keep},
+                     {"resume", checkpoint.resume},
+                     {"dtype", checkpoint.dtype}};
   j["log"] = {{"run_dir", log.run_dir},
               {"interval", log.interval},
               {"eval_interval", log.eval_interval},

@@ -37,6 +37,7 @@ struct OptimConfig {  // the `train` section
   bool decay_norms_and_biases = false;
   int64_t seed = 1;         // model init and data sampling
   int64_t threads = 0;      // 0: all cores
+  std::string amp = "none"; // "none" | "bf16" (mixed precision, dynamic loss scaling)
 };
 
 struct PlateauConfig {  // PyTorch ReduceLROnPlateau
@@ -64,6 +65,7 @@ struct CheckpointConfig {
   int64_t interval = 500;         // steps between checkpoints (0: only at the end)
   int64_t keep = 3;               // newest checkpoints kept (0: all)
   std::string resume = "never";   // "never" | "auto"
+  std::string dtype = "f32";      // of the final model.safetensors: "f32" | "bf16"
 };
 
 struct LogConfig {

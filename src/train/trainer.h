@@ -24,6 +24,7 @@
 #include "tensor/random.h"
 #include "train/data.h"
 #include "train/distributed.h"
+#include "train/loss_scaler.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
@@ -59,6 +60,8 @@ struct StepResult {
   int64_t tokens = 0;       // predicted tokens in the step, over all ranks
   double seconds = 0;       // wall time of the step
   ReduceStats reduce;       // the gradient all-reduce (zeros in a job of one)
+  bool skipped = false;     // amp: inf/nan gradients, no update (the scale backed off)
+  double loss_scale = 0;    // amp: the scale after the step (0 without amp)
 };
 
 struct EvalResult {
@@ -139,6 +142,7 @@ class Trainer {
   TokenDataset data_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<AdamW> opt_;
+  std::unique_ptr<LossScaler> scaler_;  // with train.amp "bf16"
   LrSchedule schedule_;
   ReduceLROnPlateau plateau_;
   Generator data_rng_;
