@@ -73,13 +73,14 @@ Tensor block_forward(const BlockWeights& w, const ModelConfig& cfg, const Tensor
   Tensor xn, q, k, v, z;
   {
     prof::Scope s("fwd.norm_qkvz");
-    xn = ops::rmsnorm(x, w.norm1, cfg.norm_eps);  // [B, T, D]
+    // [B, T, D], in the GEMM weights' dtype (read by qkvz and the gate)
+    xn = ops::cast(ops::rmsnorm(x, w.norm1, cfg.norm_eps), w.qkvz_w.dtype());
     if (p) {
       const int64_t D = cfg.dim;
-      const std::vector<Tensor> qkvz = ops::split(ops::linear(ops::cast(xn, p->qkvz.dtype()), p->qkvz), {D, D, D, D}, -1);
+      const std::vector<Tensor> qkvz = ops::split(ops::linear(xn, p->qkvz), {D, D, D, D}, -1);
       q = qkvz[0], k = qkvz[1], v = qkvz[2], z = qkvz[3];
     } else {
-      auto qkvz = ops::qkvz(ops::cast(xn, w.qkvz_w.dtype()), w.qkvz_w, w.qkvz_b);
+      auto qkvz = ops::qkvz(xn, w.qkvz_w, w.qkvz_b);
       q = qkvz[0], k = qkvz[1], v = qkvz[2], z = qkvz[3];
     }
   }

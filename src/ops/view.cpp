@@ -17,6 +17,19 @@ Tensor with_grad(const char* name, const Tensor& x, Tensor out, F back) {
   }
   return out;
 }
+
+// A handle on x for the tape alone: its id, shape and producing node, not its
+// storage (a leaf, or a tensor that retains its grad, is kept as it is). For
+// nodes whose backward never reads that input's values: a cast to bf16 then
+// lets the f32 activation go as soon as the caller drops it, so mixed
+// precision keeps GEMM inputs in bf16 only.
+Tensor graph_handle(const Tensor& x) {
+  if (x.is_leaf() || x.impl()->retains_grad) return x;
+  auto h = std::make_shared<TensorImpl>(*x.impl());
+  h->storage.reset();
+  h->grad.reset();
+  return Tensor(h);
+}
 }  // namespace
 
 Tensor reshape(const Tensor& x, const Shape& shape) {
@@ -77,7 +90,11 @@ Tensor cast(const Tensor& x, DType dtype) {
   } else {
     y = x.to(dtype);
   }
-  return with_grad("cast", x, y, [](const Tensor& g) { return g.to(DType::f32); });
+  if (autograd::needs_grad({x}))
+    autograd::record("cast", {graph_handle(x)}, {y}, [](const std::vector<Tensor>& g) {
+      return std::vector<Tensor>{g[0].to(DType::f32)};
+    });
+  return y;
 }
 
 Tensor stand_in(const Tensor& master, const Tensor& copy) {
