@@ -1,8 +1,9 @@
 // The MM-Rec model end to end on the "bench" config (dim 512, 4 layers, 8
-// heads, batch 8 x 1024 tokens): training step (forward + loss + backward)
-// tokens/s and peak allocator bytes, inference on one 8192-token sequence,
-// token-by-token generation, the sequential core, and a per-op profile of a
-// training step (models/profile.h: forward scopes + each backward node).
+// heads, batch 8 x 1024 tokens): training step (forward + loss + backward;
+// f32, and bf16 mixed precision against it) tokens/s, peak allocator bytes
+// and parameter+gradient+optimizer bytes, inference on one 8192-token sequence
+// and token-by-token generation (f32 and bf16 weights), the sequential core,
+// and a per-op profile of a training step (models/profile.h: forward scopes + each backward node).
 #include <algorithm>
 #include <cstdio>
 
