@@ -3,7 +3,6 @@
 #include "autograd/tape.h"
 #include "models/model.h"
 #include "ops/view.h"
-#include "ops/kernels/linear.h"
 
 namespace mmrec {
 namespace {
@@ -16,7 +15,7 @@ constexpr Tensor BlockWeights::*kGemmWeights[] = {&BlockWeights::qkvz_w, &BlockW
 
 Tensor bf16_copy(const Tensor& t) {
   Tensor out = Tensor::empty(t.shape(), DType::bf16);
-  kernels::convert(t.contiguous(), out);
+  ops::convert_into(t.contiguous(), out);
   return out;
 }
 
@@ -52,11 +51,8 @@ void Model::use_bf16(bool keep_f32) {
 void Model::refresh_bf16_copies() {
   autograd::NoGradGuard no_grad;
   for (size_t i = 0; i < copies_.size(); ++i)
-    for (auto m : kGemmWeights) {
-      Tensor dst = copies_[i].*m;
-      kernels::convert(blocks_[i].*m, dst);
-    }
-  if (head_copy_.defined()) kernels::convert(lm_head_, head_copy_);
+    for (auto m : kGemmWeights) ops::convert_into(blocks_[i].*m, copies_[i].*m);
+  if (head_copy_.defined()) ops::convert_into(lm_head_, head_copy_);
 }
 
 size_t Model::bf16_copy_bytes() const {

@@ -86,7 +86,7 @@ Tensor cast(const Tensor& x, DType dtype) {
   Tensor y;
   if ((x.dtype() == DType::f32 || x.dtype() == DType::bf16) && (dtype == DType::f32 || dtype == DType::bf16)) {
     y = Tensor::empty(x.shape(), dtype);  // the parallel oneDNN reorder (mixed precision casts every GEMM input)
-    kernels::convert(x.contiguous(), y);
+    convert_into(x.contiguous(), y);
   } else {
     y = x.to(dtype);
   }
@@ -95,6 +95,22 @@ Tensor cast(const Tensor& x, DType dtype) {
       return std::vector<Tensor>{g[0].to(DType::f32)};
     });
   return y;
+}
+
+namespace {
+struct ConvertAttrs {
+  int64_t n;
+};
+void run_convert(const ConvertAttrs&, const Tensor* in, const Tensor* out) {
+  Tensor y = out[0];
+  kernels::convert(in[0], y);
+}
+}  // namespace
+
+void convert_into(const Tensor& src, const Tensor& dst) {
+  check(src.is_contiguous() && dst.is_contiguous() && src.numel() == dst.numel(), "convert_into: src ",
+        src.shape(), " and dst ", dst.shape(), " must be contiguous with as many elements");
+  detail::dispatch<run_convert>(detail::OpKind::convert, ConvertAttrs{src.numel()}, {src}, {dst});
 }
 
 Tensor stand_in(const Tensor& master, const Tensor& copy) {

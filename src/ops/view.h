@@ -22,5 +22,9 @@ Tensor cast(const Tensor& x, DType dtype);
 // `master` (f32, same shape), which receives the gradient unchanged.
 //   Tensor y = ops::linear(ops::cast(x, DType::bf16), ops::stand_in(w, w16), b);  // dW -> w.grad
 Tensor stand_in(const Tensor& master, const Tensor& copy);
+// dst = src converted between f32 and bf16 (both contiguous, as many
+// elements), no autograd, through the dispatched kernel (a capture records
+// it): the refresh of bf16 weight copies.
+void convert_into(const Tensor& src, const Tensor& dst);
 
 }  // namespace mmrec::ops
