@@ -217,6 +217,59 @@ TEST_CASE("mmrec-eval: loss over the stream matches the library and does not dep
   std::remove(data.c_str());
 }
 
+TEST_CASE("--dtype bf16: mmrec-generate and mmrec-eval run the library's bf16 model; a bad dtype exits 2") {
+  if (!std::getenv("MMREC_GENERATE") || !std::getenv("MMREC_EVAL")) return;
+  const std::string ckpt = tmp("b.safetensors"), data = tmp("b.txt");
+  save_model(ckpt, tiny_model());
+  Model h = load_model(ckpt);
+  h.use_bf16(/*keep_f32=*/false);
+  const std::string prompt = "Hello, bf16";
+  std::string want;
+  {
+    autograd::NoGradGuard ng;
+    const InferencePack pack = h.pack_for_inference(1);  // as the tool: the prompt plain, then packed
+    State s = h.initial_state(1);
+    std::vector<int32_t> p(prompt.begin(), prompt.end());
+    Tensor l = h.forward(Tensor::from_vector(p, {1, static_cast<int64_t>(p.size())}), s);
+    int64_t row = static_cast<int64_t>(p.size()) - 1;
+    for (int n = 0; n < 12; ++n) {
+      const float* r = l.data<float>() + row * 256;
+      const int32_t next = static_cast<int32_t>(std::max_element(r, r + 256) - r);
+      want += (n ? " " : "") + std::to_string(next);
+      l = h.forward(Tensor::from_vector(std::vector<int32_t>{next}, {1, 1}), s, &pack);
+      row = 0;
+    }
+  }
+  Run g = run("MMREC_GENERATE", {"--checkpoint", ckpt, "--prompt", prompt, "--tokens", "12", "--temperature", "0",
+                                 "--ids", "--dtype", "bf16"});
+  REQUIRE(g.status == 0);
+  CHECK(g.out == want + "\n");
+  const std::string text = "A bf16 model reads this text as one stream of bytes.\n";
+  {
+    std::ofstream f(data, std::ios::binary);
+    f << text;
+  }
+  double loss;
+  {
+    autograd::NoGradGuard ng;
+    std::vector<int32_t> ids(text.begin(), text.end());
+    loss = h.loss(Tensor::from_vector(ids, {1, static_cast<int64_t>(ids.size())})).item();
+  }
+  Run e = run("MMREC_EVAL", {"--checkpoint", ckpt, "--data", data, "--json", "--dtype", "bf16"});
+  REQUIRE(e.status == 0);
+  const json j = json::parse(e.out);
+  CHECK(j["dtype"] == "bf16");
+  CHECK(j["loss"].get<double>() == doctest::Approx(loss).epsilon(1e-5));
+  Run bad = run("MMREC_GENERATE", {"--checkpoint", ckpt, "--prompt", "a", "--tokens", "1", "--dtype", "f16"});
+  CHECK(bad.status == 2);
+  CHECK(bad.err == "mmrec-generate: --dtype: expected one of f32, bf16, got 'f16'\n");
+  bad = run("MMREC_EVAL", {"--checkpoint", ckpt, "--data", data, "--dtype", "f16"});
+  CHECK(bad.status == 2);
+  CHECK(bad.err == "mmrec-eval: --dtype: expected one of f32, bf16, got 'f16'\n");
+  std::remove(ckpt.c_str());
+  std::remove(data.c_str());
+}
+
 TEST_CASE("bench, kernelcheck and tokenize: argument errors exit 2 with one line; filters match measurement names") {
   const std::vector<std::tuple<const char*, std::vector<std::string>, std::string>> cases = {
       {"MMREC_BENCH", {"--reps", "0"}, "mmrec-bench: --reps: expected an integer >= 1, got '0'\n"},

@@ -26,31 +26,14 @@
 #include "train/schedule.h"
 #include "train/tokenizer.h"
 #include "train/train_config.h"
+#include "test_util.h"
 
 using namespace mmrec;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-// A fresh temporary directory removed at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("mmrec_test_train_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter()++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& f) const { return (path / f).string(); }
-  static int& counter() {
-    static int c = 0;
-    return c;
-  }
-};
+using test_util::TempDir;
 
 ScheduleConfig sched(const std::string& kind, int64_t warmup, double min_lr) {
   ScheduleConfig s;
@@ -356,7 +339,7 @@ TEST_CASE("config: every error names the key path") {
   CHECK(config_error(with("train", "decay_embeddings", 1)) ==
         "train.decay_embeddings: expected true or false, got 1");
   CHECK(config_error(with("train", "lrr", 1)) ==
-        "train.lrr: unknown key (expected one of: batch_size, beta1, beta2, checkpoint_tokens, checkpointing, "
+        "train.lrr: unknown key (expected one of: amp, batch_size, beta1, beta2, checkpoint_tokens, checkpointing, "
         "compile, decay_embeddings, "
         "decay_norms_and_biases, eps, grad_accum, grad_clip, lr, seed, seq_len, steps, threads, weight_decay)");
   CHECK(config_error(with("train", "checkpointing", "layer")) ==

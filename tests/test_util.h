@@ -2,9 +2,13 @@
 #pragma once
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
+#include <filesystem>
+#include <string>
 
 #include "tensor/random.h"
 #include "tensor/tensor.h"
@@ -33,5 +37,24 @@ inline mmrec::Tensor random_tokens(int64_t B, int64_t T, int64_t V, uint64_t see
   for (auto& id : ids) id = static_cast<int32_t>(g.next_u64() % static_cast<uint64_t>(V));
   return mmrec::Tensor::from_vector(ids, {B, T});
 }
+// A fresh temporary directory removed at scope exit.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    path = std::filesystem::temp_directory_path() /
+           ("mmrec_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& f) const { return (path / f).string(); }
+  static int& counter() {
+    static int c = 0;
+    return c;
+  }
+};
 
 }  // namespace test_util

@@ -24,11 +24,12 @@ using mmrec::tools::print_profile;
 namespace {
 
 const char* kUsage =
-    "usage: mmrec-eval --checkpoint FILE --data TEXTFILE [--seq N] [--json]\n"
+    "usage: mmrec-eval --checkpoint FILE --data TEXTFILE [--seq N] [--json] [--dtype f32|bf16]\n"
     "  --checkpoint FILE  a model saved by mmrec (safetensors with its config)\n"
     "  --data TEXTFILE    evaluated as one byte stream (one token per byte)\n"
     "  --seq N            tokens per forward call, state carried between calls (default 512)\n"
     "  --json             print one JSON object instead of text\n"
+    "  --dtype D          f32 (default) or bf16: the GEMM weights held and run in bf16\n"
     "Prints the mean next-token loss in nats and bits per byte over every byte but the first.\n";
 
 }  // namespace
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
   std::string checkpoint, data;
   int64_t seq = 512;
   bool json = false;
+  std::string dtype = "f32";
   try {
     tools::Args args(argc, argv);
     while (args.next()) {
@@ -48,6 +50,7 @@ int main(int argc, char** argv) {
       else if (args.is("--data")) data = args.value();
       else if (args.is("--seq")) seq = args.int_value(1);
       else if (args.is("--json")) json = true;
+      else if (args.is("--dtype")) dtype = args.choice_value({"f32", "bf16"});
       else args.unknown();
     }
     if (checkpoint.empty()) throw tools::UsageError("--checkpoint is required (see --help)");
@@ -60,7 +63,8 @@ int main(int argc, char** argv) {
     autograd::NoGradGuard no_grad;
     std::ifstream f(data, std::ios::binary);
     check(static_cast<bool>(f), "cannot open data file '", data, "'");
-    const Model model = load_model(checkpoint);
+    Model model = load_model(checkpoint);
+    if (dtype == "bf16") model.use_bf16(/*keep_f32=*/false);
     const int64_t V = model.config().vocab_size;
     const auto t0 = std::chrono::steady_clock::now();
     State state = model.initial_state(1);
@@ -106,7 +110,8 @@ int main(int argc, char** argv) {
     if (json) {
       nlohmann::json j = {{"checkpoint", checkpoint}, {"data", data},       {"bytes", N},
                           {"predicted", predicted},   {"seq", seq},         {"loss", loss},
-                          {"bpb", bpb},               {"seconds", seconds}, {"tokens_per_second", predicted / seconds}};
+                          {"bpb", bpb},               {"seconds", seconds}, {"tokens_per_second", predicted / seconds},
+                          {"dtype", dtype}};
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf("%s: %lld bytes, %lld predicted, loss %.6f nats, %.6f bits per byte (%.0f tokens/s)\n",

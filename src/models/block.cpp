@@ -15,9 +15,11 @@ namespace mmrec {
 namespace {
 using ops::Activation;
 
-// ops::linear, through the packed weight when there is one and grad mode is off.
+// ops::linear, through the packed weight when there is one and grad mode is
+// off; x is cast to the weight's dtype (f32, or bf16 under Model::use_bf16).
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, Activation act, const kernels::PackedLinear* p) {
-  return p && !autograd::grad_enabled() ? ops::linear(x, *p) : ops::linear(x, w, b, act);
+  if (p && !autograd::grad_enabled()) return ops::linear(ops::cast(x, p->dtype()), *p);
+  return ops::linear(ops::cast(x, w.dtype()), w, b, act);
 }
 }  // namespace
 
@@ -71,7 +73,8 @@ Tensor block_forward(const BlockWeights& w, const ModelConfig& cfg, const Tensor
   Tensor xn, q, k, v, z;
   {
     prof::Scope s("fwd.norm_qkvz");
-    xn = ops::rmsnorm(x, w.norm1, cfg.norm_eps);  // [B, T, D]
+    // [B, T, D], in the GEMM weights' dtype (read by qkvz and the gate)
+    xn = ops::cast(ops::rmsnorm(x, w.norm1, cfg.norm_eps), w.qkvz_w.dtype());
     if (p) {
       const int64_t D = cfg.dim;
       const std::vector<Tensor> qkvz = ops::split(ops::linear(xn, p->qkvz), {D, D, D, D}, -1);

@@ -108,11 +108,12 @@ int64_t InferencePack::rows() const { return impl_ ? impl_->rows : 0; }
 
 InferencePack Model::pack_for_inference(int64_t rows) const {
   check(rows >= 1, "model.pack_for_inference: rows must be >= 1, got ", rows);
+  autograd::NoGradGuard no_grad;
   auto p = std::make_shared<InferencePack::Impl>();
   p->model = this;
   p->rows = rows;
-  for (const BlockWeights& w : blocks_) p->blocks.push_back(pack_block(w, rows));
-  p->head = kernels::PackedLinear(lm_head_, Tensor(), ops::Activation::none, rows);
+  for (size_t i = 0; i < blocks_.size(); ++i) p->blocks.push_back(pack_block(forward_weights(i), rows));
+  p->head = kernels::PackedLinear(head_weight(), Tensor(), ops::Activation::none, rows);
   InferencePack pack;
   pack.impl_ = std::move(p);
   return pack;
@@ -174,22 +175,26 @@ Tensor Model::forward_call(const Tensor& tokens, State& state, const InferencePa
     if (ckpt_.mode == Checkpointing::Mode::block && i + 1 < blocks_.size() && !state_graph &&
         autograd::grad_enabled()) {
       // The block runs again in backward; its state comes from the first run.
+      // forward_weights reads the bf16 copies (amp) through ops::stand_in, so
+      // the recomputation routes gradients to the f32 masters as well.
       auto sink = std::make_shared<LayerState*>(&next[i]);
       x = autograd::checkpoint(
-          [w = blocks_[i], cfg = config_, in = state.layers[i], sink](const std::vector<Tensor>& a) {
+          [this, i, cfg = config_, in = state.layers[i], sink](const std::vector<Tensor>& a) {
             LayerState out;
-            Tensor y = block_forward(w, cfg, a[0], in, out);
+            Tensor y = block_forward(forward_weights(i), cfg, a[0], in, out);
             if (*sink) **sink = out, *sink = nullptr;
             return std::vector<Tensor>{y};
           },
           {x}, block_parameters(i), "checkpoint.block")[0];
       continue;
     }
-    x = block_forward(blocks_[i], config_, x, state.layers[i], next[i], pk ? &pk->blocks[i] : nullptr, state_graph);
+    x = block_forward(forward_weights(i), config_, x, state.layers[i], next[i], pk ? &pk->blocks[i] : nullptr,
+                      state_graph);
   }
   prof::Scope s("fwd.head");
-  const Tensor xn = ops::rmsnorm(x, norm_, config_.norm_eps);
-  Tensor logits = pk ? ops::linear(xn, pk->head) : ops::linear(xn, lm_head_);  // [B, T, V]
+  const Tensor head = head_weight();
+  const Tensor xn = ops::cast(ops::rmsnorm(x, norm_, config_.norm_eps), head.dtype());
+  Tensor logits = pk ? ops::linear(xn, pk->head) : ops::linear(xn, head);  // [B, T, V]
   state.layers = std::move(next);
   return logits;
 }

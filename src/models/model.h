@@ -124,6 +124,19 @@ class Model {
   void set_checkpointing(const Checkpointing& c);
   const Checkpointing& checkpointing() const { return ckpt_; }
 
+  // bf16 GEMMs (f32 accumulation) for the GEMM weights: qkvz, gate, attn_out,
+  // ffn.fc1/fc2 and the head; the MDI decay, norms, biases and the embedding
+  // stay f32. With keep_f32 (training, "amp": "bf16") the parameters stay f32
+  // masters that receive the gradients, and bf16 copies of those weights are
+  // made: call refresh_bf16_copies() after every update. Without it
+  // (inference) those parameters themselves become bf16 (and stop requiring
+  // grad), which halves their memory. A pack is made from the bf16 weights.
+  void use_bf16(bool keep_f32);
+  void refresh_bf16_copies();
+  bool uses_bf16() const { return bf16_; }
+  // Bytes of the bf16 copies (0 unless use_bf16(true)).
+  size_t bf16_copy_bytes() const;
+
  private:
   // One pass over the blocks; replaces state.layers when it succeeds. With
   // state_graph the new state keeps its history (chunk checkpointing).
@@ -131,12 +144,19 @@ class Model {
   // loss() under "chunk" checkpointing (model_chunked.cpp); targets [B, T].
   Tensor chunked_loss(const Tensor& tokens, const Tensor& targets, State& state, int64_t ignore_index) const;
   std::vector<Tensor> block_parameters(size_t i) const;
+  // Block i's weights as the forward reads them: the parameters, or with bf16
+  // copies the copies standing in for their masters (ops::stand_in).
+  BlockWeights forward_weights(size_t i) const;
+  Tensor head_weight() const;
 
   ModelConfig config_;  // resolved (ffn_dim, mdi_dim filled in)
   std::vector<NamedTensor> params_;
   std::vector<BlockWeights> blocks_;
   Tensor embed_, norm_, lm_head_;  // lm_head_ is embed_ when tied
   Checkpointing ckpt_;
+  bool bf16_ = false;
+  std::vector<BlockWeights> copies_;  // bf16 copies of the GEMM weights (other fields undefined)
+  Tensor head_copy_;                  // bf16 head (tied: a copy of embed_, which the embedding reads in f32)
 };
 
 }  // namespace mmrec

@@ -1,6 +1,7 @@
 #include "ops/view.h"
 
 #include "ops/common.h"
+#include "ops/kernels/linear.h"
 
 namespace mmrec::ops {
 namespace {
@@ -15,6 +16,19 @@ Tensor with_grad(const char* name, const Tensor& x, Tensor out, F back) {
     });
   }
   return out;
+}
+
+// A handle on x for the tape alone: its id, shape and producing node, not its
+// storage (a leaf, or a tensor that retains its grad, is kept as it is). For
+// nodes whose backward never reads that input's values: a cast to bf16 then
+// lets the f32 activation go as soon as the caller drops it, so mixed
+// precision keeps GEMM inputs in bf16 only.
+Tensor graph_handle(const Tensor& x) {
+  if (x.is_leaf() || x.impl()->retains_grad) return x;
+  auto h = std::make_shared<TensorImpl>(*x.impl());
+  h->storage.reset();
+  h->grad.reset();
+  return Tensor(h);
 }
 }  // namespace
 
@@ -68,7 +82,42 @@ Tensor contiguous(const Tensor& x) {
 
 Tensor cast(const Tensor& x, DType dtype) {
   detail::check_defined("cast", x);
-  return with_grad("cast", x, x.to(dtype), [](const Tensor& g) { return g.to(DType::f32); });
+  if (x.dtype() == dtype) return x;
+  Tensor y;
+  if ((x.dtype() == DType::f32 || x.dtype() == DType::bf16) && (dtype == DType::f32 || dtype == DType::bf16)) {
+    y = Tensor::empty(x.shape(), dtype);  // the parallel oneDNN reorder (mixed precision casts every GEMM input)
+    convert_into(x.contiguous(), y);
+  } else {
+    y = x.to(dtype);
+  }
+  if (autograd::needs_grad({x}))
+    autograd::record("cast", {graph_handle(x)}, {y}, [](const std::vector<Tensor>& g) {
+      return std::vector<Tensor>{g[0].to(DType::f32)};
+    });
+  return y;
+}
+
+namespace {
+struct ConvertAttrs {
+  int64_t n;
+};
+void run_convert(const ConvertAttrs&, const Tensor* in, const Tensor* out) {
+  Tensor y = out[0];
+  kernels::convert(in[0], y);
+}
+}  // namespace
+
+void convert_into(const Tensor& src, const Tensor& dst) {
+  check(src.is_contiguous() && dst.is_contiguous() && src.numel() == dst.numel(), "convert_into: src ",
+        src.shape(), " and dst ", dst.shape(), " must be contiguous with as many elements");
+  detail::dispatch<run_convert>(detail::OpKind::convert, ConvertAttrs{src.numel()}, {src}, {dst});
+}
+
+Tensor stand_in(const Tensor& master, const Tensor& copy) {
+  detail::check_f32("stand_in", master, "master");
+  detail::check_defined("stand_in", copy, "copy");
+  check(master.shape() == copy.shape(), "stand_in: copy ", copy.shape(), " does not match master ", master.shape());
+  return with_grad("stand_in", master, copy.detach(), [](const Tensor& g) { return g; });
 }
 
 }  // namespace mmrec::ops

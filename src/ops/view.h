@@ -14,6 +14,17 @@ Tensor permute(const Tensor& x, const Shape& order);
 Tensor squeeze(const Tensor& x, int64_t axis);
 Tensor unsqueeze(const Tensor& x, int64_t axis);
 Tensor contiguous(const Tensor& x);
-Tensor cast(const Tensor& x, DType dtype);  // gradient flows back as f32
+// x in another dtype (f32 <-> bf16 rounds to nearest even); x itself when it
+// already has it. The gradient flows back as f32.
+Tensor cast(const Tensor& x, DType dtype);
+// For mixed precision: the values of `copy` (e.g. the bf16 copy of an f32
+// weight, refreshed after each update; no copy is made here) standing in for
+// `master` (f32, same shape), which receives the gradient unchanged.
+//   Tensor y = ops::linear(ops::cast(x, DType::bf16), ops::stand_in(w, w16), b);  // dW -> w.grad
+Tensor stand_in(const Tensor& master, const Tensor& copy);
+// dst = src converted between f32 and bf16 (both contiguous, as many
+// elements), no autograd, through the dispatched kernel (a capture records
+// it): the refresh of bf16 weight copies.
+void convert_into(const Tensor& src, const Tensor& dst);
 
 }  // namespace mmrec::ops

@@ -26,6 +26,7 @@ void run_adamw(const AdamWAttrs& a, const Tensor* in, const Tensor* out) {
 struct ClipAttrs {
   int64_t n, slot;
   double max_norm;
+  double inv_scale;  // a loss scaler's 1 / scale (1 without one)
 };
 double load_f64(const Tensor& t, int64_t i) {
   double d;
@@ -39,14 +40,18 @@ void run_sum_squares(const ClipAttrs& a, const Tensor* in, const Tensor* out) {
 }
 // The global norm from the partial sums, added in parameter order; then the
 // coefficient exactly as torch.nn.utils.clip_grad_norm_ (double precision).
+// With a loss scale the norm is the unscaled gradients' and the coefficient
+// unscales too; a non-finite norm scales nothing (the step is skipped).
 void run_clip_coef(const ClipAttrs& a, const Tensor* in, const Tensor* out) {
   double ss = 0.0;
   for (int64_t i = 0; i < a.n; ++i) ss += load_f64(in[0], i);
-  const double norm = std::sqrt(ss);
-  const double coef = a.max_norm > 0.0 && std::isfinite(norm) ? a.max_norm / (norm + 1e-6) : 1.0;
+  const double norm = std::sqrt(ss) * a.inv_scale;
+  const bool finite = std::isfinite(norm);
+  const double clip = a.max_norm > 0.0 && finite ? a.max_norm / (norm + 1e-6) : 1.0;
+  const double coef = clip < 1.0 ? clip * a.inv_scale : a.inv_scale;
   store_f64(out[0], 0, norm);
   store_f64(out[0], 1, coef);
-  out[0].data<int64_t>()[2] = coef < 1.0;
+  out[0].data<int64_t>()[2] = finite && coef != 1.0;
 }
 void run_clip_scale(const ClipAttrs& a, const Tensor* in, const Tensor* out) {
   if (in[0].data<int64_t>()[2]) kernels::scale_inplace_f32(out[0].data<float>(), a.n, static_cast<float>(load_f64(in[0], 1)));
@@ -147,7 +152,7 @@ void AdamW::load_state(const std::vector<NamedTensor>& tensors, int64_t steps) {
   t_ = steps;
 }
 
-Tensor clip_grad_norm_tensor(const std::vector<NamedTensor>& params, double max_norm) {
+Tensor clip_grad_norm_tensor(const std::vector<NamedTensor>& params, double max_norm, double inv_scale) {
   std::vector<Tensor> grads;
   for (const auto& [name, p] : params) {
     Tensor g = p.grad();
@@ -159,11 +164,13 @@ Tensor clip_grad_norm_tensor(const std::vector<NamedTensor>& params, double max_
   const auto k = static_cast<int64_t>(grads.size());
   Tensor partial = Tensor::empty({k}, DType::i64), result = Tensor::empty({3}, DType::i64);
   for (int64_t i = 0; i < k; ++i)
-    dispatch<run_sum_squares>(OpKind::sum_squares, ClipAttrs{grads[static_cast<size_t>(i)].numel(), i, max_norm},
+    dispatch<run_sum_squares>(OpKind::sum_squares,
+                              ClipAttrs{grads[static_cast<size_t>(i)].numel(), i, max_norm, inv_scale},
                               {grads[static_cast<size_t>(i)]}, {partial});
-  dispatch<run_clip_coef>(OpKind::clip_coef, ClipAttrs{k, 0, max_norm}, {partial}, {result});
-  if (max_norm > 0.0)
-    for (const Tensor& g : grads) dispatch<run_clip_scale>(OpKind::clip_scale, ClipAttrs{g.numel(), 0, max_norm}, {result}, {g});
+  dispatch<run_clip_coef>(OpKind::clip_coef, ClipAttrs{k, 0, max_norm, inv_scale}, {partial}, {result});
+  if (max_norm > 0.0 || inv_scale != 1.0)
+    for (const Tensor& g : grads)
+      dispatch<run_clip_scale>(OpKind::clip_scale, ClipAttrs{g.numel(), 0, max_norm, inv_scale}, {result}, {g});
   return result;
 }
 
@@ -171,8 +178,8 @@ double clip_norm_value(const Tensor& result) { return load_f64(result, 0); }
 
 double grad_norm(const std::vector<NamedTensor>& params) { return clip_norm_value(clip_grad_norm_tensor(params, 0.0)); }
 
-double clip_grad_norm(const std::vector<NamedTensor>& params, double max_norm) {
-  return clip_norm_value(clip_grad_norm_tensor(params, max_norm));
+double clip_grad_norm(const std::vector<NamedTensor>& params, double max_norm, double inv_scale) {
+  return clip_norm_value(clip_grad_norm_tensor(params, max_norm, inv_scale));
 }
 
 }  // namespace mmrec

@@ -67,12 +67,15 @@ class AdamW {
 double grad_norm(const std::vector<NamedTensor>& params);
 // Scales every gradient by max_norm / (norm + 1e-6) when the global norm
 // exceeds max_norm (torch.nn.utils.clip_grad_norm_); returns the norm before
-// clipping. max_norm <= 0 only measures.
-double clip_grad_norm(const std::vector<NamedTensor>& params, double max_norm);
+// clipping. max_norm <= 0 only measures. With inv_scale != 1 (a loss
+// scaler's 1 / scale) the gradients are unscaled in the same pass and the
+// norm is that of the unscaled gradients; a non-finite norm (an inf or a nan
+// in some gradient) is returned with the gradients left as they were.
+double clip_grad_norm(const std::vector<NamedTensor>& params, double max_norm, double inv_scale = 1.0);
 // The same through kernels only (no host read): returns an i64 [3] tensor
 // holding the norm's and the coefficient's double bits and whether it
 // scaled; clip_norm_value() reads the norm from it.
-Tensor clip_grad_norm_tensor(const std::vector<NamedTensor>& params, double max_norm);
+Tensor clip_grad_norm_tensor(const std::vector<NamedTensor>& params, double max_norm, double inv_scale = 1.0);
 double clip_norm_value(const Tensor& result);
 
 }  // namespace mmrec

@@ -52,6 +52,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
     t.compile = r.boolean("compile", t.compile);
     t.checkpointing = r.choice("checkpointing", t.checkpointing, {"none", "block", "chunk"});
     t.checkpoint_tokens = r.integer("checkpoint_tokens", t.checkpoint_tokens, Range().ge(0));
+    t.amp = r.choice("amp", t.amp, {"none", "bf16"});
     r.finish();
   }
   {
@@ -83,6 +84,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
     k.interval = r.integer("interval", k.interval, Range().ge(0));
     k.keep = r.integer("keep", k.keep, Range().ge(0));
     k.resume = r.choice("resume", k.resume, {"never", "auto"});
+    k.dtype = r.choice("dtype", k.dtype, {"f32", "bf16"});
     r.finish();
   }
   {
@@ -145,7 +147,8 @@ nlohmann::json TrainConfig::to_json() const {
                 {"threads", t.threads},
                 {"compile", t.compile},
                 {"checkpointing", t.checkpointing},
-                {"checkpoint_tokens", t.checkpoint_tokens}};
+                {"checkpoint_tokens", t.checkpoint_tokens},
+                {"amp", t.amp}};
   const ScheduleConfig& s = schedule;
   j["schedule"] = {{"kind", s.kind}, {"warmup_steps", s.warmup_steps}, {"min_lr", s.min_lr}};
   if (s.plateau.enabled) {
@@ -156,7 +159,10 @@ nlohmann::json TrainConfig::to_json() const {
                                 {"cooldown", p.cooldown},   {"min_lr", p.min_lr},
                                 {"eps", p.eps},             {"smoothing", p.smoothing}};
   }
-  j["checkpoint"] = {{"interval", checkpoint.interval}, {"keep", checkpoint.keep}, {"resume", checkpoint.resume}};
+  j["checkpoint"] = {{"interval", checkpoint.interval},
+                     {"keep", checkpoint.keep},
+                     {"resume", checkpoint.resume},
+                     {"dtype", checkpoint.dtype}};
   j["log"] = {{"run_dir", log.run_dir},
               {"interval", log.interval},
               {"eval_interval", log.eval_interval},

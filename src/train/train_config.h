@@ -40,6 +40,7 @@ struct OptimConfig {  // the `train` section
   bool compile = false;     // capture the step once, then replay it (autograd/compile.h)
   std::string checkpointing = "none";  // "none" | "block" | "chunk" (gradient checkpointing)
   int64_t checkpoint_tokens = 0;       // "chunk": tokens per recomputed segment (0: model.chunk_size)
+  std::string amp = "none"; // "none" | "bf16" (mixed precision, dynamic loss scaling)
 };
 
 struct PlateauConfig {  // PyTorch ReduceLROnPlateau
@@ -67,6 +68,7 @@ struct CheckpointConfig {
   int64_t interval = 500;         // steps between checkpoints (0: only at the end)
   int64_t keep = 3;               // newest checkpoints kept (0: all)
   std::string resume = "never";   // "never" | "auto"
+  std::string dtype = "f32";      // of the final model.safetensors: "f32" | "bf16"
 };
 
 struct LogConfig {

@@ -43,6 +43,7 @@ nlohmann::json comparable(nlohmann::json c) {
   c["train"].erase("threads");
   c["train"].erase("compile");  // the same losses either way
   c["data"].erase("cache_dir");
+  if (c["train"].value("amp", "none") == "none") c["train"].erase("amp");  // checkpoints from before the key
   return c;
 }
 }  // namespace
@@ -131,6 +132,10 @@ void Trainer::setup(const TrainerOptions& opt) {
     check(cfg_.train.checkpoint_tokens % mc.chunk_size == 0, "train.checkpoint_tokens: ", cfg_.train.checkpoint_tokens,
           " is not a multiple of model.chunk_size ", mc.chunk_size);
     model_->set_checkpointing({Checkpointing::parse(cfg_.train.checkpointing), cfg_.train.checkpoint_tokens});
+    if (cfg_.train.amp == "bf16") {
+      model_->use_bf16(/*keep_f32=*/true);
+      scaler_ = std::make_unique<LossScaler>();
+    }
     opt_ = std::make_unique<AdamW>(model_->parameters(), decay_mask(model_->parameters(), cfg_.train), cfg_.train);
     if (job_->size() > 1)
       reducer_ = std::make_unique<GradReducer>(*job_, model_->parameters(), opt.bucket_bytes, opt.overlap);
@@ -143,7 +148,11 @@ void Trainer::setup(const TrainerOptions& opt) {
   });
   // One rank: the step is captured and replayed (several ranks all-reduce
   // gradients on the host between backward and the update: eager).
-  if (cfg_.train.compile && job_->size() == 1) setup_compiled_step();
+  // With amp the loss scaler decides on the host whether a step is applied:
+  // that step stays eager too (noted).
+  if (cfg_.train.compile && job_->size() == 1 && !scaler_) setup_compiled_step();
+  if (cfg_.train.compile && scaler_)
+    note("train.compile: the step stays eager with train.amp \"bf16\" (the loss scaler's skip is a host decision)");
 }
 
 // Same losses and weights as the eager step, bit for bit (tests/test_compile.cpp).
@@ -206,8 +215,10 @@ StepResult Trainer::train_step() {
     loss_sum += loss.item();
     // The last backward's gradients are final: their buckets start in it.
     if (reducer_ && a == A - 1) reducer_->begin();
-    // The mean over A micro-batches of equal size is the large batch's mean.
-    autograd::backward(A > 1 ? ops::scale(loss, 1.0f / static_cast<float>(A)) : loss);
+    // The mean over A micro-batches of equal size is the large batch's mean;
+    // with amp the loss scale multiplies it (a power of two: exact).
+    const double mult = (scaler_ ? scaler_->scale() : 1.0) / static_cast<double>(A);
+    autograd::backward(mult != 1.0 ? ops::scale(loss, static_cast<float>(mult)) : loss);
   }
   if (reducer_) {
     prof::Scope ps("train.allreduce");
@@ -219,15 +230,18 @@ StepResult Trainer::train_step() {
     throw JobError("training diverged: the loss is " + std::to_string(loss) + " at step " + std::to_string(step_ + 1) +
                    " (try a lower train.lr or a smaller train.grad_clip)");
   double gn;
+  bool stepped = true;
   {
     prof::Scope ps("train.clip_and_adamw");
     if (update_) {
       opt_->stage(lr);
       gn = clip_norm_value((*update_)({})[0]);
     } else {
-      gn = clip_grad_norm(model_->parameters(), cfg_.train.grad_clip);
-      opt_->step(lr);
+      gn = clip_grad_norm(model_->parameters(), cfg_.train.grad_clip, scaler_ ? 1.0 / scaler_->scale() : 1.0);
+      if (scaler_) stepped = scaler_->update(std::isfinite(gn));
+      if (stepped) opt_->step(lr);
       opt_->zero_grad();
+      if (stepped && scaler_) model_->refresh_bf16_copies();
     }
   }
   ++step_;
@@ -242,6 +256,8 @@ StepResult Trainer::train_step() {
   r.grad_norm = gn;
   r.tokens = A * B * T * N;
   r.reduce = reduce;
+  r.skipped = !stepped;
+  r.loss_scale = scaler_ ? scaler_->scale() : 0.0;
   tokens_seen_ += r.tokens;
   r.seconds = now_s() - t0;
   r.peak_bytes = alloc::stats().peak_bytes;
@@ -311,6 +327,7 @@ std::string Trainer::save_checkpoint_here() {
   meta["optimizer"] = {{"kind", "adamw"}, {"steps", opt_->steps()}};
   meta["plateau"] = plateau_.state();
   meta["ema"] = {{"value", double_bits(ema_)}, {"count", ema_count_}};
+  if (scaler_) meta["amp"] = scaler_->state();
   meta["rng"] = {{"data", {{"seed", data_rng_.seed()}, {"offset", data_rng_.offset()}}}};
   meta["data"] = {{"key", hex64(data_.key())}, {"tokens", data_.size()}, {"tokenizer", tok_.fingerprint()}};
   meta["last_eval"] = {{"step", last_eval_.step}, {"loss", double_bits(last_eval_.loss)},
@@ -360,6 +377,10 @@ void Trainer::resume_from(const std::string& dir) {
               hex64(hash_file(model_path)) == mf.at("hash").get<std::string>(),
           where, ": ", kModelFile, " is corrupt (its hash does not match the one in ", kStateFile, ")");
     load_weights(*model_, read_safetensors(model_path));
+    if (scaler_) {
+      model_->refresh_bf16_copies();
+      scaler_->load_state(m.at("amp"));
+    }
     opt_->load_state(st.tensors, m.at("optimizer").at("steps").get<int64_t>());
     plateau_.load_state(m.at("plateau"));
     ema_ = from_double_bits(m.at("ema").at("value"), "ema");
@@ -411,6 +432,11 @@ RunSummary Trainer::run(const RunHooks& hooks) {
     s.allreduce_buckets = r.reduce.buckets;
     interval_wait += r.reduce.wait_seconds;
     const bool last = step_ == cfg_.train.steps;
+    if (r.skipped && root) {
+      metrics_.write({{"step", r.step}, {"skipped", true}, {"grad_norm", r.grad_norm}, {"loss_scale", r.loss_scale}});
+      note("step " + std::to_string(r.step) + ": inf/nan gradients, update skipped; loss scale now " +
+           std::to_string(r.loss_scale));
+    }
     if ((step_ % cfg_.log.interval == 0 || last) && root) {
       nlohmann::json line = {{"step", r.step},
                              {"loss", r.loss},
@@ -421,6 +447,7 @@ RunSummary Trainer::run(const RunHooks& hooks) {
                              {"peak_bytes", interval_peak},
                              {"rss_bytes", interval_rss},
                              {"world_size", job_->size()}};
+      if (scaler_) line["loss_scale"] = r.loss_scale;
       if (job_->size() > 1) line["allreduce_wait_s"] = interval_wait / static_cast<double>(cfg_.log.interval);
       metrics_.write(line);
     }
@@ -464,7 +491,7 @@ RunSummary Trainer::run(const RunHooks& hooks) {
       if (hooks.on_eval) hooks.on_eval(e);
     }
     job_->together([&] {
-      if (root) save_model((fs::path(run_dir_) / kModelFile).string(), *model_, DType::f32);
+      if (root) save_model((fs::path(run_dir_) / kModelFile).string(), *model_, dtype_from_name(cfg_.checkpoint.dtype));
     });
   }
   if (steps > 0) {

@@ -25,6 +25,7 @@
 #include "tensor/random.h"
 #include "train/data.h"
 #include "train/distributed.h"
+#include "train/loss_scaler.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
@@ -62,6 +63,8 @@ struct StepResult {
   size_t peak_bytes = 0;    // mmrec allocator peak during the step
   size_t rss_bytes = 0;     // resident set after the step
   ReduceStats reduce;       // the gradient all-reduce (zeros in a job of one)
+  bool skipped = false;     // amp: inf/nan gradients, no update (the scale backed off)
+  double loss_scale = 0;    // amp: the scale after the step (0 without amp)
 };
 
 struct EvalResult {
@@ -148,6 +151,7 @@ class Trainer {
   // train.compile: the micro-batch graph (forward, loss, backward into fixed
   // gradient buffers) and the update graph (clipping, AdamW, zeroing).
   std::unique_ptr<autograd::CompiledFn> micro_, update_;
+  std::unique_ptr<LossScaler> scaler_;  // with train.amp "bf16"
   LrSchedule schedule_;
   ReduceLROnPlateau plateau_;
   Generator data_rng_;

@@ -1,8 +1,9 @@
 // The MM-Rec model end to end on the "bench" config (dim 512, 4 layers, 8
-// heads, batch 8 x 1024 tokens): training step (forward + loss + backward)
-// tokens/s and peak allocator bytes, inference on one 8192-token sequence,
-// token-by-token generation, the sequential core, and a per-op profile of a
-// training step (models/profile.h: forward scopes + each backward node).
+// heads, batch 8 x 1024 tokens): training step (forward + loss + backward;
+// f32, and bf16 mixed precision against it) tokens/s, peak allocator bytes
+// and parameter+gradient+optimizer bytes, inference on one 8192-token sequence
+// and token-by-token generation (f32 and bf16 weights), the sequential core,
+// and a per-op profile of a training step (models/profile.h: forward scopes + each backward node).
 #include <algorithm>
 #include <cstdio>
 
@@ -99,6 +100,13 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
                     {"calls", g.size()}});
 }
 
+// Bytes of parameters + gradients + AdamW moments (+ the bf16 copies of amp).
+size_t training_state_bytes(const Model& m) {
+  size_t params = 0;
+  for (const auto& [name, p] : m.parameters()) params += p.nbytes();
+  return 4 * params + m.bf16_copy_bytes();
+}
+
 }  // namespace
 
 BENCH_SUITE(model) {
@@ -112,58 +120,81 @@ BENCH_SUITE(model) {
   const int64_t V = m.config().vocab_size;
   const Tensor tokens = random_tokens(B, T, V, 2);
   const double macs = gemm_macs_per_token(m.config());
+  // The "_bf16" rows run the same model with Model::use_bf16 (amp's copies
+  // for training, bf16 weights for inference) against the f32 row's figure.
+  Model amp(bench_config(ctx), 1), inf16(bench_config(ctx), 1);
+  amp.use_bf16(/*keep_f32=*/true);
+  inf16.use_bf16(/*keep_f32=*/false);
 
   if (ctx.wants("model_train_step_8x1024")) {
-    train_step(m, tokens);  // warm-up: primitive caches, allocator pools
-    alloc::reset_peak();
-    const size_t base = alloc::stats().current_bytes;
-    const double t = bench::median_seconds([&] { train_step(m, tokens); }, reps, 0);
-    const double tps = B * T / t;
-    ctx.report("model_train_step_8x1024", {{"tokens_s", tps}, {"ms", t * 1e3},
-                                           {"gemm_gflops", 6 * macs * tps / 1e9},
-                                           {"peak_mib", (alloc::stats().peak_bytes - base) / 1048576.0},
-                                           {"peak_bytes", alloc::stats().peak_bytes - base},
-                                           {"params", m.num_parameters()}});
+    auto measure = [&](const Model& mm, const char* name, double ref_tps) {
+      train_step(mm, tokens);  // warm-up: primitive caches, allocator pools
+      alloc::reset_peak();
+      const size_t base = alloc::stats().current_bytes;
+      const double t = bench::median_seconds([&] { train_step(mm, tokens); }, reps, 0);
+      const double tps = B * T / t;
+      nlohmann::json fig = {{"tokens_s", tps}, {"ms", t * 1e3}, {"gemm_gflops", 6 * macs * tps / 1e9},
+                            {"peak_mib", (alloc::stats().peak_bytes - base) / 1048576.0},
+                            {"peak_bytes", alloc::stats().peak_bytes - base},
+                            {"state_mib", training_state_bytes(mm) / 1048576.0}, {"params", mm.num_parameters()}};
+      if (ref_tps > 0) fig["ref_tokens_s"] = ref_tps, fig["ratio"] = tps / ref_tps;
+      ctx.report(name, fig);
+      return tps;
+    };
+    const double f32_tps = measure(m, "model_train_step_8x1024", 0);
+    if (ctx.wants("model_train_step_8x1024_bf16")) measure(amp, "model_train_step_8x1024_bf16", f32_tps);
   }
 
   if (ctx.wants("model_inference_1x8192")) {
     autograd::NoGradGuard ng;
     const Tensor seq = random_tokens(1, 8192, V, 3);
-    alloc::reset_peak();
-    const size_t base = alloc::stats().current_bytes;
-    const double t = bench::median_seconds(
-        [&] {
-          State s = m.initial_state(1);
-          m.forward(seq, s);
-        },
-        reps);
-    ctx.report("model_inference_1x8192", {{"tokens_s", 8192 / t}, {"ms", t * 1e3},
-                                          {"gemm_gflops", 2 * macs * 8192 / t / 1e9},
-                                          {"peak_mib", (alloc::stats().peak_bytes - base) / 1048576.0}});
+    auto measure = [&](const Model& mm, const char* name, double ref_tps) {
+      alloc::reset_peak();
+      const size_t base = alloc::stats().current_bytes;
+      const double t = bench::median_seconds(
+          [&] {
+            State s = mm.initial_state(1);
+            mm.forward(seq, s);
+          },
+          reps);
+      nlohmann::json fig = {{"tokens_s", 8192 / t}, {"ms", t * 1e3}, {"gemm_gflops", 2 * macs * 8192 / t / 1e9},
+                            {"peak_mib", (alloc::stats().peak_bytes - base) / 1048576.0}};
+      if (ref_tps > 0) fig["ref_tokens_s"] = ref_tps, fig["ratio"] = 8192 / t / ref_tps;
+      ctx.report(name, fig);
+      return 8192 / t;
+    };
+    const double f32_tps = measure(m, "model_inference_1x8192", 0);
+    if (ctx.wants("model_inference_1x8192_bf16")) measure(inf16, "model_inference_1x8192_bf16", f32_tps);
   }
 
   if (ctx.wants("model_generate_token_by_token")) {
     // As mmrec-generate: weights packed for 1-row calls, against the plain path.
     autograd::NoGradGuard ng;
     const int64_t n = 256;
-    State s = m.initial_state(1);
-    m.forward(random_tokens(1, 64, V, 4), s);  // a prompt, then one token per call
     std::vector<Tensor> one;
     for (int64_t i = 0; i < n; ++i) one.push_back(random_tokens(1, 1, V, 100 + i));
-    const InferencePack pack = m.pack_for_inference(1);
-    auto run = [&](const InferencePack* pk) {
+    auto run = [&](const Model& mm, const InferencePack* pk) {
+      State s = mm.initial_state(1);
+      mm.forward(random_tokens(1, 64, V, 4), s);  // a prompt, then one token per call
       return bench::median_seconds(
           [&] {
             State g = s;
-            for (const Tensor& tok : one) m.forward(tok, g, pk);
+            for (const Tensor& tok : one) mm.forward(tok, g, pk);
           },
           reps);
     };
-    const double t = run(&pack), t_plain = run(nullptr);
+    const InferencePack pack = m.pack_for_inference(1);
+    const double t = run(m, &pack), t_plain = run(m, nullptr);
     ctx.report("model_generate_token_by_token", {{"tokens_s", n / t},
                                                  {"ms_per_token", t * 1e3 / n},
                                                  {"plain_tokens_s", n / t_plain},
                                                  {"speedup_packed", t_plain / t}});
+    if (ctx.wants("model_generate_token_by_token_bf16")) {
+      const InferencePack pack16 = inf16.pack_for_inference(1);
+      const double t16 = run(inf16, &pack16);
+      ctx.report("model_generate_token_by_token_bf16",
+                 {{"tokens_s", n / t16}, {"ms_per_token", t16 * 1e3 / n}, {"ref_tokens_s", n / t}, {"ratio", t / t16}});
+    }
   }
 
   if (ctx.wants("model_train_step_sequential_8x128")) {

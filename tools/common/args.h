@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <stdexcept>
+#include <initializer_list>
 #include <string>
 
 namespace mmrec::tools {
@@ -60,6 +61,16 @@ class Args {
     if (v.empty() || *end != '\0' || !std::isfinite(x) || x < 0)
       throw UsageError(flag_ + ": expected a number >= 0, got '" + v + "'");
     return x;
+  }
+  // value() as one of the names given (e.g. --dtype f32|bf16).
+  std::string choice_value(std::initializer_list<const char*> names) {
+    const std::string v = value();
+    std::string list;
+    for (const char* n : names) {
+      if (v == n) return v;
+      list += list.empty() ? n : std::string(", ") + n;
+    }
+    throw UsageError(flag_ + ": expected one of " + list + ", got '" + v + "'");
   }
   [[noreturn]] void unknown() const { throw UsageError("unknown argument '" + flag_ + "' (see --help)"); }
 

@@ -1,7 +1,8 @@
 // Rows for the linear layers: the oneDNN forward (f32, bf16, fused gelu and
 // sigmoid), dX, dW (also fused into a gradient by the sum post-op, against
-// the unfused chain), db and the activation backward against double-precision
-// references, and gradient checks of ops::linear and ops::qkvz.
+// the unfused chain), db, the activation backward and the f32 <-> bf16
+// conversion against scalar references, and gradient checks of ops::linear
+// and ops::qkvz.
 #include <tuple>
 
 #include "autograd/gradcheck.h"
@@ -84,6 +85,18 @@ KERNELCHECK_SUITE(linear) {
       const double tk = kc::time_us([&] { kernels::col_sum(dy, got, method); });
       const double tr = kc::time_us([&] { kernels::ref::col_sum(dy, want); }, 1);
       ctx.compare(name, shape, got, want, tol_for(M), tk, tr);
+    }
+    // f32 <-> bf16 (mixed precision casts every GEMM input), against the
+    // scalar round-to-nearest-even of Tensor::to: exact. M·N·17 elements
+    // reach the parallel path.
+    for (auto [name, from, to] : {std::tuple{"convert_f32_bf16", DType::f32, DType::bf16},
+                                  std::tuple{"convert_bf16_f32", DType::bf16, DType::f32}}) {
+      if (!ctx.wants(name)) continue;
+      const Tensor src = rand_uniform({M * N * 17}, g, -3, 3).to(from);
+      Tensor got = Tensor::empty(src.shape(), to), want;
+      const double tk = kc::time_us([&] { kernels::convert(src, got); });
+      const double tr = kc::time_us([&] { want = src.to(to); }, 1);
+      ctx.compare(name, shape, got, want, 0.0, tk, tr);
     }
     Tensor s = rand_uniform({M, N}, g, -3, 3), sig = rand_uniform({M, N}, g, 0.01f, 0.99f);
     for (auto [name, act] : {std::pair{"linear_gelu_bwd_eltwise", Activation::gelu},
