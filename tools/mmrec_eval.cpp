@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -59,13 +60,17 @@ int main(int argc, char** argv) {
   }
   try {
     autograd::NoGradGuard no_grad;
+    std::error_code ec;
+    check(!std::filesystem::is_directory(data, ec), "data file '", data, "' is a directory (give one text file)");
     std::ifstream f(data, std::ios::binary);
     check(static_cast<bool>(f), "cannot open data file '", data, "'");
     std::stringstream ss;
     ss << f.rdbuf();
     const std::string bytes = ss.str();
     check(bytes.size() >= 2, "data file '", data, "' has ", bytes.size(), " bytes; at least 2 are needed");
-    const Model model = load_model(checkpoint);
+    std::vector<std::string> warnings;
+    const Model model = load_model(checkpoint, &warnings);
+    for (const std::string& w : warnings) std::fprintf(stderr, "mmrec-eval: warning: %s\n", w.c_str());
     const int64_t V = model.config().vocab_size, N = static_cast<int64_t>(bytes.size());
     std::vector<int32_t> ids(bytes.size());
     for (int64_t i = 0; i < N; ++i) {

@@ -40,8 +40,10 @@ extern "C" void on_signal(int sig) {
 
 void usage(std::FILE* f) {
   std::fprintf(f,
-               "usage: mmrec-train CONFIG.json [--resume] [--fresh] [--run-dir DIR]\n"
-               "  --resume       continue from the newest checkpoint in the run directory\n"
+               "usage: mmrec-train CONFIG.json [--resume | --strict-resume] [--fresh] [--run-dir DIR]\n"
+               "  --resume       continue from the newest intact checkpoint in the run directory\n"
+               "                 (a damaged newer one is skipped, with a note)\n"
+               "  --strict-resume  as --resume, but a damaged newest checkpoint is an error\n"
                "  --fresh        delete the run directory's checkpoints and metrics, start over\n"
                "  --run-dir DIR  where checkpoints, metrics.jsonl and loss.svg go\n"
                "                 (default: log.run_dir of the config, else runs/<config name>)\n"
@@ -63,12 +65,15 @@ int main(int argc, char** argv) {
   mmrec::tools::ensure_omp_passive(argv);  // re-executes with OMP_WAIT_POLICY=PASSIVE if unset
   std::string config_path, run_dir;
   ResumeMode resume = ResumeMode::config;
+  bool strict = false;
   try {
     tools::Args args(argc, argv);
     while (args.next()) {
       const std::string& a = args.flag();
       if (a == "--resume") {
         resume = ResumeMode::require;
+      } else if (a == "--strict-resume") {
+        resume = ResumeMode::require, strict = true;
       } else if (a == "--fresh") {
         resume = ResumeMode::fresh;
       } else if (a == "--run-dir") {
@@ -102,7 +107,7 @@ int main(int argc, char** argv) {
 
     auto note = [&](const std::string& s) { std::printf("%s\n", s.c_str()), std::fflush(stdout); };
     const std::string title = std::filesystem::path(config_path).stem().string();
-    Trainer trainer(cfg, {.run_dir = run_dir, .resume = resume, .title = title}, note);
+    Trainer trainer(cfg, {.run_dir = run_dir, .resume = resume, .title = title, .strict_resume = strict}, note);
     const Model& model = trainer.model();
     std::printf("model: %lld parameters (dim %lld, %lld layers, vocab %lld); data: %s tokens (%s held out), "
                 "tokenizer %s\n",

@@ -36,6 +36,7 @@ struct TrainerOptions {
   std::string run_dir{};  // "" = config log.run_dir, else runs/train
   ResumeMode resume = ResumeMode::config;
   std::string title{};    // of the loss chart
+  bool strict_resume = false;  // a damaged newest checkpoint is an error (else: the newest intact one)
 };
 
 struct StepResult {
