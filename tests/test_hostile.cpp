@@ -112,6 +112,11 @@ TEST_CASE("tokenizer: self-chaining merges and too many merges are refused befor
   CHECK(has(error_of([&] { Tokenizer::load(path); }), "must be a pair of ids"));
   put(path, R"({"type":"mmrec-bpe","pretokenizer":"mmrec-v1","merges":{"a":[97,97]}})");
   CHECK(has(error_of([&] { Tokenizer::load(path); }), "\"merges\" must be an array"));
+  put(path, R"({"type": 5, "merges": []})");
+  CHECK(error_of([&] { Tokenizer::load(path); }) ==
+        path + ": not a tokenizer written by mmrec-tokenize (\"type\" is not \"mmrec-bpe\")");
+  put(path, R"({"type": "mmrec-bpe", "pretokenizer": [1], "merges": []})");
+  CHECK(error_of([&] { Tokenizer::load(path); }) == path + ": unknown pretokenizer \"\"");
   std::vector<std::pair<int32_t, int32_t>> many(static_cast<size_t>(Tokenizer::kMaxVocab - 255), {97, 98});
   CHECK(error_of([&] { Tokenizer::from_merges(many); }) == "tokenizer: 1048321 merges (the limit is 1048320)");
   std::remove(path.c_str());

@@ -89,9 +89,13 @@ Tokenizer Tokenizer::load(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     fail(path, ": not a tokenizer JSON: ", e.what());
   }
-  check(j.is_object() && j.value("type", "") == "mmrec-bpe", path,
+  auto text = [&](const char* key) {  // a string field, else "" (never a type error)
+    const auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  check(j.is_object() && text("type") == "mmrec-bpe", path,
         ": not a tokenizer written by mmrec-tokenize (\"type\" is not \"mmrec-bpe\")");
-  check(j.value("pretokenizer", "") == "mmrec-v1", path, ": unknown pretokenizer ", j.value("pretokenizer", ""));
+  check(text("pretokenizer") == "mmrec-v1", path, ": unknown pretokenizer \"", text("pretokenizer"), "\"");
   std::vector<std::pair<int32_t, int32_t>> merges;
   try {
     check(j.at("merges").is_array(), path, ": \"merges\" must be an array of id pairs");
