@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "tensor/error.h"
 #include "train/fileio.h"
 
 namespace mmrec::fuzz {
