@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 packages=(g++ pkg-config cmake meson ninja-build python3
           libdnnl-dev libtbb-dev libhwy-dev nlohmann-json3-dev doctest-dev
-          libopenmpi-dev openmpi-bin procps)
+          libopenmpi-dev openmpi-bin procps
+          clang libclang-rt-14-dev)  # clang: the fuzz targets (scripts/fuzz.sh)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,6 +3,7 @@
 // MMREC_GENERATE, MMREC_EVAL, MMREC_BENCH, MMREC_KERNELCHECK and MMREC_TOKENIZE.
 #include <doctest/doctest.h>
 
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -268,6 +269,86 @@ TEST_CASE("--dtype bf16: mmrec-generate and mmrec-eval run the library's bf16 mo
   CHECK(bad.err == "mmrec-eval: --dtype: expected one of f32, bf16, got 'f16'\n");
   std::remove(ckpt.c_str());
   std::remove(data.c_str());
+}
+
+TEST_CASE("mmrec-generate --prompt-file (and - for stdin): same text as --prompt, memory flat in the prompt length") {
+  if (!std::getenv("MMREC_GENERATE")) return;
+  const Model m = tiny_model();
+  const std::string ckpt = tmp("pf.safetensors"), pf = tmp("prompt.txt");
+  save_model(ckpt, m);
+  const std::string prompt = "Hello, MM-Rec";
+  {
+    std::ofstream f(pf, std::ios::binary);
+    f << prompt;
+  }
+  const Run a = run("MMREC_GENERATE", {"--checkpoint", ckpt, "--prompt", prompt, "--tokens", "20", "--temperature", "0"});
+  const Run b = run("MMREC_GENERATE", {"--checkpoint", ckpt, "--prompt-file", pf, "--tokens", "20", "--temperature", "0"});
+  REQUIRE(a.status == 0);
+  CHECK(b.status == 0);
+  CHECK(b.out == a.out);
+  const std::string o = tmp("stdin.out");
+  const std::string cmd = quote(std::getenv("MMREC_GENERATE")) + " --checkpoint " + quote(ckpt) +
+                          " --prompt-file - --tokens 20 --temperature 0 < " + quote(pf) + " > " + quote(o);
+  CHECK(std::system(cmd.c_str()) == 0);
+  CHECK(slurp(o) == a.out);
+  std::remove(o.c_str());
+  const Run both = run("MMREC_GENERATE", {"--checkpoint", ckpt, "--prompt", "a", "--prompt-file", pf, "--tokens", "1"});
+  CHECK(both.status == 2);
+  CHECK(both.err == "mmrec-generate: give --prompt or --prompt-file, not both\n");
+  const Run none = run("MMREC_GENERATE", {"--checkpoint", ckpt, "--prompt-file", tmp("none.txt"), "--tokens", "1"});
+  CHECK(none.status == 1);
+  CHECK(none.err == "mmrec-generate: cannot open prompt file '" + tmp("none.txt") + "': No such file or directory\n");
+
+  // A prompt 13x longer costs no more memory: it is fed chunk_size tokens at a
+  // time (both prompts fill the 4 memory slots, the state's only growth).
+  Model wide(ModelConfig::from_json(json{{"dim", 64}, {"layers", 2}, {"heads", 2}, {"chunk_size", 128},
+                                         {"memory_slots", 4}}), 1);
+  save_model(ckpt, wide);
+  auto peak_rss_kb = [&](size_t bytes) {
+    std::string text;
+    for (size_t i = 0; text.size() < bytes; ++i) text += "the cat sees the red ball " + std::to_string(i) + ". ";
+    text.resize(bytes);
+    {
+      std::ofstream f(pf, std::ios::binary);
+      f << text;
+    }
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      const char* bin = std::getenv("MMREC_GENERATE");
+      std::freopen("/dev/null", "w", stdout);
+      ::execl(bin, bin, "--checkpoint", ckpt.c_str(), "--prompt-file", pf.c_str(), "--tokens", "1", nullptr);
+      std::_Exit(127);
+    }
+    int status = 0;
+    struct rusage ru {};
+    ::wait4(pid, &status, 0, &ru);
+    CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    return static_cast<long>(ru.ru_maxrss);
+  };
+  const long small = peak_rss_kb(3000), large = peak_rss_kb(40000);
+  MESSAGE("peak RSS: 3 KB prompt ", small, " KiB, 40 KB prompt ", large, " KiB");
+  CHECK(large < small + 4 * 1024);  // fed in one call, activations grow with the prompt
+  std::remove(ckpt.c_str());
+  std::remove(pf.c_str());
+}
+
+TEST_CASE("mmrec-eval and mmrec-generate: a directory is named as one; unknown checkpoint keys are warnings") {
+  if (!std::getenv("MMREC_EVAL") || !std::getenv("MMREC_GENERATE")) return;
+  const Model m = tiny_model();
+  const std::string ckpt = tmp("w.safetensors");
+  json cfg = m.config().to_json();
+  cfg["dropout"] = 0.1;
+  write_safetensors(ckpt, m.parameters(), {{"config", cfg.dump()}});
+  const Run dir = run("MMREC_EVAL", {"--checkpoint", ckpt, "--data", "/tmp"});
+  CHECK(dir.status == 1);
+  CHECK(dir.err == "mmrec-eval: data file '/tmp' is a directory (give one text file)\n");
+  const Run g = run("MMREC_GENERATE", {"--checkpoint", ckpt, "--prompt", "ab", "--tokens", "2"});
+  CHECK(g.status == 0);
+  // The warning first; the timings line follows it.
+  CHECK(g.err.rfind("mmrec-generate: warning: load_model: '" + ckpt +
+                        "': ignoring the unknown key model.dropout of its \"config\" metadata\n",
+                    0) == 0);
+  std::remove(ckpt.c_str());
 }
 
 TEST_CASE("bench, kernelcheck and tokenize: argument errors exit 2 with one line; filters match measurement names") {

@@ -66,17 +66,26 @@ step=$(sed -n 's/^interrupted at step \([0-9]*\).*/\1/p' C.log)
 "$train" cfg.json --run-dir C > C2.log 2>&1 && bad "reused a run dir silently" \
   || { grep -q "already holds checkpoints" C2.log && ok "refuses to overwrite: $(tail -1 C2.log)"; }
 
-# A corrupt checkpoint is an error, never a silent restart.
+# A corrupt newest checkpoint: --strict-resume stops and names the intact one;
+# --resume falls back to it and says so; never a silent restart.
 newest=$(ls -d C/checkpoints/step-* | tail -1)
+intact=$(ls -d C/checkpoints/step-* | tail -2 | head -1)
 printf '\x42' | dd of="$newest/train_state.bin" bs=1 seek=200 conv=notrunc status=none
-"$train" cfg.json --run-dir C --resume > C3.log 2>&1 && bad "resumed from a corrupt checkpoint" \
-  || { grep -q "corrupt (checksum mismatch)" C3.log && ok "corrupt state: $(tail -1 C3.log)" || { bad "unclear error"; cat C3.log; }; }
-newest_model="$newest/model.safetensors"
+"$train" cfg.json --run-dir C --strict-resume > C3.log 2>&1 && bad "strict resume from a corrupt checkpoint" \
+  || { grep -q "corrupt (checksum mismatch).*newest intact one is $intact" C3.log && ok "strict: $(tail -1 C3.log)" \
+       || { bad "unclear strict error"; cat C3.log; }; }
+"$train" cfg.json --run-dir C --resume > C4.log 2>&1 || { bad "no fallback from a corrupt checkpoint"; cat C4.log; }
+grep -q "skipping damaged checkpoint $newest: .*corrupt (checksum mismatch)" C4.log && grep -q "resumed from $intact" C4.log \
+  && ok "fallback: $(grep -m1 skipping C4.log)" || { bad "fallback not reported"; cat C4.log; }
 rm -rf D && mkdir -p D && cp -r A/checkpoints D/ && cp A/tokens-*.bin D/
 m=$(ls -d D/checkpoints/step-* | tail -1)/model.safetensors
 printf '\x42' | dd of="$m" bs=1 seek=$(( $(stat -c %s "$m") - 10 )) conv=notrunc status=none
-"$train" cfg.json --run-dir D --resume > D.log 2>&1 && bad "resumed from corrupt weights" \
-  || { grep -q "model.safetensors is corrupt" D.log && ok "corrupt weights: $(tail -1 D.log)" || { bad "unclear error"; cat D.log; }; }
+"$train" cfg.json --run-dir D --strict-resume > D0.log 2>&1 && bad "strict resume from corrupt weights" \
+  || { grep -q "model.safetensors: corrupt (its hash does not match" D0.log && ok "corrupt weights: $(tail -1 D0.log)" \
+       || { bad "unclear error"; cat D0.log; }; }
+for c in D/checkpoints/step-*/train_state.bin; do printf '\x42' | dd of="$c" bs=1 seek=100 conv=notrunc status=none; done
+"$train" cfg.json --run-dir D --resume > D.log 2>&1 && bad "resumed with no intact checkpoint" \
+  || { grep -q "no intact checkpoint to resume from" D.log && ok "none intact: $(tail -1 D.log)" || { bad "unclear error"; cat D.log; }; }
 
 # A checkpoint from another config is a clear mismatch error.
 sed 's/"lr": 3e-3/"lr": 2e-3/' cfg.json > other.json

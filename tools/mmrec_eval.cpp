@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -61,9 +62,13 @@ int main(int argc, char** argv) {
   }
   try {
     autograd::NoGradGuard no_grad;
+    std::error_code ec;
+    check(!std::filesystem::is_directory(data, ec), "data file '", data, "' is a directory (give one text file)");
     std::ifstream f(data, std::ios::binary);
     check(static_cast<bool>(f), "cannot open data file '", data, "'");
-    Model model = load_model(checkpoint);
+    std::vector<std::string> warnings;
+    Model model = load_model(checkpoint, &warnings);
+    for (const std::string& w : warnings) std::fprintf(stderr, "mmrec-eval: warning: %s\n", w.c_str());
     if (dtype == "bf16") model.use_bf16(/*keep_f32=*/false);
     const int64_t V = model.config().vocab_size;
     const auto t0 = std::chrono::steady_clock::now();

@@ -43,9 +43,11 @@ extern "C" void on_signal(int sig) {
 
 void usage(std::FILE* f) {
   std::fprintf(f,
-               "usage: [mpirun -np N] mmrec-train CONFIG.json [--resume] [--fresh] [--run-dir DIR]\n"
-               "                   [--bucket-mb MB] [--no-overlap]\n"
-               "  --resume        continue from the newest checkpoint in the run directory\n"
+               "usage: [mpirun -np N] mmrec-train CONFIG.json [--resume | --strict-resume] [--fresh]\n"
+               "                   [--run-dir DIR] [--bucket-mb MB] [--no-overlap]\n"
+               "  --resume        continue from the newest intact checkpoint in the run directory\n"
+               "                  (a damaged newer one is skipped, with a note)\n"
+               "  --strict-resume as --resume, but a damaged newest checkpoint is an error\n"
                "  --fresh         delete the run directory's checkpoints and metrics, start over\n"
                "  --run-dir DIR   where checkpoints, metrics.jsonl and loss.svg go\n"
                "                  (default: log.run_dir of the config, else runs/<config name>)\n"
@@ -76,12 +78,15 @@ int main(int argc, char** argv) {
   ResumeMode resume = ResumeMode::config;
   double bucket_mb = 4;
   bool overlap = true;
+  bool strict = false;
   try {
     tools::Args args(argc, argv);
     while (args.next()) {
       const std::string& a = args.flag();
       if (a == "--resume") {
         resume = ResumeMode::require;
+      } else if (a == "--strict-resume") {
+        resume = ResumeMode::require, strict = true;
       } else if (a == "--fresh") {
         resume = ResumeMode::fresh;
       } else if (a == "--run-dir") {
@@ -125,7 +130,7 @@ int main(int argc, char** argv) {
     auto note = [&](const std::string& s) { std::printf("%s\n", s.c_str()), std::fflush(stdout); };
     const std::string title = std::filesystem::path(config_path).stem().string();
     Trainer trainer(cfg,
-                    {.run_dir = run_dir, .resume = resume, .title = title, .job = &job,
+                    {.run_dir = run_dir, .resume = resume, .title = title, .strict_resume = strict, .job = &job,
                      .bucket_bytes = static_cast<int64_t>(bucket_mb * (1 << 20)), .overlap = overlap},
                     note);
     const Model& model = trainer.model();

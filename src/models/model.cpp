@@ -28,11 +28,19 @@ Model::Model(const ModelConfig& config, uint64_t seed) : config_(config.resolved
   // Parameters are created (and draw from g) in the order of the spec's table.
   auto make = [&](const std::string& name, const Shape& shape, Init init) {
     Tensor t;
-    switch (init) {
-      case Init::normal: t = randn(shape, g, 0.0f, 0.02f); break;
-      case Init::zero: t = Tensor::zeros(shape); break;
-      case Init::one: t = Tensor::ones(shape); break;
-      case Init::three: t = Tensor::full(shape, 3.0); break;
+    try {
+      switch (init) {
+        case Init::normal: t = randn(shape, g, 0.0f, 0.02f); break;
+        case Init::zero: t = Tensor::zeros(shape); break;
+        case Init::one: t = Tensor::ones(shape); break;
+        case Init::three: t = Tensor::full(shape, 3.0); break;
+      }
+    } catch (const OutOfMemory& e) {
+      const int64_t n = parameter_count(c);
+      throw OutOfMemory("model.dim " + std::to_string(D) + " x vocab " + std::to_string(V) + ", " +
+                        std::to_string(c.layers) + " layers (" + std::to_string(n) + " parameters, " +
+                        mib_str(4.0 * static_cast<double>(n)) + "): " + name + " " + shape_str(shape) + ": " +
+                        e.what());
     }
     t.set_requires_grad();
     params_.emplace_back(name, t);
@@ -66,6 +74,15 @@ Model::Model(const ModelConfig& config, uint64_t seed) : config_(config.resolved
   }
   norm_ = make("norm.weight", {D}, Init::one);
   lm_head_ = c.tie_embeddings ? embed_ : make("lm_head.weight", {V, D}, Init::normal);
+}
+
+int64_t Model::parameter_count(const ModelConfig& config) {
+  const ModelConfig c = config.resolved();  // bounded: no product below can overflow
+  const int64_t V = c.vocab_size, D = c.dim, I = c.mdi_dim, F = c.ffn_dim;
+  // As the constructor: norms, qkvz, gate, decay and context MLPs, attn_out, FFN.
+  const int64_t block = 2 * D + (4 * D * D + 4 * D) + (D * D + D) + 2 * (I * D + I + D * I + D) + (D * D + D) +
+                        (F * D + F + D * F + D);
+  return V * D + c.layers * block + D + (c.tie_embeddings ? 0 : V * D);
 }
 
 Tensor Model::parameter(const std::string& name) const {
@@ -199,7 +216,8 @@ Tensor Model::forward_call(const Tensor& tokens, State& state, const InferencePa
   return logits;
 }
 
-Tensor Model::loss(const Tensor& tokens, State* state, int64_t ignore_index) const {
+Tensor Model::loss(const Tensor& tokens, State* state, std::optional<int64_t> ignore) const {
+  const int64_t ignore_index = ignore.value_or(config_.ignore_index);
   check(tokens.defined() && tokens.dim() == 2 && tokens.size(1) >= 2,
         "model.loss: tokens must be [B, T] with T >= 2, got ",
         tokens.defined() ? shape_str(tokens.shape()) : std::string("undefined"));

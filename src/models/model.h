@@ -10,6 +10,7 @@
 //   logits = m.forward(next_token, s, &pk);     // under NoGradGuard
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -106,6 +107,9 @@ class Model {
   // The parameter of that name, or an Error naming it.
   Tensor parameter(const std::string& name) const;
   int64_t num_parameters() const;
+  // What num_parameters() of a model of this config will be, computed
+  // without building it (loaders check a file against it first).
+  static int64_t parameter_count(const ModelConfig& config);
 
   State initial_state(int64_t batch) const;
   // tokens [B, T] i32/i64 in [0, vocab_size) -> logits [B, T, V]; updates state.
@@ -116,8 +120,9 @@ class Model {
   // Packs the current weights for calls of `rows` rows (>= 1); see InferencePack.
   InferencePack pack_for_inference(int64_t rows) const;
   // Mean next-token cross-entropy of tokens [B, T] (T >= 2), from a fresh state
-  // unless one is given (then it is updated).
-  Tensor loss(const Tensor& tokens, State* state = nullptr, int64_t ignore_index = -1) const;
+  // unless one is given (then it is updated); targets equal to ignore_index
+  // (default: the config's) are skipped.
+  Tensor loss(const Tensor& tokens, State* state = nullptr, std::optional<int64_t> ignore_index = {}) const;
 
   // How forward and loss keep activations for backward (default none).
   // Throws if tokens is not a multiple of chunk_size.

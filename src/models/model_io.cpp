@@ -16,8 +16,8 @@ void save_model(const std::string& path, const Model& model, DType dtype) {
   write_safetensors(path, tensors, {{"config", model.config().to_json().dump()}, {"format", "mmrec"}});
 }
 
-Model load_model(const std::string& path) {
-  Safetensors file = read_safetensors(path);
+Model load_model(const std::string& path, std::vector<std::string>* warnings) {
+  Safetensors file = read_safetensors(path);  // every tensor checked against the file size
   auto it = file.metadata.find("config");
   check(it != file.metadata.end(), "load_model: '", path, "' has no \"config\" in its metadata");
   nlohmann::json j;
@@ -26,7 +26,26 @@ Model load_model(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     fail("load_model: '", path, "': the \"config\" metadata is not valid JSON: ", e.what());
   }
-  Model model(ModelConfig::from_json(j));
+  std::vector<std::string> unknown;
+  ModelConfig config;
+  try {
+    config = ModelConfig::from_json(j, &unknown);
+  } catch (const Error& e) {
+    fail("load_model: '", path, "': ", e.what());
+  }
+  if (warnings)
+    for (const std::string& k : unknown)
+      warnings->push_back("load_model: '" + path + "': ignoring the unknown key model." + k +
+                          " of its \"config\" metadata");
+  // The file's tensors must hold exactly the model's parameters before the
+  // model is built: a config never costs more memory than the file justifies.
+  int64_t values = 0;
+  for (const auto& [name, t] : file.tensors) values += t.numel();  // each bounded by the file size
+  const int64_t want = Model::parameter_count(config);
+  check(values == want, "load_model: '", path, "': its tensors hold ", values, " values, but its config (vocab_size ",
+        config.vocab_size, ", dim ", config.dim, ", layers ", config.layers, ", ffn_dim ", config.ffn_dim,
+        ") needs ", want, " parameters");
+  Model model(config);
   load_weights(model, file);
   return model;
 }

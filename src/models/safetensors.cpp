@@ -17,6 +17,8 @@ namespace mmrec {
 namespace {
 
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the reference implementation's limit too
+constexpr size_t kMaxRank = 16;
+constexpr uint64_t kMaxElements = uint64_t{1} << 56;  // strides and byte sizes stay far from overflow
 
 const char* st_dtype_name(DType t) {
   switch (t) {
@@ -103,23 +105,27 @@ Entry parse_entry(const std::string& name, const nlohmann::json& e, const std::s
     fail(w, ": dtype ", dt.get<std::string>(), " is not supported (supported: F32, BF16, I8, U8, I32, I64)");
   const auto& sh = e["shape"];
   check(sh.is_array(), w, ": shape must be an array, got ", sh.dump());
-  uint64_t numel = 1;
+  check(sh.size() <= kMaxRank, w, ": shape has ", sh.size(), " dimensions (at most ", kMaxRank, ")");
+  uint64_t numel = 1, span = 1;  // span: empty dimensions count as 1, as in the strides
   bool overflow = false;
   for (const auto& d : sh) {
     const uint64_t n = get_u64(d, w + " shape");
     check(n <= static_cast<uint64_t>(INT64_MAX), w, ": shape entry ", n, " is too large");
     out.shape.push_back(static_cast<int64_t>(n));
-    if (n != 0 && numel > UINT64_MAX / n) overflow = true;
-    numel *= n;
+    const uint64_t m = std::max<uint64_t>(n, 1);
+    if (span > kMaxElements / m) overflow = true;
+    else span *= m;
+    numel = n == 0 ? 0 : numel * n;  // <= span while no overflow
   }
+  check(!overflow, w, ": shape ", sh.dump(), " has too many elements (the limit is ", kMaxElements, ")");
   const auto& off = e["data_offsets"];
   check(off.is_array() && off.size() == 2, w, ": data_offsets must be [begin, end], got ", off.dump());
   out.begin = get_u64(off[0], w + " data_offsets");
   out.end = get_u64(off[1], w + " data_offsets");
   check(out.begin <= out.end, w, ": data_offsets [", out.begin, ", ", out.end, "] are reversed");
   const uint64_t esize = dtype_size(out.dtype);
-  check(!overflow && numel <= UINT64_MAX / esize && numel * esize == out.end - out.begin, w, ": shape ",
-        shape_str(out.shape), " of ", dt.get<std::string>(), " needs ", overflow ? 0 : numel * esize,
+  check(numel * esize == out.end - out.begin, w, ": shape ",
+        shape_str(out.shape), " of ", dt.get<std::string>(), " needs ", numel * esize,
         " bytes but data_offsets [", out.begin, ", ", out.end, "] hold ", out.end - out.begin);
   return out;
 }

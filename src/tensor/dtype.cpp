@@ -1,5 +1,7 @@
 #include "tensor/dtype.h"
 
+#include <cstdio>
+
 #include "tensor/error.h"
 
 namespace mmrec {
@@ -11,6 +13,12 @@ std::string shape_str(const Shape& s) {
     out += std::to_string(s[i]);
   }
   return out + "]";
+}
+
+std::string mib_str(double bytes) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / (1024.0 * 1024.0));
+  return buf;
 }
 
 size_t dtype_size(DType t) {

@@ -23,6 +23,16 @@ inline std::ostream& operator<<(std::ostream& os, const Shape& s) { return os <<
 
 // Throws Error with the streamed pieces concatenated:
 //   fail("matmul: inner dimensions differ: ", a.shape(), " x ", b.shape());
+// An allocation that failed; the message names what was being allocated
+// and how much ("a f32 tensor [256, 65536] needs 64.0 MiB ...").
+class OutOfMemory : public Error {
+ public:
+  using Error::Error;
+};
+
+// "64.0 MiB" (binary units, for memory messages).
+std::string mib_str(double bytes);
+
 template <class... Args>
 [[noreturn]] void fail(const Args&... args) {
   std::ostringstream os;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <sstream>
 
 #include "tensor/allocator.h"
@@ -28,8 +29,16 @@ std::shared_ptr<TensorImpl> make_impl(std::shared_ptr<Storage> st, const Shape& 
   return impl;
 }
 
+// Also bounds the element count (empty dimensions count as 1, as in the
+// strides) so that neither strides nor byte sizes can overflow.
 void check_shape(const Shape& s, const char* op) {
-  for (int64_t d : s) check(d >= 0, op, ": negative dimension in shape ", s);
+  int64_t n = 1;
+  for (int64_t d : s) {
+    check(d >= 0, op, ": negative dimension in shape ", s);
+    const int64_t m = std::max<int64_t>(d, 1);
+    check(n <= (INT64_MAX / 16) / m, op, ": shape ", s, " has too many elements");
+    n *= m;
+  }
 }
 
 double load(const void* base, DType t, int64_t i) {
@@ -121,9 +130,17 @@ int64_t normalize_axis(int64_t axis, int64_t ndim, const char* op) {
 Tensor Tensor::empty(const Shape& shape, DType dtype) {
   check_shape(shape, "empty");
   const size_t bytes = static_cast<size_t>(numel_of(shape)) * dtype_size(dtype);
-  auto st = std::make_shared<Storage>(bytes);
-  if (CaptureObserver* o = capture_observer()) o->allocated(st);
-  return Tensor(make_impl(std::move(st), shape, contiguous_strides(shape), 0, dtype));
+  std::shared_ptr<Storage> storage;
+  try {
+    storage = std::make_shared<Storage>(bytes);
+  } catch (const std::bad_alloc&) {
+    const alloc::Stats st = alloc::stats();
+    throw OutOfMemory("out of memory: a " + std::string(dtype_name(dtype)) + " tensor " + shape_str(shape) +
+                      " needs " + mib_str(static_cast<double>(bytes)) + " (" +
+                      mib_str(static_cast<double>(st.current_bytes)) + " already in use by tensors)");
+  }
+  if (CaptureObserver* o = capture_observer()) o->allocated(storage);
+  return Tensor(make_impl(std::move(storage), shape, contiguous_strides(shape), 0, dtype));
 }
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype) {

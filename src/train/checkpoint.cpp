@@ -15,7 +15,15 @@ namespace fs = std::filesystem;
 namespace {
 constexpr char kMagic[8] = {'M', 'M', 'R', 'E', 'C', 'T', 'S', '1'};
 constexpr size_t kAlign = 64;
+constexpr size_t kMaxElements = size_t{1} << 56;  // of a shape, empty dimensions counted as 1
 size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+
+// A non-negative integer of the header (a float or a negative value is corruption, not a cast).
+size_t get_size(const nlohmann::json& v, const std::string& path, const char* what) {
+  check(v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0), path, ": corrupt header (",
+        what, " is ", v.dump(), ")");
+  return v.get<size_t>();
+}
 }  // namespace
 
 void write_train_state(const std::string& path, const TrainState& s) {
@@ -57,20 +65,37 @@ TrainState read_train_state(const std::string& path) {
   check(hash64(p, n - 8) == stored, path, ": corrupt (checksum mismatch)");
   uint64_t hlen;
   std::memcpy(&hlen, p + 8, 8);
-  check(16 + hlen <= n - 8, path, ": corrupt (header length ", hlen, " past the end)");
+  // Every size below is compared by subtraction from n - 8, never by a sum that could wrap.
+  const size_t body = n - 8;  // before the hash
+  check(hlen <= body - 16, path, ": corrupt (header length ", hlen, " past the end)");
   TrainState s;
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(p + 16), hlen));
     s.meta = header.at("meta");
     const size_t data_start = align_up(16 + hlen);
-    for (const auto& e : header.at("tensors")) {
+    const auto& tensors = header.at("tensors");
+    check(tensors.is_array(), path, ": corrupt header (\"tensors\" is not an array)");
+    for (const auto& e : tensors) {
       const std::string name = e.at("name").get<std::string>();
       const DType dt = dtype_from_name(e.at("dtype").get<std::string>());
-      const Shape shape = e.at("shape").get<Shape>();
-      const size_t off = e.at("offset").get<size_t>(), bytes = e.at("bytes").get<size_t>();
-      check(bytes == static_cast<size_t>(numel_of(shape)) * dtype_size(dt) && data_start + off + bytes <= n - 8,
-            path, ": corrupt (tensor ", name, " out of bounds)");
+      Shape shape;
+      check(e.at("shape").is_array(), path, ": corrupt header (tensor ", name, " has no shape)");
+      for (const auto& d : e.at("shape"))
+        shape.push_back(static_cast<int64_t>(std::min<size_t>(get_size(d, path, "a dimension"), INT64_MAX)));
+      const size_t off = get_size(e.at("offset"), path, "an offset"), bytes = get_size(e.at("bytes"), path, "a size");
+      const size_t space = data_start <= body ? body - data_start : 0;
+      check(off <= space && bytes <= space - off, path, ": corrupt (tensor ", name, " out of bounds)");
+      // The shape must describe exactly `bytes`, which the file holds: checked without overflow.
+      size_t elems = 1, span = 1;
+      for (int64_t d : shape) {
+        const size_t m = d < 0 ? 0 : std::max<size_t>(static_cast<size_t>(d), 1);
+        check(m > 0 && span <= kMaxElements / m, path, ": corrupt (tensor ", name, " shape ", shape_str(shape), ")");
+        span *= m;
+        elems = d == 0 ? 0 : elems * static_cast<size_t>(d);
+      }
+      check(elems * dtype_size(dt) == bytes, path, ": corrupt (tensor ", name, " shape ", shape_str(shape),
+            " does not fit its ", bytes, " bytes)");
       Tensor t = Tensor::empty(shape, dt);
       if (bytes) std::memcpy(t.raw_data(), p + data_start + off, bytes);
       s.tensors.emplace_back(name, t);
@@ -79,6 +104,48 @@ TrainState read_train_state(const std::string& path) {
     fail(path, ": corrupt header: ", e.what());
   }
   return s;
+}
+
+std::string checkpoint_problem(const std::string& dir) {
+  const fs::path d(dir);
+  try {
+    const TrainState st = read_train_state((d / kCheckpointStateFile).string());
+    const fs::path model = d / kCheckpointModelFile;
+    std::error_code ec;
+    if (!fs::is_regular_file(model, ec)) return model.string() + ": missing";
+    const auto& mf = st.meta.at("model_file");
+    if (fs::file_size(model) != mf.at("bytes").get<uint64_t>() ||
+        hex64(hash_file(model.string())) != mf.at("hash").get<std::string>())
+      return model.string() + ": corrupt (its hash does not match the one in " + kCheckpointStateFile + ")";
+  } catch (const Error& e) {
+    return e.what();
+  } catch (const nlohmann::json::exception& e) {
+    return (d / kCheckpointStateFile).string() + ": malformed training state: " + e.what();
+  }
+  return "";
+}
+
+std::string choose_resume_checkpoint(const std::vector<CheckpointInfo>& list, bool strict,
+                                     const std::function<void(const std::string&)>& note) {
+  check(!list.empty(), "resume: no checkpoint to resume from");
+  std::vector<std::pair<std::string, std::string>> damaged;  // dir, problem (newest first)
+  for (size_t i = list.size(); i-- > 0;) {
+    const std::string problem = checkpoint_problem(list[i].dir);
+    if (problem.empty()) {
+      if (damaged.empty()) return list[i].dir;
+      if (strict)
+        fail("the newest checkpoint ", damaged.front().first, " is damaged (", damaged.front().second,
+             "); the newest intact one is ", list[i].dir, ": remove the damaged one(s) to resume from it, or resume ",
+             "without --strict-resume to fall back to it");
+      for (const auto& [dir, why] : damaged) if (note) note("skipping damaged checkpoint " + dir + ": " + why);
+      if (note) note("falling back to the newest intact checkpoint, " + list[i].dir);
+      return list[i].dir;
+    }
+    damaged.emplace_back(list[i].dir, problem);
+  }
+  fail("no intact checkpoint to resume from: the newest, ", damaged.front().first, ", is damaged (",
+       damaged.front().second, ")", list.size() > 1 ? " and so are the older ones" : "",
+       "; use --fresh to start over");
 }
 
 std::string checkpoints_root(const std::string& run_dir) { return (fs::path(run_dir) / "checkpoints").string(); }

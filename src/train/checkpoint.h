@@ -38,6 +38,21 @@ struct CheckpointInfo {
   std::string dir;
 };
 
+// The files of a checkpoint directory.
+inline constexpr const char* kCheckpointModelFile = "model.safetensors";
+inline constexpr const char* kCheckpointStateFile = "train_state.bin";
+
+// Why a checkpoint directory cannot be resumed from ("" when it is intact):
+// its training state is unreadable or fails its checksum, or its weights
+// file is missing or does not match the hash recorded in the state.
+std::string checkpoint_problem(const std::string& dir);
+// The newest intact checkpoint of `list` (oldest first, as list_checkpoints
+// gives). Each newer damaged one is reported through `note` and skipped; with
+// `strict`, a damaged newest one is an Error naming the intact one to use.
+// None intact is an Error.
+std::string choose_resume_checkpoint(const std::vector<CheckpointInfo>& list, bool strict,
+                                     const std::function<void(const std::string&)>& note);
+
 std::string checkpoints_root(const std::string& run_dir);  // <run_dir>/checkpoints
 // Complete checkpoints (step-<n> directories), oldest first. Leftover
 // temporary directories of an interrupted write are ignored.

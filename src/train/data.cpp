@@ -14,8 +14,8 @@ namespace fs = std::filesystem;
 
 namespace {
 constexpr char kMagic[8] = {'M', 'M', 'R', 'E', 'C', 'T', 'O', 'K'};
-constexpr uint32_t kVersion = 1;
-constexpr size_t kHeader = 40;  // magic, version, width, count, key, vocab
+constexpr uint32_t kVersion = 2;  // 2: the tokens' hash
+constexpr size_t kHeader = 48;    // magic, version, width, count, key, vocab, hash of the tokens
 
 std::string lower_ext(const std::string& p) {
   std::string e = fs::path(p).extension().string();
@@ -142,6 +142,8 @@ void TokenDataset::write_cache(const std::string& path, const std::vector<int32_
       std::memcpy(p + kHeader + 4 * i, &tokens[i], 4);
     }
   }
+  const uint64_t h = hash64(p + kHeader, count * width);
+  std::memcpy(p + 40, &h, 8);
   write_file_atomic(path, buf);
 }
 
@@ -158,9 +160,22 @@ TokenDataset TokenDataset::open(const std::string& path, double val_fraction) {
   std::memcpy(&count, p + 16, 8);
   std::memcpy(&d.key_, p + 24, 8);
   std::memcpy(&vocab, p + 32, 8);
-  check(version == kVersion && (width == 2 || width == 4), path, ": unsupported token cache version ", version);
-  check(d.map_.size() == kHeader + count * width, path, ": truncated token cache (", d.map_.size(), " bytes, expected ",
-        kHeader + count * width, ")");
+  check(version == kVersion, path, ": unsupported token cache version ", version, " (this build writes ", kVersion,
+        ")");
+  check(width == 2 || width == 4, path, ": corrupt token cache (token width ", width, ")");
+  const size_t data = d.map_.size() - kHeader;
+  check(count <= data / width && count * width == data, path, ": truncated token cache (", d.map_.size(),
+        " bytes for ", count, " tokens of ", width, " bytes)");
+  uint64_t stored;
+  std::memcpy(&stored, p + 40, 8);
+  check(hash64(p + kHeader, data) == stored, path, ": corrupt token cache (checksum mismatch)");
+  check(vocab >= 1 && vocab <= static_cast<uint64_t>(Tokenizer::kMaxVocab) && (width == 4 || vocab <= 65536), path,
+        ": corrupt token cache (vocabulary ", vocab, ")");
+  for (uint64_t i = 0; i < count; ++i) {  // every id in range, once per open (the model indexes with them)
+    uint32_t t = 0;
+    std::memcpy(&t, p + kHeader + i * width, width);
+    check(t < vocab, path, ": corrupt token cache (token ", t, " at ", i, " is outside the vocabulary of ", vocab, ")");
+  }
   d.width_ = static_cast<int>(width);
   d.tokens_ = p + kHeader;
   d.n_ = static_cast<int64_t>(count);
@@ -191,8 +206,8 @@ TokenDataset TokenDataset::prepare(const DataConfig& c, const Tokenizer& tok, co
   if (fs::exists(path)) {
     try {
       TokenDataset d = open(path, c.val_fraction);
-      if (d.key_ == key) return d;
-      if (note) note("token cache " + path + " has another key: rebuilding it");
+      if (d.key_ == key && d.vocab_ == tok.vocab_size()) return d;
+      if (note) note("token cache " + path + " is for other data or another tokenizer: rebuilding it");
     } catch (const Error& e) {
       if (note) note(std::string(e.what()) + ": rebuilding it");
     }

@@ -18,7 +18,7 @@ inline Cls cls(unsigned char c) {
   if (c >= '0' && c <= '9') return kDigit;
   return kOther;
 }
-constexpr size_t kMaxChunk = 64;
+constexpr size_t kMaxChunk = Tokenizer::kMaxTokenBytes;
 }  // namespace
 
 void pretokenize(std::string_view s, const std::function<void(std::string_view)>& f) {
@@ -54,11 +54,17 @@ Tokenizer Tokenizer::byte_level() {
 
 Tokenizer Tokenizer::from_merges(std::vector<std::pair<int32_t, int32_t>> merges) {
   Tokenizer t;
+  check(merges.size() <= static_cast<size_t>(kMaxVocab - 256), "tokenizer: ", merges.size(),
+        " merges (the limit is ", kMaxVocab - 256, ")");
+  std::vector<size_t> length(256, 1);  // token length in bytes, checked before any token is built
   for (size_t i = 0; i < merges.size(); ++i) {
     const auto [a, b] = merges[i];
     const int32_t limit = 256 + static_cast<int32_t>(i);
     check(a >= 0 && a < limit && b >= 0 && b < limit, "tokenizer: merge ", i, " (", a, ", ", b,
           ") refers to an id not defined before it");
+    length.push_back(length[static_cast<size_t>(a)] + length[static_cast<size_t>(b)]);
+    check(length.back() <= kMaxTokenBytes, "tokenizer: merge ", i, " (", a, ", ", b, ") makes a token of ",
+          length.back(), " bytes (the limit is ", kMaxTokenBytes, ": merges stay within pretokenized chunks)");
   }
   t.merges_ = std::move(merges);
   t.build();
@@ -83,14 +89,23 @@ Tokenizer Tokenizer::load(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     fail(path, ": not a tokenizer JSON: ", e.what());
   }
-  check(j.is_object() && j.value("type", "") == "mmrec-bpe", path,
+  auto text = [&](const char* key) {  // a string field, else "" (never a type error)
+    const auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  check(j.is_object() && text("type") == "mmrec-bpe", path,
         ": not a tokenizer written by mmrec-tokenize (\"type\" is not \"mmrec-bpe\")");
-  check(j.value("pretokenizer", "") == "mmrec-v1", path, ": unknown pretokenizer ", j.value("pretokenizer", ""));
+  check(text("pretokenizer") == "mmrec-v1", path, ": unknown pretokenizer \"", text("pretokenizer"), "\"");
   std::vector<std::pair<int32_t, int32_t>> merges;
   try {
+    check(j.at("merges").is_array(), path, ": \"merges\" must be an array of id pairs");
     for (const auto& m : j.at("merges")) {
-      check(m.is_array() && m.size() == 2, path, ": each merge must be a pair of ids");
-      merges.emplace_back(m[0].get<int32_t>(), m[1].get<int32_t>());
+      check(m.is_array() && m.size() == 2 && m[0].is_number_integer() && m[1].is_number_integer(), path,
+            ": merge ", merges.size(), " must be a pair of ids, got ", m.dump());
+      const int64_t a = m[0].get<int64_t>(), b = m[1].get<int64_t>();
+      check(a >= 0 && b >= 0 && a < kMaxVocab && b < kMaxVocab, path, ": merge ", merges.size(), " (", a, ", ",
+            b, ") refers to an id outside [0, ", kMaxVocab, ")");
+      merges.emplace_back(static_cast<int32_t>(a), static_cast<int32_t>(b));
     }
   } catch (const nlohmann::json::exception& e) {
     fail(path, ": malformed merges: ", e.what());

@@ -21,6 +21,12 @@ namespace mmrec {
 
 class Tokenizer {
  public:
+  // Limits a loaded file is held to: the vocabulary (256 + merges), and the
+  // bytes of one token, which is the pretokenizer's longest chunk (no merge
+  // can make a longer token that encoding could ever produce).
+  static constexpr int64_t kMaxVocab = int64_t{1} << 20;
+  static constexpr size_t kMaxTokenBytes = 64;
+
   // Ids 0..255 are the bytes; BPE adds one id per merge from 256 on.
   static Tokenizer byte_level();
   // From the JSON of save(); a malformed file is an Error naming it.

@@ -13,13 +13,14 @@
 #include "tensor/allocator.h"
 #include "train/checkpoint.h"
 #include "train/fileio.h"
+#include "train/memory_estimate.h"
 
 namespace mmrec {
 namespace fs = std::filesystem;
 
 namespace {
-constexpr const char* kModelFile = "model.safetensors";
-constexpr const char* kStateFile = "train_state.bin";
+constexpr const char* kModelFile = kCheckpointModelFile;
+constexpr const char* kStateFile = kCheckpointStateFile;
 constexpr uint64_t kDataStream = 0xD1B54A32D192ED03ull;  // data RNG seed = train.seed ^ this
 
 double now_s() {
@@ -91,6 +92,7 @@ void Trainer::setup(const TrainerOptions& opt) {
   const std::string cache_dir = cfg_.data.cache_dir.empty() ? run_dir_ : cfg_.data.cache_dir;
   job_->together([&] {
     mc = ModelConfig::from_json(cfg_.model);
+    check_training_memory(estimate_training_memory(mc, cfg_.train), physical_memory_bytes(), mc, cfg_.train);
     tok_ = make_tokenizer(cfg_.data);
     check(mc.vocab_size >= tok_.vocab_size(), "model.vocab_size: ", mc.vocab_size,
           " is smaller than the vocabulary of data.tokenizer (", tok_.vocab_size(), ")");
@@ -141,7 +143,7 @@ void Trainer::setup(const TrainerOptions& opt) {
       reducer_ = std::make_unique<GradReducer>(*job_, model_->parameters(), opt.bucket_bytes, opt.overlap);
 
     if (!existing.empty()) {
-      resume_from(existing.back().dir);
+      resume_from(choose_resume_checkpoint(existing, opt.strict_resume, note_));
     } else if (root) {
       metrics_ = MetricsLog((fs::path(run_dir_) / "metrics.jsonl").string(), -1);
     }

@@ -44,6 +44,7 @@ struct TrainerOptions {
   std::string run_dir{};  // "" = config log.run_dir, else runs/train
   ResumeMode resume = ResumeMode::config;
   std::string title{};    // of the loss chart
+  bool strict_resume = false;  // a damaged newest checkpoint is an error (else: the newest intact one)
   // Data parallel: the MPI job this trainer is one rank of (nullptr: a job
   // of one process), the gradient buckets' size, and whether they start
   // during backward (false: all after it, the reference for the overlap).
