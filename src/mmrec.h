@@ -8,6 +8,7 @@
 #include "ops/activation.h"
 #include "ops/elementwise.h"
 #include "ops/embedding.h"
+#include "ops/fake_quant.h"
 #include "ops/linear.h"
 #include "ops/loss.h"
 #include "ops/matmul.h"
