@@ -4,6 +4,7 @@
 #include "autograd/tape.h"
 #include "models/config.h"
 #include "models/model.h"
+#include "models/quant.h"
 #include "models/safetensors.h"
 #include "ops/activation.h"
 #include "ops/elementwise.h"

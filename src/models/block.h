@@ -5,6 +5,7 @@
 #pragma once
 #include "models/config.h"
 #include "models/model.h"
+#include "models/quant.h"
 #include "ops/kernels/linear.h"
 #include "tensor/tensor.h"
 
@@ -18,16 +19,19 @@ BlockPack pack_block(const BlockWeights& w, int64_t rows);
 
 // x [B, T, D] (T >= 1) -> [B, T, D]. Reads `in`; writes the detached state
 // after the call into `out` (which may not alias `in`). With `pack`, the
-// linear layers use its packed weights while grad mode is off.
+// linear layers use its packed weights while grad mode is off. With `quant`,
+// its enabled sites run through quant_linear (QAT, calibration or int8).
 Tensor block_forward(const BlockWeights& w, const ModelConfig& cfg, const Tensor& x, const LayerState& in,
-                     LayerState& out, const BlockPack* pack = nullptr);
+                     LayerState& out, const BlockPack* pack = nullptr, BlockQuant* quant = nullptr);
 
 // γ [B, T, D] from z and k by the MDI with context modulation.
-Tensor mdi_decay(const BlockWeights& w, const Tensor& z, const Tensor& k, const BlockPack* pack = nullptr);
+Tensor mdi_decay(const BlockWeights& w, const Tensor& z, const Tensor& k, const BlockPack* pack = nullptr,
+                 BlockQuant* quant = nullptr);
 
 // The sequential core: h_t = z_t ⊙ σ(linear(h_{t-1}; gate)) + γ_t ⊙ h_{t-1},
 // one step per token. z, gamma [B, T, D], h0 [B, D] -> (h [B, T, D], h_last [B, D]).
 std::pair<Tensor, Tensor> sequential_recurrence(const BlockWeights& w, const Tensor& z, const Tensor& gamma,
-                                                const Tensor& h0, const BlockPack* pack = nullptr);
+                                                const Tensor& h0, const BlockPack* pack = nullptr,
+                                                BlockQuant* quant = nullptr);
 
 }  // namespace mmrec

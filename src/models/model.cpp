@@ -4,6 +4,7 @@
 #include "autograd/tape.h"
 #include "models/block.h"
 #include "models/profile.h"
+#include "models/quant.h"
 #include "ops/embedding.h"
 #include "ops/linear.h"
 #include "ops/loss.h"
@@ -142,10 +143,13 @@ Tensor Model::forward(const Tensor& tokens, State& state, const InferencePack* p
   // The state is replaced only when the whole call succeeded.
   std::vector<LayerState> next(state.layers.size());
   for (size_t i = 0; i < blocks_.size(); ++i)
-    x = block_forward(blocks_[i], config_, x, state.layers[i], next[i], pk ? &pk->blocks[i] : nullptr);
+    x = block_forward(blocks_[i], config_, x, state.layers[i], next[i], pk ? &pk->blocks[i] : nullptr,
+                      quant_ ? &quant_->blocks[i] : nullptr);
   prof::Scope s("fwd.head");
   const Tensor xn = ops::rmsnorm(x, norm_, config_.norm_eps);
-  Tensor logits = pk ? ops::linear(xn, pk->head) : ops::linear(xn, lm_head_);  // [B, T, V]
+  Tensor logits = quant_ && quant_->head.enabled ? quant_linear(quant_->head, xn, lm_head_, Tensor(), ops::Activation::none)
+                  : pk                           ? ops::linear(xn, pk->head)
+                                                 : ops::linear(xn, lm_head_);  // [B, T, V]
   state.layers = std::move(next);
   return logits;
 }

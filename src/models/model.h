@@ -42,6 +42,7 @@ struct State {
 using NamedTensor = std::pair<std::string, Tensor>;
 
 class Model;
+struct ModelQuant;  // models/quant.h
 
 // A model's linear weights (every block's and the head's) pre-packed by
 // oneDNN for calls of exactly `rows` = B x T rows: for token-by-token
@@ -56,6 +57,7 @@ class InferencePack {
 
  private:
   friend class Model;
+struct ModelQuant;  // models/quant.h
   struct Impl;
   std::shared_ptr<const Impl> impl_;
 };
@@ -95,6 +97,10 @@ class Model {
   Tensor forward(const Tensor& tokens, State& state, const InferencePack* pack = nullptr) const;
   // Packs the current weights for calls of `rows` rows (>= 1); see InferencePack.
   InferencePack pack_for_inference(int64_t rows) const;
+  // Quantized linears (models/quant.h): QAT fake quantization, calibration or
+  // int8 inference, by the ModelQuant's mode; nullptr turns it off.
+  void set_quantization(std::shared_ptr<ModelQuant> q) { quant_ = std::move(q); }
+  ModelQuant* quantization() const { return quant_.get(); }
   // Mean next-token cross-entropy of tokens [B, T] (T >= 2), from a fresh state
   // unless one is given (then it is updated).
   Tensor loss(const Tensor& tokens, State* state = nullptr, int64_t ignore_index = -1) const;
@@ -104,6 +110,7 @@ class Model {
   std::vector<NamedTensor> params_;
   std::vector<BlockWeights> blocks_;
   Tensor embed_, norm_, lm_head_;  // lm_head_ is embed_ when tied
+  std::shared_ptr<ModelQuant> quant_;
 };
 
 }  // namespace mmrec

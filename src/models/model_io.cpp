@@ -3,6 +3,7 @@
 #include <set>
 
 #include "autograd/tape.h"
+#include "models/quant.h"
 #include "models/safetensors.h"
 
 namespace mmrec {
@@ -26,6 +27,8 @@ Model load_model(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     fail("load_model: '", path, "': the \"config\" metadata is not valid JSON: ", e.what());
   }
+  if (auto f = file.metadata.find("format"); f != file.metadata.end() && f->second == "mmrec-int8")
+    return load_int8_model(file, ModelConfig::from_json(j));
   Model model(ModelConfig::from_json(j));
   load_weights(model, file);
   return model;
