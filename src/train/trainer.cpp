@@ -7,11 +7,13 @@
 
 #include "autograd/tape.h"
 #include "models/profile.h"
+#include "models/quant.h"
 #include "models/safetensors.h"
 #include "ops/elementwise.h"
 #include "tensor/allocator.h"
 #include "train/checkpoint.h"
 #include "train/fileio.h"
+#include "train/qat.h"
 
 namespace mmrec {
 namespace fs = std::filesystem;
@@ -19,6 +21,7 @@ namespace fs = std::filesystem;
 namespace {
 constexpr const char* kModelFile = "model.safetensors";
 constexpr const char* kStateFile = "train_state.bin";
+constexpr const char* kInt8File = "model.int8.safetensors";  // written at the end of a QAT run
 constexpr uint64_t kDataStream = 0xD1B54A32D192ED03ull;  // data RNG seed = train.seed ^ this
 
 double now_s() {
@@ -41,6 +44,7 @@ nlohmann::json comparable(nlohmann::json c) {
   c["train"].erase("steps");
   c["train"].erase("threads");
   c["data"].erase("cache_dir");
+  c.erase("qat");  // QAT may start on the resume of an f32 run
   return c;
 }
 }  // namespace
@@ -99,7 +103,7 @@ void Trainer::setup(const TrainerOptions& opt) {
       if (root) {
         std::error_code ec;
         fs::remove_all(checkpoints_root(run_dir_), ec);
-        for (const char* f : {"metrics.jsonl", "loss.svg", kModelFile}) fs::remove(fs::path(run_dir_) / f, ec);
+        for (const char* f : {"metrics.jsonl", "loss.svg", kModelFile, kInt8File}) fs::remove(fs::path(run_dir_) / f, ec);
         if (!existing.empty())
           note("--fresh: removed " + std::to_string(existing.size()) + " checkpoint(s) of " + run_dir_);
       }
@@ -154,6 +158,7 @@ StepResult Trainer::train_step() {
   const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len, A = cfg_.train.grad_accum;
   const int64_t N = job_->size(), rank = job_->rank();
   const double lr = next_lr();
+  qat_before_step(*model_, cfg_.qat, step_);
   double loss_sum = 0.0;
   ReduceStats reduce;
   for (int64_t a = 0; a < A; ++a) {
@@ -269,6 +274,7 @@ std::string Trainer::save_checkpoint_here() {
   meta["optimizer"] = {{"kind", "adamw"}, {"steps", opt_->steps()}};
   meta["plateau"] = plateau_.state();
   meta["ema"] = {{"value", double_bits(ema_)}, {"count", ema_count_}};
+  meta["qat"] = {{"active", qat_active(*model_)}};
   meta["rng"] = {{"data", {{"seed", data_rng_.seed()}, {"offset", data_rng_.offset()}}}};
   meta["data"] = {{"key", hex64(data_.key())}, {"tokens", data_.size()}, {"tokenizer", tok_.fingerprint()}};
   meta["last_eval"] = {{"step", last_eval_.step}, {"loss", double_bits(last_eval_.loss)},
@@ -279,7 +285,9 @@ std::string Trainer::save_checkpoint_here() {
     meta["model_file"] = {{"name", kModelFile},
                           {"bytes", fs::file_size(model_path)},
                           {"hash", hex64(hash_file(model_path))}};
-    write_train_state((fs::path(tmp) / kStateFile).string(), {meta, opt_->state_tensors()});
+    std::vector<NamedTensor> tensors = opt_->state_tensors();
+    for (auto& t : qat_state_tensors(*model_)) tensors.push_back(std::move(t));
+    write_train_state((fs::path(tmp) / kStateFile).string(), {meta, tensors});
   });
   prune_checkpoints(run_dir_, cfg_.checkpoint.keep);
   return dir;
@@ -320,6 +328,8 @@ void Trainer::resume_from(const std::string& dir) {
     load_weights(*model_, read_safetensors(model_path));
     opt_->load_state(st.tensors, m.at("optimizer").at("steps").get<int64_t>());
     plateau_.load_state(m.at("plateau"));
+    if (cfg_.qat.enabled && m.contains("qat") && m.at("qat").value("active", false))
+      qat_resume(*model_, cfg_.qat, st.tensors);
     ema_ = from_double_bits(m.at("ema").at("value"), "ema");
     ema_count_ = m.at("ema").at("count").get<int64_t>();
     const auto& rng = m.at("rng").at("data");
@@ -415,6 +425,10 @@ RunSummary Trainer::run(const RunHooks& hooks) {
     }
     job_->together([&] {
       if (root) save_model((fs::path(run_dir_) / kModelFile).string(), *model_, DType::f32);
+      if (root && qat_active(*model_)) {
+        save_int8_model((fs::path(run_dir_) / kInt8File).string(), *model_);
+        note(std::string("qat: int8 model written to ") + (fs::path(run_dir_) / kInt8File).string());
+      }
     });
   }
   if (steps > 0) {
