@@ -8,26 +8,17 @@
 
 #include "autograd/tape.h"
 #include "bench/bench.h"
+#include "bench/bench_model.h"
 #include "models/model.h"
 #include "models/profile.h"
 #include "tensor/allocator.h"
 #include "tensor/random.h"
 
 using namespace mmrec;
+using bench::bench_config;
+using bench::random_tokens;
 
 namespace {
-
-ModelConfig bench_config(const std::string& recurrence = "parallel") {
-  return ModelConfig::from_json({{"dim", 512}, {"layers", 4}, {"heads", 8}, {"ffn_dim", 2048}, {"mdi_dim", 128},
-                                 {"memory_slots", 64}, {"chunk_size", 128}, {"recurrence", recurrence}});
-}
-
-Tensor random_tokens(int64_t B, int64_t T, int64_t V, uint64_t seed) {
-  Generator g(seed);
-  std::vector<int32_t> ids(static_cast<size_t>(B * T));
-  for (auto& id : ids) id = static_cast<int32_t>(g.next_u64() % static_cast<uint64_t>(V));
-  return Tensor::from_vector(ids, {B, T});
-}
 
 void train_step(const Model& m, const Tensor& tokens) {
   Tensor loss = m.loss(tokens);
