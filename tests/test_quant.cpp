@@ -156,6 +156,17 @@ TEST_CASE("QAT model: int8 inference equals the fake-quant forward within the qu
   CHECK(loaded.quantization()->mode == QuantMode::int8);
   State s3 = loaded.initial_state(2);
   CHECK(max_abs_diff(loaded.forward(tokens, s3), int8) < 1e-4 * max_logit);
+  // The same file through fake quantization (observers rebuilt from its qparams).
+  const auto from_file = loaded.quantization()->sites(), trained = q->sites();
+  REQUIRE(from_file.size() == trained.size());
+  for (size_t i = 0; i < trained.size(); ++i) {
+    CHECK(from_file[i]->input.affine_u8() == trained[i]->input.affine_u8());
+    CHECK(from_file[i]->weight.symmetric_s8_scales() == trained[i]->weight.symmetric_s8_scales());
+  }
+  loaded.quantization()->mode = QuantMode::fake;
+  loaded.quantization()->observers_enabled = false;
+  State s4 = loaded.initial_state(2);
+  CHECK(max_abs_diff(loaded.forward(tokens, s4), fake) < 1e-4 * max_logit);
   std::remove(path.c_str());
 }
 

@@ -14,6 +14,7 @@
 
 #include "autograd/tape.h"
 #include "models/profile.h"
+#include "models/quant.h"
 #include "models/safetensors.h"
 #include "common/args.h"
 #include "common/omp_env.h"
@@ -25,10 +26,12 @@ using mmrec::tools::print_profile;
 namespace {
 
 const char* kUsage =
-    "usage: mmrec-eval --checkpoint FILE --data TEXTFILE [--seq N] [--json]\n"
+    "usage: mmrec-eval --checkpoint FILE --data TEXTFILE [--seq N] [--fake-quant] [--json]\n"
     "  --checkpoint FILE  a model saved by mmrec (safetensors with its config)\n"
     "  --data TEXTFILE    evaluated as one byte stream (one token per byte)\n"
     "  --seq N            tokens per forward call, state carried between calls (default 512)\n"
+    "  --fake-quant       an int8 checkpoint through fake quantization in f32 (the QAT forward)\n"
+    "                     instead of its int8 matmuls\n"
     "  --json             print one JSON object instead of text\n"
     "Prints the mean next-token loss in nats and bits per byte over every byte but the first.\n";
 
@@ -38,7 +41,7 @@ int main(int argc, char** argv) {
   mmrec::tools::ensure_omp_passive(argv);  // re-executes with OMP_WAIT_POLICY=PASSIVE if unset
   std::string checkpoint, data;
   int64_t seq = 512;
-  bool json = false;
+  bool json = false, fake_quant = false;
   try {
     tools::Args args(argc, argv);
     while (args.next()) {
@@ -49,6 +52,7 @@ int main(int argc, char** argv) {
       else if (args.is("--data")) data = args.value();
       else if (args.is("--seq")) seq = args.int_value(1);
       else if (args.is("--json")) json = true;
+      else if (args.is("--fake-quant")) fake_quant = true;
       else args.unknown();
     }
     if (checkpoint.empty()) throw tools::UsageError("--checkpoint is required (see --help)");
@@ -66,6 +70,11 @@ int main(int argc, char** argv) {
     const std::string bytes = ss.str();
     check(bytes.size() >= 2, "data file '", data, "' has ", bytes.size(), " bytes; at least 2 are needed");
     const Model model = load_model(checkpoint);
+    if (fake_quant) {
+      check(model.quantization() != nullptr, "--fake-quant: '", checkpoint, "' is not an int8 checkpoint");
+      model.quantization()->mode = QuantMode::fake;
+      model.quantization()->observers_enabled = false;
+    }
     const int64_t V = model.config().vocab_size, N = static_cast<int64_t>(bytes.size());
     std::vector<int32_t> ids(bytes.size());
     for (int64_t i = 0; i < N; ++i) {
@@ -96,7 +105,7 @@ int main(int argc, char** argv) {
     const int64_t predicted = N - 1;
     const double loss = nll / static_cast<double>(predicted), bpb = loss / std::log(2.0);
     if (json) {
-      nlohmann::json j = {{"checkpoint", checkpoint}, {"data", data},       {"bytes", N},
+      nlohmann::json j = {{"checkpoint", checkpoint}, {"data", data},       {"bytes", N}, {"fake_quant", fake_quant},
                           {"predicted", predicted},   {"seq", seq},         {"loss", loss},
                           {"bpb", bpb},               {"seconds", seconds}, {"tokens_per_second", predicted / seconds}};
       std::printf("%s\n", j.dump().c_str());

@@ -10,6 +10,8 @@
 // under its usual name. __metadata__: "format" = "mmrec-int8", "config" (the
 // model section), "quantization" (JSON: layers, head).
 #include <nlohmann/json.hpp>
+#include <cmath>
+#include <limits>
 #include <set>
 
 #include "autograd/tape.h"
@@ -23,6 +25,26 @@ Tensor scalar_i32(int32_t v) {
   Tensor t = Tensor::empty({1}, DType::i32);
   t.data<int32_t>()[0] = v;
   return t;
+}
+// Observers that give back exactly these qparams (min/max nudged by ulps
+// where float rounding would not), so that an int8 file can also run through
+// fake quantization (QuantMode::fake with observers frozen).
+void set_observers(QuantSite& s, float xs, int32_t xz, const Tensor& w_scale) {
+  s.input.min_val = {-static_cast<float>(xz) * xs};
+  s.input.max_val = {static_cast<float>(255 - xz) * xs};
+  for (int i = 0; i < 64 && s.input.affine_u8().first != xs; ++i)
+    s.input.max_val[0] = std::nextafter(s.input.max_val[0], s.input.affine_u8().first < xs ? INFINITY : -INFINITY);
+  const int64_t N = w_scale.numel();
+  s.weight.min_val.resize(static_cast<size_t>(N));
+  s.weight.max_val.resize(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n) {
+    const float want = w_scale.data<float>()[n];
+    float a = want * 127.5f;
+    for (int i = 0; i < 64 && std::max(a / 127.5f, std::numeric_limits<float>::epsilon()) != want; ++i)
+      a = std::nextafter(a, a / 127.5f < want ? INFINITY : -INFINITY);
+    s.weight.max_val[static_cast<size_t>(n)] = a;
+    s.weight.min_val[static_cast<size_t>(n)] = -a;
+  }
 }
 }  // namespace
 
@@ -122,6 +144,7 @@ Model load_int8_model(const Safetensors& file, const ModelConfig& config) {
     check(r.xs > 0 && r.xz >= 0 && r.xz <= 255, where, ": ", r.s->name, " has input scale ", r.xs,
           " and zero point ", r.xz, " (expected > 0 and in [0, 255])");
     r.s->int8 = kernels::Int8Linear(r.wq.contiguous(), r.scale.contiguous(), b, r.xs, r.xz, r.s->act);
+    set_observers(*r.s, r.xs, r.xz, r.scale.contiguous());
   }
   q->mode = QuantMode::int8;
   model.set_quantization(q);
