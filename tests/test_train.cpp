@@ -387,7 +387,7 @@ TEST_CASE("config: every error names the key path") {
   CHECK(config_error(json{{"train", 5}}) == "train: expected an object, got 5");
   CHECK(config_error(json{{"model", "big"}}) == "model: expected an object, got \"big\"");
   CHECK(config_error(json{{"trian", json::object()}}) ==
-        "trian: unknown key (expected one of: checkpoint, data, log, model, schedule, train)");
+        "trian: unknown key (expected one of: checkpoint, data, log, model, qat, schedule, train)");
   CHECK(config_error(json::array()) == "config: expected an object, got []");
 }
 
