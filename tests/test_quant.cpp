@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "autograd/compile.h"
 #include "autograd/tape.h"
 #include "models/model.h"
 #include "models/quant.h"
@@ -193,4 +194,22 @@ TEST_CASE("quantization state round-trips; frozen observers stop moving") {
   CHECK(q2->blocks[0][0].input.min_val == q->blocks[0][0].input.min_val);
   CHECK(q2->blocks[0][7].weight.max_val == q->blocks[0][7].weight.max_val);
   CHECK_THROWS_WITH_AS(ModelQuant(m, QuantConfig{{"nope"}}), doctest::Contains("unknown layer \"nope\""), Error);
+}
+
+TEST_CASE("graph capture: quantized linears refuse to be captured (they would be skipped on replay)") {
+  ModelConfig c;
+  c.vocab_size = 32, c.dim = 16, c.layers = 1, c.heads = 2, c.chunk_size = 4, c.memory_slots = 2;
+  Model m(c, 2);
+  auto q = std::make_shared<ModelQuant>(m, QuantConfig{});
+  m.set_quantization(q);
+  Tensor t = Tensor::zeros({2, 9}, DType::i32);
+  autograd::backward(m.loss(t));  // observe once, eagerly
+  autograd::NoGradGuard ng;
+  q->observers_enabled = false;
+  for (QuantMode mode : {QuantMode::fake, QuantMode::int8}) {
+    if (mode == QuantMode::int8) q->to_int8(m);
+    autograd::CompiledFn f = autograd::compile([&](const std::vector<Tensor>& in) { return std::vector<Tensor>{m.loss(in[0])}; });
+    CHECK_THROWS_WITH_AS(f({t}), doctest::Contains("cannot be captured into a graph yet"), Error);
+    CHECK(std::isfinite(m.loss(t).item()));  // eager still runs after the refused capture
+  }
 }

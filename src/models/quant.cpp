@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "autograd/graph.h"
 #include "autograd/tape.h"
 #include "ops/fake_quant.h"
 #include "ops/view.h"
@@ -189,6 +190,10 @@ void ModelQuant::to_int8(const Model& model) {
 
 Tensor quant_linear(QuantSite& site, const Tensor& x, const Tensor& w, const Tensor& b, Activation act) {
   const ModelQuant& q = *site.owner;
+  // The quantization kernels do not go through autograd::dispatch yet: a
+  // captured graph would silently skip them.
+  check(!autograd::capturing(), "quant_linear: ", site.name,
+        ": quantized linears cannot be captured into a graph yet; run them eagerly");
   if (q.mode == QuantMode::int8) {
     check(site.int8.defined(), "quant_linear: ", site.name, " has no int8 kernel (ModelQuant::to_int8)");
     check(!autograd::needs_grad({x}), "quant_linear: int8 inference of ", site.name,

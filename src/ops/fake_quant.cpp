@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "autograd/graph.h"
 #include "ops/common.h"
 #include "ops/kernels/fake_quant.h"
 
@@ -21,6 +22,8 @@ void check_scale(const char* op, float s, int64_t c) {
 // The shared forward and STE backward of both ops: x as [outer, C, inner].
 Tensor run(const char* op, const Tensor& x_in, const Tensor& scale, const Tensor& zp, int64_t outer, int64_t C,
            int64_t inner, int32_t qmin, int32_t qmax) {
+  // Not yet recorded by autograd::dispatch: a captured graph would skip it.
+  check(!autograd::capturing(), op, ": cannot be captured into a graph yet; run it eagerly");
   const Tensor x = x_in.contiguous();
   Tensor y = Tensor::empty(x.shape());
   kernels::fake_quant_f32(x.data<float>(), y.data<float>(), outer, C, inner, scale.data<float>(),
