@@ -391,3 +391,44 @@ TEST_CASE("bench, kernelcheck and tokenize: argument errors exit 2 with one line
   std::remove(cfg.c_str());
   std::remove(bad.c_str());
 }
+
+TEST_CASE("mmrec-quantize: post-training int8 export; mmrec-eval runs it in int8 and through fake quantization") {
+  if (!std::getenv("MMREC_QUANTIZE")) return;
+  const Model m = tiny_model();
+  const std::string ckpt = tmp("q.safetensors"), out = tmp("q.int8.safetensors"), data = tmp("qdata.txt");
+  save_model(ckpt, m);
+  const std::string text = "The quick brown fox jumps over the lazy dog; MM-Rec streams it in chunks.\n";
+  {
+    std::ofstream f(data, std::ios::binary);
+    f << text << text;
+  }
+  Run q = run("MMREC_QUANTIZE", {"--checkpoint", ckpt, "--out", out, "--data", data, "--batches", "2", "--seq", "16"});
+  REQUIRE_MESSAGE(q.status == 0, q.err);
+  CHECK(q.out.find("18 quantized linears") != std::string::npos);
+  CHECK(q.err.find("calibrated on 32 tokens (2 calls of up to 16)") != std::string::npos);
+  Safetensors f = read_safetensors(out);
+  CHECK(f.metadata.at("format") == "mmrec-int8");
+  CHECK(f.get("blocks.1.decay.fc2.weight").dtype() == DType::i8);
+  Run f32 = run("MMREC_EVAL", {"--checkpoint", ckpt, "--data", data, "--json"});
+  Run i8 = run("MMREC_EVAL", {"--checkpoint", out, "--data", data, "--json"});
+  Run fq = run("MMREC_EVAL", {"--checkpoint", out, "--data", data, "--json", "--fake-quant"});
+  REQUIRE(f32.status == 0);
+  REQUIRE(i8.status == 0);
+  REQUIRE(fq.status == 0);
+  const double l32 = json::parse(f32.out)["loss"], l8 = json::parse(i8.out)["loss"], lfq = json::parse(fq.out)["loss"];
+  CHECK(l8 == doctest::Approx(lfq).epsilon(1e-5));  // int8 kernels = the fake-quant forward
+  CHECK(l8 == doctest::Approx(l32).epsilon(0.05));   // and close to f32
+  Run no_data = run("MMREC_QUANTIZE", {"--checkpoint", ckpt, "--out", out});
+  CHECK(no_data.status == 2);
+  CHECK(no_data.err == "mmrec-quantize: --data is required to calibrate a model file (see --help)\n");
+  Run bad = run("MMREC_QUANTIZE", {"--checkpoint", ckpt, "--out", out, "--data", data, "--layers", "qkvz,nope"});
+  CHECK(bad.status == 1);
+  CHECK(bad.err.find("unknown layer \"nope\"") != std::string::npos);
+  Run again = run("MMREC_QUANTIZE", {"--checkpoint", out, "--out", tmp("q2.safetensors"), "--data", data});
+  CHECK(again.status == 1);
+  CHECK(again.err.find("is already an int8 model") != std::string::npos);
+  Run notint8 = run("MMREC_EVAL", {"--checkpoint", ckpt, "--data", data, "--fake-quant"});
+  CHECK(notint8.status == 1);
+  CHECK(run("MMREC_QUANTIZE", {"--help"}).out.find("usage: mmrec-quantize") == 0);
+  for (const auto& p : {ckpt, out, data}) std::remove(p.c_str());
+}

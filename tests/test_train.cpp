@@ -373,7 +373,7 @@ TEST_CASE("config: every error names the key path") {
   CHECK(config_error(json{{"train", 5}}) == "train: expected an object, got 5");
   CHECK(config_error(json{{"model", "big"}}) == "model: expected an object, got \"big\"");
   CHECK(config_error(json{{"trian", json::object()}}) ==
-        "trian: unknown key (expected one of: checkpoint, data, log, model, schedule, train)");
+        "trian: unknown key (expected one of: checkpoint, data, log, model, qat, schedule, train)");
   CHECK(config_error(json::array()) == "config: expected an object, got []");
 }
 
@@ -898,4 +898,24 @@ TEST_CASE("a job of one process: collectives keep the values, errors become JobE
   const ReduceStats st = red.finish();
   CHECK(w.grad().to_vector() == std::vector<float>{2, 4, 6});
   CHECK(st.bytes == 0);
+}
+
+TEST_CASE("train config: the qat section (defaults, errors naming the key)") {
+  nlohmann::json j = {{"data", {{"source", "synthetic"}}}};
+  CHECK_FALSE(TrainConfig::from_json(j).qat.enabled);
+  j["qat"] = nlohmann::json::object();
+  TrainConfig c = TrainConfig::from_json(j);
+  CHECK(c.qat.enabled);
+  CHECK(c.qat.start_step == 0);
+  CHECK(c.qat.freeze_observers_step == -1);
+  CHECK(c.qat.layers.size() == 9);
+  CHECK_FALSE(c.qat.head);
+  CHECK(c.qat.averaging_constant == 0.01);
+  CHECK(TrainConfig::from_json(c.to_json()).to_json() == c.to_json());
+  j["qat"] = {{"layers", {"qkvz", "ffn"}}};
+  CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("qat.layers: unknown layer \"ffn\""), Error);
+  j["qat"] = {{"averaging_constant", 0}};
+  CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("qat.averaging_constant"), Error);
+  j["qat"] = {{"start", 3}};
+  CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("qat.start: unknown key"), Error);
 }

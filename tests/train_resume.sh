@@ -92,5 +92,32 @@ sed 's/"lr": 3e-3/"lr": 2e-3/' cfg.json > other.json
 "$train" other.json --run-dir A --resume > E.log 2>&1 && bad "resumed with another lr" \
   || { grep -q "does not match the config: train.lr" E.log && ok "mismatch: $(tail -1 E.log)" || { bad "unclear"; cat E.log; }; }
 
+# QAT: a run that turns fake quantization on at step 20 and freezes its
+# observers at step 45 equals an f32 run of 20 steps resumed with the qat
+# section, and a resume in the middle of QAT (observer state restored).
+python3 - <<'PY'
+import json
+c = json.load(open("cfg.json"))
+c["train"]["steps"] = 60
+c["schedule"] = {"kind": "constant", "warmup_steps": 5}  # independent of train.steps
+c["qat"] = {"start_step": 20, "freeze_observers_step": 45}
+json.dump(c, open("qat.json", "w"))
+c.pop("qat"); c["train"]["steps"] = 20
+json.dump(c, open("f32.json", "w"))
+PY
+"$train" qat.json --run-dir QA > QA.log 2>&1 || { cat QA.log; bad "QAT run failed"; }
+[ -f QA/model.int8.safetensors ] && ok "QAT run wrote model.int8.safetensors" || bad "no int8 model after QAT"
+"$train" f32.json --run-dir QB > QB.log 2>&1 && "$train" qat.json --run-dir QB --resume > QB2.log 2>&1 \
+  || { cat QB.log QB2.log; bad "f32 run + QAT resume failed"; }
+if diff <(losses QA) <(losses QB) > /dev/null && [ "$(losses QA | wc -l)" -eq 60 ]; then
+  ok "QAT from the resume of an f32 run: 60 losses bit-identical"
+else
+  bad "QAT after resume differs"; diff <(losses QA) <(losses QB) | head -5
+fi
+rm -rf QC && mkdir -p QC/checkpoints && cp -r QA/checkpoints/step-00000040 QC/checkpoints/ && cp QA/tokens-*.bin QC/
+"$train" qat.json --run-dir QC --resume > QC.log 2>&1 || { cat QC.log; bad "mid-QAT resume failed"; }
+cmp -s QA/model.int8.safetensors QC/model.int8.safetensors && diff <(losses QA | tail -20) <(losses QC) > /dev/null \
+  && ok "resume in the middle of QAT: losses and int8 model bit-identical" || bad "mid-QAT resume differs"
+
 [ $failures -eq 0 ] && echo "train_resume: all passed" || echo "train_resume: $failures failed"
 exit $failures

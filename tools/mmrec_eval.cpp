@@ -14,6 +14,7 @@
 
 #include "autograd/tape.h"
 #include "models/profile.h"
+#include "models/quant.h"
 #include "models/safetensors.h"
 #include "common/args.h"
 #include "common/omp_env.h"
@@ -25,10 +26,12 @@ using mmrec::tools::print_profile;
 namespace {
 
 const char* kUsage =
-    "usage: mmrec-eval --checkpoint FILE --data TEXTFILE [--seq N] [--json] [--dtype f32|bf16]\n"
+    "usage: mmrec-eval --checkpoint FILE --data TEXTFILE [--seq N] [--json] [--dtype f32|bf16] [--fake-quant]\n"
     "  --checkpoint FILE  a model saved by mmrec (safetensors with its config)\n"
     "  --data TEXTFILE    evaluated as one byte stream (one token per byte)\n"
     "  --seq N            tokens per forward call, state carried between calls (default 512)\n"
+    "  --fake-quant       an int8 checkpoint through fake quantization in f32 (the QAT forward)\n"
+    "                     instead of its int8 matmuls\n"
     "  --json             print one JSON object instead of text\n"
     "  --dtype D          f32 (default) or bf16: the GEMM weights held and run in bf16\n"
     "Prints the mean next-token loss in nats and bits per byte over every byte but the first.\n";
@@ -39,7 +42,7 @@ int main(int argc, char** argv) {
   mmrec::tools::ensure_omp_passive(argv);  // re-executes with OMP_WAIT_POLICY=PASSIVE if unset
   std::string checkpoint, data;
   int64_t seq = 512;
-  bool json = false;
+  bool json = false, fake_quant = false;
   std::string dtype = "f32";
   try {
     tools::Args args(argc, argv);
@@ -52,6 +55,7 @@ int main(int argc, char** argv) {
       else if (args.is("--seq")) seq = args.int_value(1);
       else if (args.is("--json")) json = true;
       else if (args.is("--dtype")) dtype = args.choice_value({"f32", "bf16"});
+      else if (args.is("--fake-quant")) fake_quant = true;
       else args.unknown();
     }
     if (checkpoint.empty()) throw tools::UsageError("--checkpoint is required (see --help)");
@@ -69,7 +73,15 @@ int main(int argc, char** argv) {
     std::vector<std::string> warnings;
     Model model = load_model(checkpoint, &warnings);
     for (const std::string& w : warnings) std::fprintf(stderr, "mmrec-eval: warning: %s\n", w.c_str());
-    if (dtype == "bf16") model.use_bf16(/*keep_f32=*/false);
+    if (fake_quant) {
+      check(model.quantization() != nullptr, "--fake-quant: '", checkpoint, "' is not an int8 checkpoint");
+      model.quantization()->mode = QuantMode::fake;
+      model.quantization()->observers_enabled = false;
+    }
+    if (dtype == "bf16") {
+      check(model.quantization() == nullptr, "--dtype bf16: '", checkpoint, "' is an int8 checkpoint");
+      model.use_bf16(/*keep_f32=*/false);
+    }
     const int64_t V = model.config().vocab_size;
     const auto t0 = std::chrono::steady_clock::now();
     State state = model.initial_state(1);
@@ -113,7 +125,7 @@ int main(int argc, char** argv) {
     const int64_t predicted = N - 1;
     const double loss = nll / static_cast<double>(predicted), bpb = loss / std::log(2.0);
     if (json) {
-      nlohmann::json j = {{"checkpoint", checkpoint}, {"data", data},       {"bytes", N},
+      nlohmann::json j = {{"checkpoint", checkpoint}, {"data", data},       {"bytes", N}, {"fake_quant", fake_quant},
                           {"predicted", predicted},   {"seq", seq},         {"loss", loss},
                           {"bpb", bpb},               {"seconds", seconds}, {"tokens_per_second", predicted / seconds},
                           {"dtype", dtype}};

@@ -104,7 +104,10 @@ int main(int argc, char** argv) {
     std::vector<std::string> warnings;
     Model model = load_model(checkpoint, &warnings);
     for (const std::string& w : warnings) std::fprintf(stderr, "mmrec-generate: warning: %s\n", w.c_str());
-    if (dtype == "bf16") model.use_bf16(/*keep_f32=*/false);
+    if (dtype == "bf16") {
+      check(model.quantization() == nullptr, "--dtype bf16: '", checkpoint, "' is an int8 checkpoint");
+      model.use_bf16(/*keep_f32=*/false);
+    }
     const int64_t V = model.config().vocab_size, C = model.config().chunk_size;
     Generator g(seed);
     // The prompt goes in pieces of chunk_size tokens (echoed as they go); each

@@ -5,6 +5,7 @@
 #pragma once
 #include "models/config.h"
 #include "models/model.h"
+#include "models/quant.h"
 #include "ops/kernels/linear.h"
 #include "tensor/tensor.h"
 
@@ -20,16 +21,20 @@ BlockPack pack_block(const BlockWeights& w, int64_t rows);
 // after the call into `out` (which may not alias `in`). With `pack`, the
 // linear layers use its packed weights while grad mode is off. With
 // `state_graph`, `out` keeps its history and gradients flow into a state `in`
-// that requires grad ("chunk" checkpointing: BPTT across calls).
+// that requires grad ("chunk" checkpointing: BPTT across calls). With `quant`,
+// its enabled sites run through quant_linear (QAT, calibration or int8).
 Tensor block_forward(const BlockWeights& w, const ModelConfig& cfg, const Tensor& x, const LayerState& in,
-                     LayerState& out, const BlockPack* pack = nullptr, bool state_graph = false);
+                     LayerState& out, const BlockPack* pack = nullptr, bool state_graph = false,
+                     BlockQuant* quant = nullptr);
 
 // γ [B, T, D] from z and k by the MDI with context modulation.
-Tensor mdi_decay(const BlockWeights& w, const Tensor& z, const Tensor& k, const BlockPack* pack = nullptr);
+Tensor mdi_decay(const BlockWeights& w, const Tensor& z, const Tensor& k, const BlockPack* pack = nullptr,
+                 BlockQuant* quant = nullptr);
 
 // The sequential core: h_t = z_t ⊙ σ(linear(h_{t-1}; gate)) + γ_t ⊙ h_{t-1},
 // one step per token. z, gamma [B, T, D], h0 [B, D] -> (h [B, T, D], h_last [B, D]).
 std::pair<Tensor, Tensor> sequential_recurrence(const BlockWeights& w, const Tensor& z, const Tensor& gamma,
-                                                const Tensor& h0, const BlockPack* pack = nullptr);
+                                                const Tensor& h0, const BlockPack* pack = nullptr,
+                                                BlockQuant* quant = nullptr);
 
 }  // namespace mmrec

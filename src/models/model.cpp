@@ -5,6 +5,7 @@
 #include "autograd/tape.h"
 #include "models/block.h"
 #include "models/profile.h"
+#include "models/quant.h"
 #include "ops/embedding.h"
 #include "ops/linear.h"
 #include "ops/loss.h"
@@ -186,6 +187,10 @@ Tensor Model::forward_call(const Tensor& tokens, State& state, const InferencePa
   }
   // The state is replaced only when the whole call succeeded.
   std::vector<LayerState> next(state.layers.size());
+  // QAT observers would see a recomputed block twice: not supported yet.
+  check(!(quant_ && ckpt_.mode != Checkpointing::Mode::none && autograd::grad_enabled()),
+        "quantization (qat) with train.checkpointing \"", ckpt_.mode == Checkpointing::Mode::block ? "block" : "chunk",
+        "\" is not supported yet");
   for (size_t i = 0; i < blocks_.size(); ++i) {
     // The last block is backpropagated first, right after its forward:
     // recomputing it would only cost time.
@@ -206,12 +211,15 @@ Tensor Model::forward_call(const Tensor& tokens, State& state, const InferencePa
       continue;
     }
     x = block_forward(forward_weights(i), config_, x, state.layers[i], next[i], pk ? &pk->blocks[i] : nullptr,
-                      state_graph);
+                      state_graph, quant_ ? &quant_->blocks[i] : nullptr);
   }
   prof::Scope s("fwd.head");
   const Tensor head = head_weight();
-  const Tensor xn = ops::cast(ops::rmsnorm(x, norm_, config_.norm_eps), head.dtype());
-  Tensor logits = pk ? ops::linear(xn, pk->head) : ops::linear(xn, head);  // [B, T, V]
+  const Tensor xn = ops::rmsnorm(x, norm_, config_.norm_eps);
+  Tensor logits = quant_ && quant_->head.enabled
+                      ? quant_linear(quant_->head, xn, lm_head_, Tensor(), ops::Activation::none)
+                  : pk ? ops::linear(ops::cast(xn, head.dtype()), pk->head)
+                       : ops::linear(ops::cast(xn, head.dtype()), head);  // [B, T, V]
   state.layers = std::move(next);
   return logits;
 }

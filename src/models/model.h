@@ -43,6 +43,7 @@ struct State {
 using NamedTensor = std::pair<std::string, Tensor>;
 
 class Model;
+struct ModelQuant;  // models/quant.h
 
 // Gradient checkpointing of training (train.checkpointing): trades compute for
 // activation memory.
@@ -77,6 +78,7 @@ class InferencePack {
 
  private:
   friend class Model;
+struct ModelQuant;  // models/quant.h
   struct Impl;
   std::shared_ptr<const Impl> impl_;
 };
@@ -119,6 +121,10 @@ class Model {
   Tensor forward(const Tensor& tokens, State& state, const InferencePack* pack = nullptr) const;
   // Packs the current weights for calls of `rows` rows (>= 1); see InferencePack.
   InferencePack pack_for_inference(int64_t rows) const;
+  // Quantized linears (models/quant.h): QAT fake quantization, calibration or
+  // int8 inference, by the ModelQuant's mode; nullptr turns it off.
+  void set_quantization(std::shared_ptr<ModelQuant> q) { quant_ = std::move(q); }
+  ModelQuant* quantization() const { return quant_.get(); }
   // Mean next-token cross-entropy of tokens [B, T] (T >= 2), from a fresh state
   // unless one is given (then it is updated); targets equal to ignore_index
   // (default: the config's) are skipped.
@@ -162,6 +168,7 @@ class Model {
   bool bf16_ = false;
   std::vector<BlockWeights> copies_;  // bf16 copies of the GEMM weights (other fields undefined)
   Tensor head_copy_;                  // bf16 head (tied: a copy of embed_, which the embedding reads in f32)
+  std::shared_ptr<ModelQuant> quant_;
 };
 
 }  // namespace mmrec

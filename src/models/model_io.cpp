@@ -3,6 +3,7 @@
 #include <set>
 
 #include "autograd/tape.h"
+#include "models/quant.h"
 #include "models/safetensors.h"
 
 namespace mmrec {
@@ -37,6 +38,8 @@ Model load_model(const std::string& path, std::vector<std::string>* warnings) {
     for (const std::string& k : unknown)
       warnings->push_back("load_model: '" + path + "': ignoring the unknown key model." + k +
                           " of its \"config\" metadata");
+  if (auto f = file.metadata.find("format"); f != file.metadata.end() && f->second == "mmrec-int8")
+    return load_int8_model(file, config);
   // The file's tensors must hold exactly the model's parameters before the
   // model is built: a config never costs more memory than the file justifies.
   int64_t values = 0;

@@ -1,5 +1,6 @@
 #include "train/train_config.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -97,6 +98,21 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
     l.progress = r.choice("progress", l.progress, {"auto", "live", "lines", "none"});
     r.finish();
   }
+  {
+    QatConfig& q = c.qat;
+    q.enabled = root.has("qat");
+    JsonReader r = root.object("qat");
+    q.start_step = r.integer("start_step", q.start_step, Range().ge(0));
+    q.freeze_observers_step = r.integer("freeze_observers_step", q.freeze_observers_step, Range().ge(-1));
+    q.layers = r.strings("layers", q.layers);
+    q.head = r.boolean("head", q.head);
+    q.averaging_constant = r.number("averaging_constant", q.averaging_constant, Range().gt(0.0).le(1.0));
+    r.finish();
+    const QatConfig def;
+    for (const std::string& l : q.layers)
+      check(std::find(def.layers.begin(), def.layers.end(), l) != def.layers.end(), "qat.layers: unknown layer \"",
+            l, "\" (expected qkvz, gate, decay.fc1, decay.fc2, context.fc1, context.fc2, attn_out, ffn.fc1 or ffn.fc2)");
+  }
   root.finish();
   if (c.data.source == "files")
     check(!c.data.paths.empty(), "data.paths: required when data.source is \"files\" (a file, a directory or a list)");
@@ -168,6 +184,10 @@ nlohmann::json TrainConfig::to_json() const {
               {"eval_interval", log.eval_interval},
               {"eval_batches", log.eval_batches},
               {"progress", log.progress}};
+  if (qat.enabled)
+    j["qat"] = {{"start_step", qat.start_step}, {"freeze_observers_step", qat.freeze_observers_step},
+                {"layers", qat.layers},         {"head", qat.head},
+                {"averaging_constant", qat.averaging_constant}};
   return j;
 }
 

@@ -79,6 +79,16 @@ struct LogConfig {
   std::string progress = "auto";   // "auto" (live line on a terminal) | "live" | "lines" | "none"
 };
 
+struct QatConfig {  // the `qat` section (absent or null: off); README "Quantization"
+  bool enabled = false;
+  int64_t start_step = 0;              // fake quantization from this step (0-based) on
+  int64_t freeze_observers_step = -1;  // observers stop moving from this step on (-1: never)
+  std::vector<std::string> layers{"qkvz", "gate", "decay.fc1", "decay.fc2", "context.fc1",
+                                  "context.fc2", "attn_out", "ffn.fc1", "ffn.fc2"};
+  bool head = false;                   // also quantize the output head
+  double averaging_constant = 0.01;    // of the moving-average min/max observers
+};
+
 struct TrainConfig {
   nlohmann::json model = nlohmann::json::object();  // parsed by ModelConfig::from_json
   DataConfig data;
@@ -86,6 +96,7 @@ struct TrainConfig {
   ScheduleConfig schedule;
   CheckpointConfig checkpoint;
   LogConfig log;
+  QatConfig qat;
 
   static TrainConfig from_json(const nlohmann::json& j);
   // Reads and parses a file; JSON syntax errors name the file.

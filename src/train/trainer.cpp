@@ -8,12 +8,14 @@
 #include "autograd/compile.h"
 #include "autograd/tape.h"
 #include "models/profile.h"
+#include "models/quant.h"
 #include "models/safetensors.h"
 #include "ops/elementwise.h"
 #include "tensor/allocator.h"
 #include "train/checkpoint.h"
 #include "train/fileio.h"
 #include "train/memory_estimate.h"
+#include "train/qat.h"
 
 namespace mmrec {
 namespace fs = std::filesystem;
@@ -21,6 +23,7 @@ namespace fs = std::filesystem;
 namespace {
 constexpr const char* kModelFile = kCheckpointModelFile;
 constexpr const char* kStateFile = kCheckpointStateFile;
+constexpr const char* kInt8File = "model.int8.safetensors";  // written at the end of a QAT run
 constexpr uint64_t kDataStream = 0xD1B54A32D192ED03ull;  // data RNG seed = train.seed ^ this
 
 double now_s() {
@@ -45,6 +48,7 @@ nlohmann::json comparable(nlohmann::json c) {
   c["train"].erase("compile");  // the same losses either way
   c["data"].erase("cache_dir");
   if (c["train"].value("amp", "none") == "none") c["train"].erase("amp");  // checkpoints from before the key
+  c.erase("qat");  // QAT may start on the resume of an f32 run
   return c;
 }
 }  // namespace
@@ -104,7 +108,7 @@ void Trainer::setup(const TrainerOptions& opt) {
       if (root) {
         std::error_code ec;
         fs::remove_all(checkpoints_root(run_dir_), ec);
-        for (const char* f : {"metrics.jsonl", "loss.svg", kModelFile}) fs::remove(fs::path(run_dir_) / f, ec);
+        for (const char* f : {"metrics.jsonl", "loss.svg", kModelFile, kInt8File}) fs::remove(fs::path(run_dir_) / f, ec);
         if (!existing.empty())
           note("--fresh: removed " + std::to_string(existing.size()) + " checkpoint(s) of " + run_dir_);
       }
@@ -196,6 +200,7 @@ StepResult Trainer::train_step() {
   const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len, A = cfg_.train.grad_accum;
   const int64_t N = job_->size(), rank = job_->rank();
   const double lr = next_lr();
+  qat_before_step(*model_, cfg_.qat, step_);
   double loss_sum = 0.0;
   ReduceStats reduce;
   for (int64_t a = 0; a < A; ++a) {
@@ -330,6 +335,7 @@ std::string Trainer::save_checkpoint_here() {
   meta["plateau"] = plateau_.state();
   meta["ema"] = {{"value", double_bits(ema_)}, {"count", ema_count_}};
   if (scaler_) meta["amp"] = scaler_->state();
+  meta["qat"] = {{"active", qat_active(*model_)}};
   meta["rng"] = {{"data", {{"seed", data_rng_.seed()}, {"offset", data_rng_.offset()}}}};
   meta["data"] = {{"key", hex64(data_.key())}, {"tokens", data_.size()}, {"tokenizer", tok_.fingerprint()}};
   meta["last_eval"] = {{"step", last_eval_.step}, {"loss", double_bits(last_eval_.loss)},
@@ -340,7 +346,9 @@ std::string Trainer::save_checkpoint_here() {
     meta["model_file"] = {{"name", kModelFile},
                           {"bytes", fs::file_size(model_path)},
                           {"hash", hex64(hash_file(model_path))}};
-    write_train_state((fs::path(tmp) / kStateFile).string(), {meta, opt_->state_tensors()});
+    std::vector<NamedTensor> tensors = opt_->state_tensors();
+    for (auto& t : qat_state_tensors(*model_)) tensors.push_back(std::move(t));
+    write_train_state((fs::path(tmp) / kStateFile).string(), {meta, tensors});
   });
   prune_checkpoints(run_dir_, cfg_.checkpoint.keep);
   return dir;
@@ -385,6 +393,8 @@ void Trainer::resume_from(const std::string& dir) {
     }
     opt_->load_state(st.tensors, m.at("optimizer").at("steps").get<int64_t>());
     plateau_.load_state(m.at("plateau"));
+    if (cfg_.qat.enabled && m.contains("qat") && m.at("qat").value("active", false))
+      qat_resume(*model_, cfg_.qat, st.tensors);
     ema_ = from_double_bits(m.at("ema").at("value"), "ema");
     ema_count_ = m.at("ema").at("count").get<int64_t>();
     const auto& rng = m.at("rng").at("data");
@@ -494,6 +504,10 @@ RunSummary Trainer::run(const RunHooks& hooks) {
     }
     job_->together([&] {
       if (root) save_model((fs::path(run_dir_) / kModelFile).string(), *model_, dtype_from_name(cfg_.checkpoint.dtype));
+      if (root && qat_active(*model_)) {
+        save_int8_model((fs::path(run_dir_) / kInt8File).string(), *model_);
+        note(std::string("qat: int8 model written to ") + (fs::path(run_dir_) / kInt8File).string());
+      }
     });
   }
   if (steps > 0) {
