@@ -6,6 +6,10 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
+
 namespace mmrec {
 
 struct ModelConfig {
@@ -33,3 +37,5 @@ struct ModelConfig {
 };
 
 }  // namespace mmrec
+
+MMREC_API_END

@@ -15,8 +15,11 @@
 #include <vector>
 
 #include "models/config.h"
+#include "tensor/export.h"
 #include "tensor/random.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec {
 
@@ -107,3 +110,5 @@ class Model {
 };
 
 }  // namespace mmrec
+
+MMREC_API_END

@@ -3,7 +3,10 @@
 //   Tensor h = ops::reshape(x, {B, T, H, d});
 //   Tensor k = ops::transpose(h, 1, 2);      // [B, H, T, d] view
 #pragma once
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec::ops {
 
@@ -17,3 +20,5 @@ Tensor contiguous(const Tensor& x);
 Tensor cast(const Tensor& x, DType dtype);  // gradient flows back as f32
 
 }  // namespace mmrec::ops
+
+MMREC_API_END

@@ -5,6 +5,7 @@
 #include "models/config.h"
 #include "models/model.h"
 #include "models/safetensors.h"
+#include "models/sampling.h"
 #include "ops/activation.h"
 #include "ops/elementwise.h"
 #include "ops/embedding.h"
