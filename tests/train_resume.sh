@@ -39,7 +39,7 @@ kill -9 $pid
 wait $pid
 status=$?
 [ $status -eq 137 ] && ok "killed with SIGKILL" || bad "run B was not killed by SIGKILL (status $status)"
-last=$(ls B/checkpoints | tail -1)
+last=$(ls B/checkpoints | grep -E "^step-[0-9]+$" | tail -1)  # not a half-written step-N.tmp-PID
 [ "$last" != step-00000160 ] || bad "run B finished before the kill"
 "$train" cfg.json --run-dir B --resume > B2.log 2>&1 || { cat B2.log; bad "resume failed"; }
 grep -q "resumed from .*$last" B2.log && ok "resumed from $last" || bad "no resume message"

@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <exception>
 
-#include "mmrec.h"
+#include <mmrec/mmrec.h>
 #include "common/omp_env.h"
 
 using namespace mmrec;

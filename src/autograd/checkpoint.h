@@ -13,6 +13,10 @@
 
 #include "tensor/tensor.h"
 
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
+
 namespace mmrec::autograd {
 
 using CheckpointFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& inputs)>;
@@ -37,3 +41,5 @@ std::vector<Tensor> checkpoint(CheckpointFn fn, const std::vector<Tensor>& input
                                const std::vector<Tensor>& params = {}, std::string name = "checkpoint");
 
 }  // namespace mmrec::autograd
+
+MMREC_API_END

@@ -24,6 +24,9 @@
 #include <vector>
 
 #include "autograd/graph.h"
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec::autograd {
 
@@ -66,3 +69,5 @@ class CompiledFn {
 inline CompiledFn compile(StepFn fn, CompileOptions opt = {}) { return CompiledFn(std::move(fn), std::move(opt)); }
 
 }  // namespace mmrec::autograd
+
+MMREC_API_END

@@ -12,7 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec::autograd {
 
@@ -38,3 +41,5 @@ GradcheckResult gradcheck(const Function& f, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& opt = GradcheckOptions());
 
 }  // namespace mmrec::autograd
+
+MMREC_API_END

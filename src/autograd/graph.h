@@ -25,7 +25,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec::autograd {
 
@@ -164,3 +167,5 @@ class Capture {
 int debug_level();
 
 }  // namespace mmrec::autograd
+
+MMREC_API_END

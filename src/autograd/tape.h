@@ -17,7 +17,10 @@
 #include <string>
 #include <vector>
 
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec::autograd {
 
@@ -108,3 +111,5 @@ size_t tape_size();
 void clear_tape();
 
 }  // namespace mmrec::autograd
+
+MMREC_API_END

@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
+
 namespace mmrec {
 
 struct ModelConfig {
@@ -43,3 +47,5 @@ struct ModelConfig {
 };
 
 }  // namespace mmrec
+
+MMREC_API_END

@@ -16,8 +16,11 @@
 #include <vector>
 
 #include "models/config.h"
+#include "tensor/export.h"
 #include "tensor/random.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec {
 
@@ -172,3 +175,5 @@ class Model {
 };
 
 }  // namespace mmrec
+
+MMREC_API_END

@@ -8,17 +8,25 @@
 
 namespace mmrec {
 
-void save_model(const std::string& path, const Model& model, DType dtype) {
+void save_model(const std::string& path, const Model& model, DType dtype,
+                const std::map<std::string, std::string>& metadata) {
   check(dtype == DType::f32 || dtype == DType::bf16, "save_model: dtype must be f32 or bf16, got ",
         dtype_name(dtype));
   std::vector<NamedTensor> tensors;
   for (const auto& [name, t] : model.parameters())
     tensors.emplace_back(name, dtype == DType::f32 ? t.detach() : t.detach().to(dtype));
-  write_safetensors(path, tensors, {{"config", model.config().to_json().dump()}, {"format", "mmrec"}});
+  std::map<std::string, std::string> meta = metadata;
+  meta["config"] = model.config().to_json().dump();
+  meta["format"] = "mmrec";
+  write_safetensors(path, tensors, meta);
 }
 
 Model load_model(const std::string& path, std::vector<std::string>* warnings) {
-  Safetensors file = read_safetensors(path);  // every tensor checked against the file size
+  return load_model(read_safetensors(path), warnings);  // every tensor checked against the file size
+}
+
+Model load_model(const Safetensors& file, std::vector<std::string>* warnings) {
+  const std::string& path = file.path;
   auto it = file.metadata.find("config");
   check(it != file.metadata.end(), "load_model: '", path, "' has no \"config\" in its metadata");
   nlohmann::json j;

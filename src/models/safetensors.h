@@ -12,6 +12,9 @@
 #include <vector>
 
 #include "models/model.h"
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec {
 
@@ -30,15 +33,20 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
 Safetensors read_safetensors(const std::string& path);
 
 // The model's parameters (cast to dtype: f32 or bf16) with metadata "config"
-// = the model section as a JSON string.
-void save_model(const std::string& path, const Model& model, DType dtype = DType::f32);
+// = the model section as a JSON string, plus any other `metadata` entries
+// (e.g. "tokenizer": a BPE tokenizer's JSON).
+void save_model(const std::string& path, const Model& model, DType dtype = DType::f32,
+                const std::map<std::string, std::string>& metadata = {});
 // Builds the model from the file's "config" and loads every parameter. The
 // tensors are checked against the config before the model is built. Unknown
 // keys of the config (a file from another writer) are ignored; with
 // `warnings` given, one line per ignored key is appended to it.
 Model load_model(const std::string& path, std::vector<std::string>* warnings = nullptr);
+Model load_model(const Safetensors& file, std::vector<std::string>* warnings = nullptr);
 // Copies every parameter of `file` into `model` (casting bf16 to f32); checks
 // names, shapes and dtypes and reports the first mismatch.
 void load_weights(const Model& model, const Safetensors& file);
 
 }  // namespace mmrec
+
+MMREC_API_END

@@ -1,7 +1,10 @@
 // Differentiable activations on f32 tensors (Highway kernels, vector exp/tanh).
 //   Tensor g = ops::sigmoid_mul(gate_pre, z);   // σ(gate_pre) ⊙ z, one pass
 #pragma once
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec::ops {
 
@@ -14,3 +17,5 @@ Tensor clamp(const Tensor& x, float lo, float hi);
 Tensor sigmoid_mul(const Tensor& x, const Tensor& y);
 
 }  // namespace mmrec::ops
+
+MMREC_API_END

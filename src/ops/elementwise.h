@@ -3,7 +3,10 @@
 // Binary ops broadcast over leading axes: one shape is a suffix of the other
 // (or has a single element).
 #pragma once
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec::ops {
 
@@ -18,3 +21,5 @@ Tensor scale(const Tensor& x, float s);        // s * x
 Tensor add_scalar(const Tensor& x, float s);   // x + s
 
 }  // namespace mmrec::ops
+
+MMREC_API_END

@@ -1,7 +1,10 @@
 // Embedding lookup; its backward is a deterministic scatter-add.
 //   Tensor e = ops::embedding(embed_weight, tokens);   // [V, D], [B, T] -> [B, T, D]
 #pragma once
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec::ops {
 
@@ -10,3 +13,5 @@ namespace mmrec::ops {
 Tensor embedding(const Tensor& weight, const Tensor& ids);
 
 }  // namespace mmrec::ops
+
+MMREC_API_END

@@ -13,6 +13,10 @@
 
 #include "tensor/tensor.h"
 
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
+
 namespace mmrec::ops {
 
 // x f32 (any shape); scale > 0 and finite; quant_min <= zero_point <= quant_max.
@@ -25,3 +29,5 @@ Tensor fake_quantize_per_channel_affine(const Tensor& x, const Tensor& scale, co
                                         int64_t axis, int32_t quant_min, int32_t quant_max);
 
 }  // namespace mmrec::ops
+
+MMREC_API_END

@@ -6,7 +6,10 @@
 #pragma once
 #include <array>
 
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec::kernels {
 class PackedLinear;
@@ -33,3 +36,5 @@ Tensor linear(const Tensor& x, const kernels::PackedLinear& packed);
 std::array<Tensor, 4> qkvz(const Tensor& x, const Tensor& w, const Tensor& b);
 
 }  // namespace mmrec::ops
+
+MMREC_API_END

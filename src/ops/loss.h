@@ -1,7 +1,10 @@
 // Cross-entropy fused with log-softmax.
 //   Tensor loss = ops::cross_entropy(logits.reshape({-1, V}), targets.reshape({-1}));
 #pragma once
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec::ops {
 
@@ -15,3 +18,5 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 Tensor next_token_targets(const Tensor& tokens, int64_t ignore_index);
 
 }  // namespace mmrec::ops
+
+MMREC_API_END

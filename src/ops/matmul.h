@@ -1,7 +1,10 @@
 // Differentiable matrix product on oneDNN.
 //   Tensor y = ops::matmul(x, w);   // [B, M, K] x [K, N] -> [B, M, N]
 #pragma once
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec::ops {
 
@@ -10,3 +13,5 @@ namespace mmrec::ops {
 Tensor matmul(const Tensor& a, const Tensor& b);
 
 }  // namespace mmrec::ops
+
+MMREC_API_END

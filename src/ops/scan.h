@@ -4,7 +4,10 @@
 #pragma once
 #include <utility>
 
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec::ops {
 
@@ -26,3 +29,5 @@ std::pair<Tensor, Tensor> linear_scan(const Tensor& a, const Tensor& b, const Te
 Tensor cumprod_scan(const Tensor& a, const ScanOptions& opt = ScanOptions());
 
 }  // namespace mmrec::ops
+
+MMREC_API_END

@@ -4,7 +4,10 @@
 #pragma once
 #include <vector>
 
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec::ops {
 
@@ -14,3 +17,5 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis = -1);
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t axis = -1);
 
 }  // namespace mmrec::ops
+
+MMREC_API_END

@@ -1,7 +1,10 @@
 // Softmax over the last axis, with an optional mask.
 //   Tensor p = ops::softmax(scores);            // [B*H, T, S]
 #pragma once
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec::ops {
 
@@ -11,3 +14,5 @@ namespace mmrec::ops {
 Tensor softmax(const Tensor& x, const Tensor& mask = Tensor());
 
 }  // namespace mmrec::ops
+
+MMREC_API_END

@@ -3,7 +3,10 @@
 //   Tensor h = ops::reshape(x, {B, T, H, d});
 //   Tensor k = ops::transpose(h, 1, 2);      // [B, H, T, d] view
 #pragma once
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec::ops {
 
@@ -28,3 +31,5 @@ Tensor stand_in(const Tensor& master, const Tensor& copy);
 void convert_into(const Tensor& src, const Tensor& dst);
 
 }  // namespace mmrec::ops
+
+MMREC_API_END

@@ -4,6 +4,10 @@
 #pragma once
 #include <cstddef>
 
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
+
 namespace mmrec::alloc {
 
 constexpr size_t kAlignment = 64;
@@ -27,3 +31,5 @@ void reset_peak();
 void empty_cache();
 
 }  // namespace mmrec::alloc
+
+MMREC_API_END

@@ -5,6 +5,10 @@
 #include <cstdint>
 #include <memory>
 
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
+
 namespace mmrec {
 
 class Tensor;
@@ -32,3 +36,5 @@ void copy_raw(const Tensor& dst, const Tensor& src);
 void fill_raw(const Tensor& dst, double value);
 
 }  // namespace mmrec
+
+MMREC_API_END

@@ -5,6 +5,10 @@
 #include <cstring>
 #include <string_view>
 
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
+
 namespace mmrec {
 
 enum class DType : uint8_t { f32, bf16, i8, u8, i32, i64 };
@@ -45,3 +49,5 @@ inline bf16 to_bf16(float f) { return bf16{f32_to_bf16_bits(f)}; }
 inline float to_f32(bf16 b) { return bf16_bits_to_f32(b.bits); }
 
 }  // namespace mmrec
+
+MMREC_API_END

@@ -6,6 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
+
 namespace mmrec {
 
 using Shape = std::vector<int64_t>;
@@ -46,3 +50,5 @@ void check(bool cond, const Args&... args) {
 }
 
 }  // namespace mmrec
+
+MMREC_API_END

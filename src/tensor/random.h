@@ -8,7 +8,10 @@
 #include <array>
 #include <cstdint>
 
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec {
 
@@ -41,3 +44,5 @@ Tensor randn(const Shape& shape, Generator& g, float mean = 0.0f, float stddev =
 Tensor rand_uniform(const Shape& shape, Generator& g, float lo = 0.0f, float hi = 1.0f);
 
 }  // namespace mmrec
+
+MMREC_API_END

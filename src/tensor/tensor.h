@@ -16,6 +16,9 @@
 
 #include "tensor/dtype.h"
 #include "tensor/error.h"
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec {
 
@@ -143,3 +146,5 @@ class Tensor {
 int64_t normalize_axis(int64_t axis, int64_t ndim, const char* op);
 
 }  // namespace mmrec
+
+MMREC_API_END

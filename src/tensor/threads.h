@@ -7,6 +7,10 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
+
 namespace mmrec {
 
 // n <= 0 means all cores. Affects the whole process.
@@ -27,3 +31,5 @@ void parallel_for(int64_t n, int64_t grain, F&& f) {
 }
 
 }  // namespace mmrec
+
+MMREC_API_END

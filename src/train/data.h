@@ -15,11 +15,14 @@
 #include <string_view>
 #include <vector>
 
+#include "tensor/export.h"
 #include "tensor/random.h"
 #include "tensor/tensor.h"
 #include "train/fileio.h"
 #include "train/tokenizer.h"
 #include "train/train_config.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec {
 
@@ -78,3 +81,5 @@ class TokenDataset {
 };
 
 }  // namespace mmrec
+
+MMREC_API_END

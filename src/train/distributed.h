@@ -19,7 +19,10 @@
 #include <vector>
 
 #include "tensor/error.h"
+#include "tensor/export.h"
 #include "tensor/tensor.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec {
 
@@ -107,3 +110,5 @@ class GradReducer {
 };
 
 }  // namespace mmrec
+
+MMREC_API_END

@@ -10,6 +10,10 @@
 #include <string>
 #include <string_view>
 
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
+
 namespace mmrec {
 
 // Writes `data` to path.tmp-<pid>, fsyncs it, renames it over `path` and
@@ -38,3 +42,5 @@ class MappedFile {
 };
 
 }  // namespace mmrec
+
+MMREC_API_END

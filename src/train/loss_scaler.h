@@ -12,6 +12,10 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
+
 namespace mmrec {
 
 struct LossScalerConfig {
@@ -47,3 +51,5 @@ class LossScaler {
 };
 
 }  // namespace mmrec
+
+MMREC_API_END

@@ -12,6 +12,10 @@
 #include <utility>
 #include <vector>
 
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
+
 namespace mmrec {
 
 using Curve = std::vector<std::pair<int64_t, double>>;  // (step, value)
@@ -64,3 +68,5 @@ struct ProgressInfo {
 std::string format_progress(const ProgressInfo& p);
 
 }  // namespace mmrec
+
+MMREC_API_END

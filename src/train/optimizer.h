@@ -12,8 +12,11 @@
 #include <utility>
 #include <vector>
 
+#include "tensor/export.h"
 #include "tensor/tensor.h"
 #include "train/train_config.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec {
 
@@ -79,3 +82,5 @@ Tensor clip_grad_norm_tensor(const std::vector<NamedTensor>& params, double max_
 double clip_norm_value(const Tensor& result);
 
 }  // namespace mmrec
+
+MMREC_API_END

@@ -10,7 +10,10 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 
+#include "tensor/export.h"
 #include "train/train_config.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec {
 
@@ -65,3 +68,5 @@ nlohmann::json double_bits(double v);
 double from_double_bits(const nlohmann::json& j, const char* what);
 
 }  // namespace mmrec
+
+MMREC_API_END

@@ -82,10 +82,12 @@ void Tokenizer::build() {
   }
 }
 
-Tokenizer Tokenizer::load(const std::string& path) {
+Tokenizer Tokenizer::load(const std::string& path) { return from_json_string(read_file(path), path); }
+
+Tokenizer Tokenizer::from_json_string(const std::string& json_text, const std::string& path) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(read_file(path));
+    j = nlohmann::json::parse(json_text);
   } catch (const nlohmann::json::exception& e) {
     fail(path, ": not a tokenizer JSON: ", e.what());
   }
@@ -120,6 +122,17 @@ Tokenizer Tokenizer::load(const std::string& path) {
     check(j["vocab_size"].is_number_integer() && j["vocab_size"].get<int64_t>() == t.vocab_size(), path,
           ": vocab_size ", j["vocab_size"].dump(), " does not match its ", t.merges_.size(), " merges");
   return t;
+}
+
+std::map<std::string, std::string> tokenizer_metadata(const Tokenizer& tok) {
+  if (tok.is_byte_level()) return {};
+  return {{"tokenizer", tok.to_json_string()}};
+}
+
+Tokenizer tokenizer_from_metadata(const std::map<std::string, std::string>& metadata, const std::string& path) {
+  auto it = metadata.find("tokenizer");
+  if (it == metadata.end()) return Tokenizer::byte_level();
+  return Tokenizer::from_json_string(it->second, path + " (metadata \"tokenizer\")");
 }
 
 std::string Tokenizer::to_json_string() const {

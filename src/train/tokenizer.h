@@ -17,6 +17,10 @@
 #include <utility>
 #include <vector>
 
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
+
 namespace mmrec {
 
 class Tokenizer {
@@ -31,6 +35,8 @@ class Tokenizer {
   static Tokenizer byte_level();
   // From the JSON of save(); a malformed file is an Error naming it.
   static Tokenizer load(const std::string& path);
+  // From the text of such a file; errors name `path` (where the text came from).
+  static Tokenizer from_json_string(const std::string& text, const std::string& path);
   static Tokenizer from_merges(std::vector<std::pair<int32_t, int32_t>> merges);
 
   void save(const std::string& path) const;  // atomic
@@ -59,6 +65,11 @@ class Tokenizer {
   std::unordered_map<uint64_t, int32_t> rank_;      // (a, b) -> merge index
 };
 
+// A checkpoint records its tokenizer in its metadata under "tokenizer" (the
+// JSON of save()); none means byte-level.
+std::map<std::string, std::string> tokenizer_metadata(const Tokenizer& tok);  // {} for byte-level
+Tokenizer tokenizer_from_metadata(const std::map<std::string, std::string>& metadata, const std::string& path);
+
 // Splits text into the chunks BPE merges stay within: a word with its
 // leading space, a run of digits, a run of punctuation, a run of whitespace
 // (pieces of at most 64 bytes). The chunks concatenate back to `text`.
@@ -79,3 +90,5 @@ class BpeTrainer {
 };
 
 }  // namespace mmrec
+
+MMREC_API_END

@@ -10,6 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "tensor/export.h"
+
+MMREC_API_BEGIN
+
 namespace mmrec {
 
 struct DataConfig {
@@ -109,3 +113,5 @@ struct TrainConfig {
 std::string default_run_dir(const std::string& config_path);
 
 }  // namespace mmrec
+
+MMREC_API_END

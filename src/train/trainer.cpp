@@ -342,7 +342,7 @@ std::string Trainer::save_checkpoint_here() {
                        {"bpb", double_bits(last_eval_.bpb)}};
   const std::string dir = commit_checkpoint(run_dir_, step_, [&](const std::string& tmp) {
     const std::string model_path = (fs::path(tmp) / kModelFile).string();
-    save_model(model_path, *model_, DType::f32);
+    save_model(model_path, *model_, DType::f32, tokenizer_metadata(tok_));
     meta["model_file"] = {{"name", kModelFile},
                           {"bytes", fs::file_size(model_path)},
                           {"hash", hex64(hash_file(model_path))}};
@@ -503,7 +503,9 @@ RunSummary Trainer::run(const RunHooks& hooks) {
       if (hooks.on_eval) hooks.on_eval(e);
     }
     job_->together([&] {
-      if (root) save_model((fs::path(run_dir_) / kModelFile).string(), *model_, dtype_from_name(cfg_.checkpoint.dtype));
+      if (root)
+        save_model((fs::path(run_dir_) / kModelFile).string(), *model_, dtype_from_name(cfg_.checkpoint.dtype),
+                   tokenizer_metadata(tok_));
       if (root && qat_active(*model_)) {
         save_int8_model((fs::path(run_dir_) / kInt8File).string(), *model_);
         note(std::string("qat: int8 model written to ") + (fs::path(run_dir_) / kInt8File).string());

@@ -22,6 +22,7 @@
 
 #include "autograd/compile.h"
 #include "models/model.h"
+#include "tensor/export.h"
 #include "tensor/random.h"
 #include "train/data.h"
 #include "train/distributed.h"
@@ -31,6 +32,8 @@
 #include "train/schedule.h"
 #include "train/tokenizer.h"
 #include "train/train_config.h"
+
+MMREC_API_BEGIN
 
 namespace mmrec {
 
@@ -171,3 +174,5 @@ class Trainer {
 std::string first_json_difference(const nlohmann::json& a, const nlohmann::json& b, const std::string& path = "");
 
 }  // namespace mmrec
+
+MMREC_API_END
