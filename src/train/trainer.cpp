@@ -371,7 +371,8 @@ RunSummary Trainer::run(const RunHooks& hooks) {
                              {"lr", r.lr},
                              {"grad_norm", r.grad_norm},
                              {"tokens_per_s", interval_secs > 0 ? interval_tokens / interval_secs : 0.0},
-                             {"world_size", job_->size()}};
+                             {"world_size", job_->size()},
+                             {"peak_bytes", alloc::stats().peak_bytes}};
       if (job_->size() > 1) line["allreduce_wait_s"] = interval_wait / static_cast<double>(cfg_.log.interval);
       metrics_.write(line);
     }
