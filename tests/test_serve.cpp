@@ -247,7 +247,9 @@ TEST_CASE("16 concurrent clients: each gets its own result (per-request state)")
     });
   for (auto& t : threads) t.join();
   CHECK(ok == n);
-  for (int i = 0; i < n; ++i) CHECK_MESSAGE(together[i] == alone[i], "client ", i);
+  auto str = [](const std::vector<int64_t>& v) { return json(v).dump(); };
+  for (int i = 0; i < n; ++i)
+    CHECK_MESSAGE(together[i] == alone[i], "client ", i, ": alone ", str(alone[i]), ", together ", str(together[i]));
   CHECK(alone[0] != alone[2]);  // the requests differ, so mixing would show
 }
 
@@ -377,4 +379,29 @@ TEST_CASE("soak: 1,000 requests with stable memory") {
   CHECK(ok == 1000);
   MESSAGE("mmrec-serve resident memory after 200 requests ", before, " kB, after 1,000 ", after, " kB");
   CHECK(after - before < 4096);
+}
+
+TEST_CASE("mmrec-serve: argument errors exit 2 with one line; a missing checkpoint or a busy port exits 1") {
+  auto run = [](const std::string& args) {
+    const std::string err = tmp("err.txt");
+    const int st = std::system(("timeout 20 '" + std::string(tool("MMREC_SERVE")) + "' " + args + " >/dev/null 2>" + err).c_str());
+    std::ifstream f(err);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    std::remove(err.c_str());
+    return std::pair<int, std::string>{WIFEXITED(st) ? WEXITSTATUS(st) : -1, ss.str()};
+  };
+  CHECK(run("") == std::pair<int, std::string>{2, "mmrec-serve: --checkpoint or --runs is required (see --help)\n"});
+  CHECK(run("--port x --runs /tmp") ==
+        std::pair<int, std::string>{2, "mmrec-serve: --port: expected an integer >= 0, got 'x'\n"});
+  CHECK(run("--port 70000 --runs /tmp").first == 2);
+  CHECK(run("--parallel 0 --runs /tmp").first == 2);
+  CHECK(run("--bogus").second == "mmrec-serve: unknown argument '--bogus' (see --help)\n");
+  const auto missing = run("--checkpoint " + tmp("none.safetensors") + " --port 0");
+  CHECK(missing.first == 1);
+  CHECK(missing.second.rfind("mmrec-serve: read_safetensors: ", 0) == 0);
+  CHECK(run("--runs " + tmp("no_such_dir") + " --port 0").first == 1);
+  Server s({});
+  const auto busy = run("--runs /tmp --port " + std::to_string(s.port()));
+  CHECK(busy == std::pair<int, std::string>{1, "mmrec-serve: cannot listen on 127.0.0.1:" + std::to_string(s.port()) + "\n"});
 }

@@ -7,6 +7,7 @@
 //   while (c.next()) piece += token_text(c.last_token());
 #pragma once
 #include <cstdint>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -50,8 +51,13 @@ std::string token_text(int64_t token);
 // mmrec-generate does (greedy outputs are identical).
 class Completion {
  public:
-  Completion(const Model& model, const InferencePack& pack, const CompletionRequest& req);
-  // Produces the next token; false once max_tokens are out.
+  // Calls into the model hold `compute` (see next()).
+  Completion(const Model& model, const InferencePack& pack, const CompletionRequest& req, std::mutex& compute);
+  // Produces the next token; false once max_tokens are out. The model call
+  // holds the compute mutex: oneDNN as Debian builds it
+  // (DNNL_ENABLE_CONCURRENT_EXEC=OFF) does not let one primitive of the
+  // shared cache run on two threads at once (measured: concurrent streams
+  // changed each other's tokens without it), so streams take turns per token.
   bool next();
   int64_t last_token() const { return last_token_; }
   int64_t produced() const { return produced_; }
@@ -60,6 +66,7 @@ class Completion {
  private:
   const Model& model_;
   const InferencePack& pack_;
+  std::mutex& compute_;
   CompletionRequest req_;
   Generator gen_;
   State state_;

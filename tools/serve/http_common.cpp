@@ -1,5 +1,7 @@
 #include "serve/http_common.h"
 
+#include <sys/socket.h>
+
 #include <exception>
 #include <nlohmann/json.hpp>
 
@@ -43,6 +45,13 @@ void install_error_handlers(httplib::Server& server) {
     } catch (...) {
     }
     reply_error(res, 500, msg);
+  });
+}
+
+void use_exclusive_port(httplib::Server& server) {
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
 }
 

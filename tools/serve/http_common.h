@@ -12,5 +12,8 @@ namespace mmrec::serve {
 void reply_error(httplib::Response& res, int status, const std::string& message, const std::string& param = "");
 void reply_json(httplib::Response& res, const std::string& json_text);
 void install_error_handlers(httplib::Server& server);
+// SO_REUSEADDR only: cpp-httplib's default also sets SO_REUSEPORT, with which
+// a second server binds a port already in use and the two share its clients.
+void use_exclusive_port(httplib::Server& server);
 
 }  // namespace mmrec::serve

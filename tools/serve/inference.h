@@ -9,6 +9,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 #include <httplib.h>
@@ -40,6 +41,7 @@ class InferenceService {
   InferencePack pack_;
   InferenceOptions opt_;
   Admission admission_;
+  std::mutex compute_;  // one model call at a time (Completion::next)
   std::atomic<int64_t> served_{0};
 };
 

@@ -98,6 +98,7 @@ int main(int argc, char** argv) {
       dashboard->install(server);
     }
     serve::install_error_handlers(server);
+    serve::use_exclusive_port(server);
     server.set_payload_max_length(opt.limits.max_body_bytes);
     server.set_keep_alive_timeout(2);
     server.set_read_timeout(10);

@@ -53,6 +53,7 @@ DashboardServer::DashboardServer(const std::string& dir, const std::string& host
     : server_(std::make_unique<httplib::Server>()), dashboard_(std::make_unique<Dashboard>(dir)) {
   dashboard_->install(*server_);
   install_error_handlers(*server_);
+  use_exclusive_port(*server_);
   server_->set_keep_alive_timeout(2);
   server_->new_task_queue = [] { return new ConnectionPool(8, 8); };
   port_ = port == 0 ? server_->bind_to_any_port(host) : (server_->bind_to_port(host, port) ? port : -1);
