@@ -216,6 +216,7 @@ TEST_CASE("16 concurrent clients: each gets its own result (per-request state)")
   Server s({"--parallel", "4", "--queue", "16"});
   const int n = 16;
   std::vector<std::vector<int64_t>> alone(n), together(n);
+  std::vector<std::string> failures(n);
   auto body = [](int i) {
     return json{{"prompt", "client " + std::to_string(i)}, {"max_tokens", 32}, {"temperature", 0.9}, {"seed", i}};
   };
@@ -231,6 +232,7 @@ TEST_CASE("16 concurrent clients: each gets its own result (per-request state)")
         std::string all;
         auto r = c.Post("/v1/completions", b.dump(), "application/json");
         if (r && r->status == 200) ++ok;
+        else failures[i] = r ? std::to_string(r->status) + " " + r->body : httplib::to_string(r.error());
         std::istringstream in(r ? r->body : "");
         for (std::string l; std::getline(in, l);)
           if (l.rfind("data: {", 0) == 0) {
@@ -242,6 +244,8 @@ TEST_CASE("16 concurrent clients: each gets its own result (per-request state)")
         if (r && r->status == 200) {
           ++ok;
           together[i] = tokens_of(json::parse(r->body));
+        } else {
+          failures[i] = r ? std::to_string(r->status) + " " + r->body : httplib::to_string(r.error());
         }
       }
     });
@@ -249,7 +253,8 @@ TEST_CASE("16 concurrent clients: each gets its own result (per-request state)")
   CHECK(ok == n);
   auto str = [](const std::vector<int64_t>& v) { return json(v).dump(); };
   for (int i = 0; i < n; ++i)
-    CHECK_MESSAGE(together[i] == alone[i], "client ", i, ": alone ", str(alone[i]), ", together ", str(together[i]));
+    CHECK_MESSAGE(together[i] == alone[i], "client ", i, ": alone ", str(alone[i]), ", together ", str(together[i]),
+                  " ", failures[i]);
   CHECK(alone[0] != alone[2]);  // the requests differ, so mixing would show
 }
 
