@@ -54,10 +54,11 @@ class Completion {
   // Calls into the model hold `compute` (see next()).
   Completion(const Model& model, const InferencePack& pack, const CompletionRequest& req, std::mutex& compute);
   // Produces the next token; false once max_tokens are out. The model call
-  // holds the compute mutex: oneDNN as Debian builds it
-  // (DNNL_ENABLE_CONCURRENT_EXEC=OFF) does not let one primitive of the
-  // shared cache run on two threads at once (measured: concurrent streams
-  // changed each other's tokens without it), so streams take turns per token.
+  // holds the compute mutex: oneDNN's documented rule for its default build
+  // (DNNL_ENABLE_CONCURRENT_EXEC=OFF, library scratchpad) is that a
+  // primitive must not run on two threads at once, and the library's
+  // primitive cache shares primitives between threads; so streams take turns
+  // per token.
   bool next();
   int64_t last_token() const { return last_token_; }
   int64_t produced() const { return produced_; }
