@@ -83,7 +83,10 @@ CompletionRequest parse_completion(const std::string& body, const Limits& limits
 
 std::string token_text(int64_t token) {
   if (token < 256) return std::string(1, static_cast<char>(token));
-  return "<" + std::to_string(token) + ">";
+  std::string s = "<";  // appended, not `"<" + ... + ">"`: GCC 12 warns falsely (-Wrestrict) on that
+  s += std::to_string(token);
+  s += '>';
+  return s;
 }
 
 Completion::Completion(const Model& model, const InferencePack& pack, const CompletionRequest& req,
