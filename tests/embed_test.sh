@@ -55,7 +55,7 @@ ex="$src/examples"
 $launcher c++ -std=c++20 -O1 $cflags -c "$ex/cpp/train_generate.cpp" -o "$work/train_generate.o"
 c++ "$work/train_generate.o" -o "$work/train_generate" $libs
 cc -std=c99 -Wall -Wextra -Werror $cflags "$ex/c/stream.c" -o "$work/stream" $libs
-ldd "$work/stream" | grep -q "libmmrec.so.0 => $libdir/" || die "stream does not load the installed libmmrec.so.0"
+ldd "$work/stream" | grep "libmmrec.so.0 => $libdir/" >/dev/null || die "stream does not load the installed libmmrec.so.0"
 OMP_WAIT_POLICY=PASSIVE "$work/train_generate" "$work/model.safetensors" 40 > "$work/train.out" || die "train_generate"
 grep -q "^saved " "$work/train.out" || die "train_generate saved nothing"
 out=$("$work/stream" "$work/model.safetensors" "the cat " 30 0 0)

@@ -21,9 +21,11 @@
 #include "autograd/tape.h"
 #include "models/safetensors.h"
 #include "tensor/random.h"
+#include "test_util.h"
 
 using namespace mmrec;
 using nlohmann::json;
+using test_util::tiny_model;
 
 namespace {
 
@@ -72,20 +74,6 @@ Run run(const char* env, const std::vector<std::string>& args) {
   std::remove(o.c_str());
   std::remove(e.c_str());
   return r;
-}
-
-Model tiny_model() {
-  Model m(ModelConfig::from_json(json{{"dim", 8}, {"layers", 2}, {"heads", 2}, {"ffn_dim", 16}, {"mdi_dim", 4},
-                                      {"memory_slots", 3}, {"hds_levels", 2}, {"chunk_size", 4}}),
-          3);
-  // Larger weights than the init, so that greedy choices differ between tokens.
-  Generator g(4);
-  for (const auto& [name, p] : m.parameters())
-    if (name.find("norm") == std::string::npos && name.find(".weight") != std::string::npos) {
-      Tensor dst = p;
-      dst.copy_from(randn(p.shape(), g, 0.0f, 0.5f));
-    }
-  return m;
 }
 
 }  // namespace

@@ -10,6 +10,10 @@
 #include <filesystem>
 #include <string>
 
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "models/model.h"
 #include "tensor/random.h"
 #include "tensor/tensor.h"
 
@@ -56,5 +60,22 @@ struct TempDir {
     return c;
   }
 };
+// A tiny MM-Rec model (dim 8, 2 layers) whose weights are larger than the
+// init, so that greedy choices differ between tokens: the tools' tests
+// generate from it.
+inline mmrec::Model tiny_model() {
+  using mmrec::Tensor;
+  mmrec::Model m(mmrec::ModelConfig::from_json(nlohmann::json{{"dim", 8}, {"layers", 2}, {"heads", 2}, {"ffn_dim", 16},
+                                                             {"mdi_dim", 4}, {"memory_slots", 3}, {"hds_levels", 2},
+                                                             {"chunk_size", 4}}),
+                 3);
+  mmrec::Generator g(4);
+  for (const auto& [name, p] : m.parameters())
+    if (name.find("norm") == std::string::npos && name.find(".weight") != std::string::npos) {
+      Tensor dst = p;
+      dst.copy_from(mmrec::randn(p.shape(), g, 0.0f, 0.5f));
+    }
+  return m;
+}
 
 }  // namespace test_util

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -26,6 +27,7 @@
 #include "train/trainer.h"
 #include "common/args.h"
 #include "common/omp_env.h"
+#include "serve/run_files.h"
 
 using namespace mmrec;
 
@@ -44,7 +46,7 @@ extern "C" void on_signal(int sig) {
 void usage(std::FILE* f) {
   std::fprintf(f,
                "usage: [mpirun -np N] mmrec-train CONFIG.json [--resume | --strict-resume] [--fresh]\n"
-               "                   [--run-dir DIR] [--bucket-mb MB] [--no-overlap]\n"
+               "                   [--run-dir DIR] [--bucket-mb MB] [--no-overlap] [--dashboard [PORT]]\n"
                "  --resume        continue from the newest intact checkpoint in the run directory\n"
                "                  (a damaged newer one is skipped, with a note)\n"
                "  --strict-resume as --resume, but a damaged newest checkpoint is an error\n"
@@ -53,6 +55,7 @@ void usage(std::FILE* f) {
                "                  (default: log.run_dir of the config, else runs/<config name>)\n"
                "  --bucket-mb MB  under mpirun: gradient all-reduce bucket size (default 4)\n"
                "  --no-overlap    under mpirun: all-reduce after backward, not during it\n"
+               "  --dashboard [PORT]  live charts of this run at http://127.0.0.1:PORT/ (default 8080; 0: any)\n"
                "Ctrl-C writes a checkpoint and exits; --resume continues bit-identically.\n");
 }
 
@@ -79,6 +82,7 @@ int main(int argc, char** argv) {
   double bucket_mb = 4;
   bool overlap = true;
   bool strict = false;
+  int dashboard_port = -1;  // -1: no dashboard
   try {
     tools::Args args(argc, argv);
     while (args.next()) {
@@ -96,6 +100,15 @@ int main(int argc, char** argv) {
         if (bucket_mb <= 0) throw tools::UsageError("--bucket-mb: expected a number > 0");
       } else if (a == "--no-overlap") {
         overlap = false;
+      } else if (a == "--dashboard") {
+        dashboard_port = 8080;
+        if (args.plain_follows()) {  // an optional port: the next argument when it is a number
+          const std::string next = args.peek();
+          if (!next.empty() && next.find_first_not_of("0123456789") == std::string::npos) {
+            dashboard_port = static_cast<int>(args.int_value(0));
+            if (dashboard_port > 65535) throw tools::UsageError("--dashboard: port " + next + " is above 65535");
+          }
+        }
       } else if (a == "-h" || a == "--help") {
         usage(stdout);
         return 0;
@@ -134,6 +147,16 @@ int main(int argc, char** argv) {
                      .bucket_bytes = static_cast<int64_t>(bucket_mb * (1 << 20)), .overlap = overlap},
                     note);
     const Model& model = trainer.model();
+    std::unique_ptr<serve::DashboardServer> dashboard;  // the run's files and page: rank 0 only
+    if (job.is_root()) {
+      serve::write_run_config(run_dir, trainer.effective_config());
+      std::error_code no_error;
+      if (resume == ResumeMode::fresh) std::filesystem::remove(std::filesystem::path(run_dir) / "samples.jsonl", no_error);
+    }
+    if (dashboard_port >= 0 && job.is_root()) {
+      dashboard = std::make_unique<serve::DashboardServer>(run_dir, "127.0.0.1", dashboard_port);
+      std::printf("dashboard: http://127.0.0.1:%d/\n", dashboard->port());
+    }
     std::printf("model: %lld parameters (dim %lld, %lld layers, vocab %lld); data: %s tokens (%s held out), "
                 "tokenizer %s\n",
                 static_cast<long long>(model.num_parameters()), static_cast<long long>(model.config().dim),
@@ -182,6 +205,7 @@ int main(int argc, char** argv) {
                   static_cast<long long>(e.step), e.loss, e.bpb, format_count(static_cast<double>(e.tokens)).c_str(),
                   e.seconds);
       std::fflush(stdout);
+      if (job.is_root()) serve::append_eval_sample(run_dir, trainer.model(), trainer.tokenizer(), e.step);
     };
     hooks.on_checkpoint = [&](const std::string& dir) {
       if (!live) std::printf("checkpoint %s\n", dir.c_str());

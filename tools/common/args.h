@@ -38,6 +38,8 @@ class Args {
   // True when the argument after the current one exists and is not a flag.
   bool plain_follows() const { return i_ + 1 < argc_ && std::string(argv_[i_ + 1]).rfind("--", 0) != 0; }
 
+  // The argument after the current one, not consumed ("" after the last).
+  std::string peek() const { return i_ + 1 < argc_ ? argv_[i_ + 1] : ""; }
   // The current flag's value: the next argument.
   std::string value() {
     if (i_ + 1 >= argc_) throw UsageError(flag_ + ": missing value");

@@ -1,0 +1,80 @@
+// mmrec-serve under concurrent streams: the bench config (dim 512, 4 layers)
+// behind a real server on a loopback port, 1, 4 and 16 clients at once, each
+// asking for the same number of tokens. Per-stream and total tokens/s, with
+// one stream alone (mmrec-generate's path: prompt in one call, then 1-row
+// calls through packed weights) as the reference.
+#include <algorithm>
+#include <chrono>
+#include <httplib.h>
+#include <thread>
+#include <vector>
+
+#include "bench/bench.h"
+#include "models/model.h"
+#include "serve/http_common.h"
+#include "serve/inference.h"
+
+using namespace mmrec;
+
+namespace {
+
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+}  // namespace
+
+BENCH_SUITE(serve) {
+  if (!ctx.wants_prefix("serve_streams")) return;
+  const int64_t tokens = 48;
+  const ModelConfig cfg = ModelConfig::from_json({{"dim", 512}, {"layers", 4}, {"heads", 8}, {"ffn_dim", 2048},
+                                                  {"mdi_dim", 128}, {"memory_slots", 64}, {"chunk_size", 128}});
+  serve::InferenceService svc(Model(cfg, 1), {.name = "bench", .streams = 16, .queue = 0});
+  httplib::Server server;
+  svc.install(server);
+  serve::use_exclusive_port(server);
+  const int port = server.bind_to_any_port("127.0.0.1");
+  std::thread listener([&] { server.listen_after_bind(); });  // clients before it wait in the listen backlog
+
+  // One round of n clients at once: each stream's tokens/s, and the total.
+  auto round = [&](int n) {
+    std::vector<double> per(static_cast<size_t>(n));
+    std::vector<std::thread> clients;
+    const double t0 = now_s();
+    for (int i = 0; i < n; ++i)
+      clients.emplace_back([&, i] {
+        httplib::Client c("127.0.0.1", port);
+        c.set_read_timeout(600);
+        const nlohmann::json body = {{"prompt", "The quick brown fox " + std::to_string(i)}, {"max_tokens", tokens},
+                                     {"temperature", 0.8}, {"seed", i}};
+        const double s = now_s();
+        auto r = c.Post("/v1/completions", body.dump(), "application/json");
+        per[static_cast<size_t>(i)] = r && r->status == 200 ? tokens / (now_s() - s) : 0;
+      });
+    for (auto& t : clients) t.join();
+    const double total = n * tokens / (now_s() - t0);
+    std::sort(per.begin(), per.end());
+    return std::pair<double, double>{per[per.size() / 2], total};
+  };
+  round(1);  // warm-up: primitives for the prompt length and the 1-row calls
+  const int reps = std::max(1, std::min(ctx.reps(), 3));
+  double alone = 0;
+  for (int n : {1, 4, 16}) {
+    const std::string name = "serve_streams_" + std::to_string(n);
+    if (!ctx.wants(name) && n != 1) continue;
+    std::vector<double> per, total;
+    for (int r = 0; r < reps; ++r) {
+      const auto [p, t] = round(n);
+      per.push_back(p), total.push_back(t);
+    }
+    std::sort(per.begin(), per.end()), std::sort(total.begin(), total.end());
+    const double p = per[per.size() / 2], t = total[total.size() / 2];
+    if (n == 1) alone = t;
+    ctx.report(name, {{"streams", n},
+                      {"tokens_per_stream", tokens},
+                      {"per_stream_tokens_s", p},
+                      {"total_tokens_s", t},
+                      {"ref_tokens_s", alone},
+                      {"ratio", t / alone}});
+  }
+  server.stop();
+  listener.join();
+}
