@@ -1,6 +1,7 @@
 // Mixed precision and bf16 inference: a bf16 training step against the f32
 // one, the dynamic loss scaler (skip, backoff, growth, collapse), exact resume
-// with amp on, bf16 weights for inference and bf16 checkpoints.
+// with amp on, a compiled amp step equal to the eager one (skips included),
+// bf16 weights for inference and bf16 checkpoints.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -11,6 +12,7 @@
 #include "models/safetensors.h"
 #include "ops/elementwise.h"
 #include "train/checkpoint.h"
+#include "train/compiled_step.h"
 #include "train/fileio.h"
 #include "train/loss_scaler.h"
 #include "train/optimizer.h"
@@ -174,6 +176,74 @@ TEST_CASE("trainer with amp: accumulation, exact resume, a bf16 final checkpoint
   const Safetensors ck = read_safetensors(list_checkpoints(d / "a").back().dir + "/model.safetensors");
   CHECK(ck.get("blocks.0.qkvz.weight").dtype() == DType::f32);
   CHECK(read_file(d / "a/metrics.jsonl").find("\"loss_scale\":65536.0") != std::string::npos);
+}
+
+TEST_CASE("a compiled amp step equals the eager one bit for bit, an injected inf skipped alike (both modes)") {
+  for (const char* mode : {"parallel", "sequential"}) {
+    CAPTURE(mode);
+    Model eager(config(mode), 5), compiled(config(mode), 5);
+    eager.use_bf16(true);
+    compiled.use_bf16(true);
+    const OptimConfig oc;
+    AdamW opt_e(eager.parameters(), decay_mask(eager.parameters(), oc), oc);
+    AdamW opt_c(compiled.parameters(), decay_mask(compiled.parameters(), oc), oc);
+    LossScaler se({.growth_interval = 3}), sc({.growth_interval = 3});
+    const int64_t A = 2;
+    const double clip = 0.5;
+    CompiledStep step(compiled, opt_c, &sc, clip, A, "test");
+    const float inf = std::numeric_limits<float>::infinity();
+    for (int s = 0; s < 9; ++s) {
+      const bool inject = s == 2 || s == 6;
+      const double lr = 3e-3 * (1.0 - s / 20.0);
+      for (int64_t a = 0; a < A; ++a) {
+        const Tensor batch = tokens(2, 33, 100 + static_cast<uint64_t>(s * A + a));
+        const Tensor le = eager.loss(batch);
+        autograd::backward(ops::scale(le, static_cast<float>(se.scale() / static_cast<double>(A))));
+        CHECK(static_cast<double>(le.item()) == step.micro_batch(batch));
+      }
+      // A host write between replays: the captured clip reads the buffers in place.
+      if (inject) {
+        eager.parameters()[3].second.grad().data<float>()[5] = inf;
+        compiled.parameters()[3].second.grad().data<float>()[5] = inf;
+      }
+      const double ne = clip_grad_norm(eager.parameters(), clip, 1.0 / se.scale());
+      const bool stepped = se.update(std::isfinite(ne));
+      if (stepped) opt_e.step(lr);
+      opt_e.zero_grad();
+      if (stepped) eager.refresh_bf16_copies();
+      const CompiledStep::Update u = step.update(lr);
+      CHECK(u.stepped == !inject);
+      CHECK(u.stepped == stepped);
+      CHECK((std::isfinite(ne) ? u.norm == ne : !std::isfinite(u.norm)));
+      CHECK(sc.scale() == se.scale());
+    }
+    CHECK(sc.scale() == 65536.0 / 2);  // two backoffs, one growth (3 clean steps in a row: 3-5)
+    CHECK(opt_c.steps() == 7);
+    CHECK(step.micro_fn().captures() == 1);
+    for (size_t i = 0; i < eager.parameters().size(); ++i) {
+      CAPTURE(eager.parameters()[i].first);
+      CHECK(max_abs_diff(eager.parameters()[i].second, compiled.parameters()[i].second) == 0);
+    }
+    CHECK(max_abs_diff(eager.loss(tokens(2, 33, 1)), compiled.loss(tokens(2, 33, 1))) == 0);  // the bf16 copies too
+  }
+}
+
+TEST_CASE("trainer with amp and train.compile: the eager amp run's losses and weights, also across a resume") {
+  TempDir d;
+  const TrainConfig eager = amp_config(10, 2);
+  TrainConfig compiled = eager;
+  compiled.train.compile = true;
+  Trainer a(eager, {.run_dir = d / "a"});
+  const std::vector<double> ref = run_losses(a);
+  {
+    Trainer b(compiled, {.run_dir = d / "b"});
+    CHECK(run_losses(b, 4).size() == 4);
+  }
+  Trainer resumed(compiled, {.run_dir = d / "b", .resume = ResumeMode::require});
+  const std::vector<double> rest = run_losses(resumed);
+  REQUIRE(rest.size() == 6);
+  for (size_t i = 0; i < rest.size(); ++i) CHECK(rest[i] == ref[i + 4]);
+  CHECK(read_file(d / "a/model.safetensors") == read_file(d / "b/model.safetensors"));
 }
 
 TEST_CASE("bf16 inference: half the GEMM weight bytes, close logits, packed = plain; bf16 checkpoints load anywhere") {

@@ -26,7 +26,8 @@ void run_adamw(const AdamWAttrs& a, const Tensor* in, const Tensor* out) {
 struct ClipAttrs {
   int64_t n, slot;
   double max_norm;
-  double inv_scale;  // a loss scaler's 1 / scale (1 without one)
+  double inv_scale;     // a loss scaler's 1 / scale (1 without one)
+  bool scale_in_input;  // clip_coef: inv_scale is read from in[1] at run time instead
 };
 double load_f64(const Tensor& t, int64_t i) {
   double d;
@@ -45,10 +46,11 @@ void run_sum_squares(const ClipAttrs& a, const Tensor* in, const Tensor* out) {
 void run_clip_coef(const ClipAttrs& a, const Tensor* in, const Tensor* out) {
   double ss = 0.0;
   for (int64_t i = 0; i < a.n; ++i) ss += load_f64(in[0], i);
-  const double norm = std::sqrt(ss) * a.inv_scale;
+  const double inv_scale = a.scale_in_input ? load_f64(in[1], 0) : a.inv_scale;
+  const double norm = std::sqrt(ss) * inv_scale;
   const bool finite = std::isfinite(norm);
   const double clip = a.max_norm > 0.0 && finite ? a.max_norm / (norm + 1e-6) : 1.0;
-  const double coef = clip < 1.0 ? clip * a.inv_scale : a.inv_scale;
+  const double coef = clip < 1.0 ? clip * inv_scale : inv_scale;
   store_f64(out[0], 0, norm);
   store_f64(out[0], 1, coef);
   out[0].data<int64_t>()[2] = finite && coef != 1.0;
@@ -152,7 +154,10 @@ void AdamW::load_state(const std::vector<NamedTensor>& tensors, int64_t steps) {
   t_ = steps;
 }
 
-Tensor clip_grad_norm_tensor(const std::vector<NamedTensor>& params, double max_norm, double inv_scale) {
+namespace {
+// inv_scale_value: an i64 [1] tensor with a double's bits, or undefined (then inv_scale).
+Tensor clip_impl(const std::vector<NamedTensor>& params, double max_norm, double inv_scale,
+                 const Tensor& inv_scale_value) {
   std::vector<Tensor> grads;
   for (const auto& [name, p] : params) {
     Tensor g = p.grad();
@@ -161,17 +166,42 @@ Tensor clip_grad_norm_tensor(const std::vector<NamedTensor>& params, double max_
           " is not a contiguous f32 tensor");
     grads.push_back(g);
   }
+  const bool in_value = inv_scale_value.defined();
+  if (in_value)
+    check(inv_scale_value.dtype() == DType::i64 && inv_scale_value.numel() == 1 && inv_scale_value.is_contiguous(),
+          "clip_grad_norm: inv_scale must be an i64 [1] tensor holding a double's bits");
   const auto k = static_cast<int64_t>(grads.size());
   Tensor partial = Tensor::empty({k}, DType::i64), result = Tensor::empty({3}, DType::i64);
   for (int64_t i = 0; i < k; ++i)
     dispatch<run_sum_squares>(OpKind::sum_squares,
-                              ClipAttrs{grads[static_cast<size_t>(i)].numel(), i, max_norm, inv_scale},
+                              ClipAttrs{grads[static_cast<size_t>(i)].numel(), i, max_norm, inv_scale, false},
                               {grads[static_cast<size_t>(i)]}, {partial});
-  dispatch<run_clip_coef>(OpKind::clip_coef, ClipAttrs{k, 0, max_norm, inv_scale}, {partial}, {result});
-  if (max_norm > 0.0 || inv_scale != 1.0)
+  if (in_value)
+    dispatch<run_clip_coef>(OpKind::clip_coef, ClipAttrs{k, 0, max_norm, 0.0, true}, {partial, inv_scale_value},
+                            {result});
+  else
+    dispatch<run_clip_coef>(OpKind::clip_coef, ClipAttrs{k, 0, max_norm, inv_scale, false}, {partial}, {result});
+  if (max_norm > 0.0 || inv_scale != 1.0 || in_value)
     for (const Tensor& g : grads)
-      dispatch<run_clip_scale>(OpKind::clip_scale, ClipAttrs{g.numel(), 0, max_norm, inv_scale}, {result}, {g});
+      dispatch<run_clip_scale>(OpKind::clip_scale, ClipAttrs{g.numel(), 0, max_norm, inv_scale, false}, {result},
+                               {g});
   return result;
+}
+}  // namespace
+
+Tensor clip_grad_norm_tensor(const std::vector<NamedTensor>& params, double max_norm, double inv_scale) {
+  return clip_impl(params, max_norm, inv_scale, Tensor());
+}
+
+Tensor clip_grad_norm_tensor(const std::vector<NamedTensor>& params, double max_norm, const Tensor& inv_scale) {
+  check(inv_scale.defined(), "clip_grad_norm: undefined inv_scale tensor");
+  return clip_impl(params, max_norm, 1.0, inv_scale);
+}
+
+Tensor f64_value(double d) {
+  Tensor t = Tensor::empty({1}, DType::i64);
+  store_f64(t, 0, d);
+  return t;
 }
 
 double clip_norm_value(const Tensor& result) { return load_f64(result, 0); }

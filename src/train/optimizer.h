@@ -79,7 +79,11 @@ double clip_grad_norm(const std::vector<NamedTensor>& params, double max_norm, d
 // holding the norm's and the coefficient's double bits and whether it
 // scaled; clip_norm_value() reads the norm from it.
 Tensor clip_grad_norm_tensor(const std::vector<NamedTensor>& params, double max_norm, double inv_scale = 1.0);
+// The same with inv_scale read at run time from an i64 [1] tensor holding a
+// double's bits (f64_value): a captured clip replays with each step's scale.
+Tensor clip_grad_norm_tensor(const std::vector<NamedTensor>& params, double max_norm, const Tensor& inv_scale);
 double clip_norm_value(const Tensor& result);
+Tensor f64_value(double d);  // an i64 [1] tensor holding d's bits
 
 }  // namespace mmrec
 

@@ -5,7 +5,6 @@
 #include <cmath>
 #include <filesystem>
 
-#include "autograd/compile.h"
 #include "autograd/tape.h"
 #include "models/profile.h"
 #include "models/quant.h"
@@ -142,33 +141,11 @@ void Trainer::setup(const TrainerOptions& opt) {
   });
   // One rank: the step is captured and replayed (several ranks all-reduce
   // gradients on the host between backward and the update: eager).
-  // With amp the loss scaler decides on the host whether a step is applied:
-  // that step stays eager too (noted).
-  if (cfg_.train.compile && job_->size() == 1 && !scaler_) setup_compiled_step();
-  if (cfg_.train.compile && scaler_)
-    note("train.compile: the step stays eager with train.amp \"bf16\" (the loss scaler's skip is a host decision)");
-}
-
-// Same losses and weights as the eager step, bit for bit (tests/test_compile.cpp).
-void Trainer::setup_compiled_step() {
-  const int64_t A = cfg_.train.grad_accum;
-  const std::string key = effective_config().dump();
-  micro_ = std::make_unique<autograd::CompiledFn>(
-      [this, A](const std::vector<Tensor>& in) {
-        Tensor loss = model_->loss(in[0]);
-        autograd::backward(A > 1 ? ops::scale(loss, 1.0f / static_cast<float>(A)) : loss);
-        return std::vector<Tensor>{loss};
-      },
-      autograd::CompileOptions{"train.micro_batch", 2, false, key});
-  update_ = std::make_unique<autograd::CompiledFn>(
-      [this](const std::vector<Tensor>&) {
-        Tensor r = clip_grad_norm_tensor(model_->parameters(), cfg_.train.grad_clip);
-        opt_->apply();
-        opt_->zero_grad_in_place();
-        return std::vector<Tensor>{r};
-      },
-      autograd::CompileOptions{"train.update", 2, false, key});
-  opt_->zero_grad_in_place();  // the graphs accumulate into these buffers
+  if (cfg_.train.compile && job_->size() == 1)
+    compiled_ = std::make_unique<CompiledStep>(*model_, *opt_, scaler_.get(), cfg_.train.grad_clip,
+                                               cfg_.train.grad_accum, effective_config().dump());
+  if (cfg_.train.compile && job_->size() > 1)
+    note("train.compile: the step stays eager under mpirun (gradients are all-reduced on the host)");
 }
 
 Trainer::~Trainer() = default;
@@ -202,8 +179,8 @@ StepResult Trainer::train_step() {
       batch = data_.train_batch(g, B, T + 1);  // [B, T+1]
       data_rng_.advance(static_cast<uint64_t>(N * B));
     }
-    if (micro_) {
-      loss_sum += (*micro_)({batch})[0].item();
+    if (compiled_) {
+      loss_sum += compiled_->micro_batch(batch);
       continue;
     }
     Tensor loss = model_->loss(batch);
@@ -228,9 +205,9 @@ StepResult Trainer::train_step() {
   bool stepped = true;
   {
     prof::Scope ps("train.clip_and_adamw");
-    if (update_) {
-      opt_->stage(lr);
-      gn = clip_norm_value((*update_)({})[0]);
+    if (compiled_) {
+      const CompiledStep::Update u = compiled_->update(lr);
+      gn = u.norm, stepped = u.stepped;
     } else {
       gn = clip_grad_norm(model_->parameters(), cfg_.train.grad_clip, scaler_ ? 1.0 / scaler_->scale() : 1.0);
       if (scaler_) stepped = scaler_->update(std::isfinite(gn));

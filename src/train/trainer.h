@@ -20,10 +20,10 @@
 #include <memory>
 #include <string>
 
-#include "autograd/compile.h"
 #include "models/model.h"
 #include "tensor/export.h"
 #include "tensor/random.h"
+#include "train/compiled_step.h"
 #include "train/data.h"
 #include "train/distributed.h"
 #include "train/loss_scaler.h"
@@ -137,7 +137,6 @@ class Trainer {
   void resume_from(const std::string& dir);
   void setup(const TrainerOptions& opt);
   std::string save_checkpoint_here();
-  void setup_compiled_step();
   void note(const std::string& s) const {
     if (note_ && job_->is_root()) note_(s);
   }
@@ -154,7 +153,7 @@ class Trainer {
   std::unique_ptr<AdamW> opt_;
   // train.compile: the micro-batch graph (forward, loss, backward into fixed
   // gradient buffers) and the update graph (clipping, AdamW, zeroing).
-  std::unique_ptr<autograd::CompiledFn> micro_, update_;
+  std::unique_ptr<CompiledStep> compiled_;  // train.compile
   std::unique_ptr<LossScaler> scaler_;  // with train.amp "bf16"
   LrSchedule schedule_;
   ReduceLROnPlateau plateau_;
