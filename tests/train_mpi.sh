@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mmrec-train data parallel on MPI, 2 ranks on this machine: 2 ranks of batch
 # b end with the parameters of 1 rank of batch 2b; overlapped and
-# after-backward all-reduce agree bit for bit; SIGINT on one rank stops both
+# after-backward all-reduce agree bit for bit; the same with bf16 amp; SIGINT on one rank stops both
 # with a checkpoint and the resumed run is bit-identical; a resume with
 # another rank count is refused; a killed rank ends the job within 30 s and
 # the last checkpoint resumes; an error is said once.
@@ -51,6 +51,16 @@ grep -q '"world_size":2' two/metrics.jsonl && ok "metrics.jsonl records world_si
 mpi2 "$train" cfg.json --run-dir noov --no-overlap > noov.log 2>&1 || { cat noov.log; bad "--no-overlap run failed"; }
 cmp -s two/model.safetensors noov/model.safetensors && ok "overlapped and after-backward all-reduce: identical weights" \
   || bad "--no-overlap changed the weights"
+
+# The same with bf16 mixed precision: the scaled gradients are all-reduced,
+# every rank takes the loss scaler's same decision on the same sums.
+sed 's/"threads": 1/"threads": 1, "amp": "bf16"/' cfg.json > amp.json
+sed 's/"threads": 1/"threads": 1, "amp": "bf16"/' cfg8.json > amp8.json
+"$train" amp8.json --run-dir amp1 > amp1.log 2>&1 || { cat amp1.log; bad "1-rank amp run failed"; }
+mpi2 "$train" amp.json --run-dir amp2 > amp2.log 2>&1 || { cat amp2.log; bad "2-rank amp run failed"; }
+if out=$($compare amp1/model.safetensors amp2/model.safetensors --tol 2e-6); then ok "amp bf16: $out"; else bad "amp bf16: $out"; fi
+[ "$(grep -c '"loss_scale":65536' amp2/metrics.jsonl)" -eq 10 ] && ok "amp bf16: 10 steps at loss scale 65536 on 2 ranks" \
+  || bad "amp bf16: loss scale not logged for every step"
 
 # Longer runs: a reference, one stopped by SIGINT on rank 1, one whose rank 1 is killed.
 sed -e 's/"steps": 10/"steps": 40/' -e 's/"interval": 5, "keep": 2/"interval": 10, "keep": 2/' cfg.json > long.json
