@@ -126,6 +126,9 @@ void Trainer::resume_from(const std::string& dir) {
     last_eval_.step = le.at("step").get<int64_t>();
     last_eval_.loss = from_double_bits(le.at("loss"), "last_eval.loss");
     last_eval_.bpb = from_double_bits(le.at("bpb"), "last_eval.bpb");
+    check(step_ >= 0 && tokens_seen_ >= 0 && ema_count_ >= 0 && last_eval_.step >= 0 && last_eval_.step <= step_,
+          where, ": malformed training state: step ", step_, ", tokens_seen ", tokens_seen_, ", ema count ",
+          ema_count_, ", last_eval step ", last_eval_.step, " out of range");
   } catch (const nlohmann::json::exception& e) {
     fail(where, ": malformed training state: ", e.what());
   }
