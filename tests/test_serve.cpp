@@ -310,6 +310,7 @@ TEST_CASE("malformed requests get 400 (or 404/413) with a JSON error body, and t
       {"", ""},
       {"{", ""},
       {"[1, 2]", ""},
+      {"{\"prompt\": \"a\", \"temperature\": 1e99999}", ""},  // a number overflow is a syntax error too
       {"\"text\"", ""},
       {"{\"max_tokens\": 4}", "prompt"},
       {"{\"prompt\": 5}", "prompt"},

@@ -382,6 +382,10 @@ TEST_CASE("config files: syntax errors name the file") {
   std::ofstream(d / "bad.json") << "{\"train\": {\"lr\": }";
   CHECK_THROWS_WITH_AS(TrainConfig::load(d / "bad.json"),
                        doctest::Contains(((d / "bad.json") + ": invalid JSON: ").c_str()), Error);
+  // A number out of double's range is refused like any syntax error (found by fuzzing).
+  std::ofstream(d / "overflow.json") << R"({"data": {"paths": [262222.22200086E2933377076028301]}})";
+  CHECK_THROWS_WITH_AS(TrainConfig::load(d / "overflow.json"),
+                       doctest::Contains(((d / "overflow.json") + ": invalid JSON: ").c_str()), Error);
   std::ofstream(d / "typo.json") << R"({"data": {"source": "synthetic"}, "log": {"eval_batches": "all"}})";
   CHECK_THROWS_WITH_AS(TrainConfig::load(d / "typo.json"),
                        ((d / "typo.json") + ": log.eval_batches: expected an integer, got \"all\"").c_str(), Error);

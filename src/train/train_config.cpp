@@ -127,7 +127,7 @@ TrainConfig TrainConfig::load(const std::string& path) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number overflow
     fail(path, ": invalid JSON: ", e.what());
   }
   try {

@@ -32,7 +32,7 @@ CompletionRequest parse_completion(const std::string& body, const Limits& limits
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number overflow
     throw BadRequest(std::string("the body is not valid JSON: ") + e.what());
   }
   if (!j.is_object()) throw BadRequest("the body must be a JSON object, got " + type_name(j));
