@@ -17,20 +17,16 @@
 #include "ops/linear.h"
 #include "ops/reduce.h"
 #include "tensor/random.h"
+#include "compiled_steps.h"
 #include "test_util.h"
 #include "train/optimizer.h"
 
 using namespace mmrec;
 using autograd::CompiledFn;
 using autograd::OpKind;
+using test_util::bit_equal;
 
 namespace {
-
-bool bit_equal(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  const Tensor x = a.contiguous(), y = b.contiguous();
-  return std::memcmp(x.raw_data(), y.raw_data(), x.nbytes()) == 0;
-}
 
 Tensor random_tokens(int64_t B, int64_t T, int64_t V, uint64_t seed) {
   Generator g(seed);
@@ -155,49 +151,9 @@ TEST_CASE("20 compiled training steps equal 20 eager steps bit for bit (both rec
     CAPTURE(mode);
     const ModelConfig cfg = small_config(mode);
     const Model eager(cfg, 9), compiled(cfg, 9);
-    OptimConfig oc;
-    AdamW opt_e(eager.parameters(), decay_mask(eager.parameters(), oc), oc);
-    AdamW opt_c(compiled.parameters(), decay_mask(compiled.parameters(), oc), oc);
-    const double clip = 0.5;  // small enough to clip
-
-    opt_c.zero_grad_in_place();
-    CompiledFn micro = autograd::compile([&](const std::vector<Tensor>& in) {
-      Tensor loss = compiled.loss(in[0]);
-      autograd::backward(loss);
-      return std::vector<Tensor>{loss};
-    });
-    CompiledFn update = autograd::compile([&](const std::vector<Tensor>&) {
-      Tensor r = clip_grad_norm_tensor(compiled.parameters(), clip);
-      opt_c.apply();
-      opt_c.zero_grad_in_place();
-      return std::vector<Tensor>{r};
-    });
-    for (int step = 0; step < 20; ++step) {
-      const Tensor batch = random_tokens(2, 17, 64, 100 + static_cast<uint64_t>(step));
-      const double lr = 1e-2 * (1.0 - step / 40.0);
-      Tensor le = eager.loss(batch);
-      autograd::backward(le);
-      const Tensor lc = micro({batch})[0];
-      CHECK(bit_equal(le, lc));
-      if (step == 0 || step == 19) {
-        for (size_t i = 0; i < eager.parameters().size(); ++i) {
-          CAPTURE(eager.parameters()[i].first);
-          CHECK(bit_equal(eager.parameters()[i].second.grad(), compiled.parameters()[i].second.grad()));
-        }
-      }
-      const double ne = clip_grad_norm(eager.parameters(), clip);
-      opt_e.step(lr);
-      opt_e.zero_grad();
-      opt_c.stage(lr);
-      const double nc = clip_norm_value(update({})[0]);
-      CHECK(ne == nc);
-    }
-    CHECK(micro.captures() == 1);
-    CHECK(update.captures() == 1);
-    CHECK(update.replays() == 19);
-    for (size_t i = 0; i < eager.parameters().size(); ++i) {
-      CAPTURE(eager.parameters()[i].first);
-      CHECK(bit_equal(eager.parameters()[i].second, compiled.parameters()[i].second));
-    }
+    const test_util::CompiledRun r = test_util::check_compiled_steps(eager, compiled, 20, 100);
+    CHECK(r.micro_captures == 1);
+    CHECK(r.update_captures == 1);
+    CHECK(r.update_replays == 19);
   }
 }

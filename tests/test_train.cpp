@@ -658,6 +658,7 @@ TEST_CASE("atomic writes and the content hash") {
 
 #include "models/model.h"
 #include "train/trainer.h"
+#include "train_util.h"
 
 namespace {
 // A small model and corpus: a step takes a few milliseconds.
@@ -673,14 +674,7 @@ TrainConfig small_config(int64_t steps) {
   return TrainConfig::from_json(j);
 }
 
-std::vector<double> run_losses(Trainer& t, int64_t stop_after = -1) {
-  std::vector<double> out;
-  RunHooks h;
-  h.on_step = [&](const StepResult& r) { out.push_back(r.loss); };
-  h.should_stop = [&] { return stop_after >= 0 && t.step() >= stop_after; };
-  t.run(h);
-  return out;
-}
+using test_util::run_losses;
 
 std::string find_config(const std::string& name) {
   for (const char* base : {".", "..", "../..", "../../.."}) {

@@ -187,23 +187,24 @@ Tensor Model::forward_call(const Tensor& tokens, State& state, const InferencePa
   }
   // The state is replaced only when the whole call succeeded.
   std::vector<LayerState> next(state.layers.size());
-  // QAT observers would see a recomputed block twice: not supported yet.
-  check(!(quant_ && ckpt_.mode != Checkpointing::Mode::none && autograd::grad_enabled()),
-        "quantization (qat) with train.checkpointing \"", ckpt_.mode == Checkpointing::Mode::block ? "block" : "chunk",
-        "\" is not supported yet");
   for (size_t i = 0; i < blocks_.size(); ++i) {
+    BlockQuant* bq = quant_ ? &quant_->blocks[i] : nullptr;
     // The last block is backpropagated first, right after its forward:
     // recomputing it would only cost time.
     if (ckpt_.mode == Checkpointing::Mode::block && i + 1 < blocks_.size() && !state_graph &&
         autograd::grad_enabled()) {
       // The block runs again in backward; its state comes from the first run.
       // forward_weights reads the bf16 copies (amp) through ops::stand_in, so
-      // the recomputation routes gradients to the f32 masters as well.
+      // the recomputation routes gradients to the f32 masters as well. QAT
+      // observers are restored before the recomputation, which then observes
+      // and quantizes exactly as the first run.
       auto sink = std::make_shared<LayerState*>(&next[i]);
+      auto snap = fake_quantizing(quant_.get()) ? std::make_shared<ObserverSnapshot>(snapshot_observers(*bq)) : nullptr;
       x = autograd::checkpoint(
-          [this, i, cfg = config_, in = state.layers[i], sink](const std::vector<Tensor>& a) {
+          [this, i, cfg = config_, in = state.layers[i], sink, bq, snap](const std::vector<Tensor>& a) {
             LayerState out;
-            Tensor y = block_forward(forward_weights(i), cfg, a[0], in, out);
+            if (snap && !*sink) restore_observers(*bq, *snap);
+            Tensor y = block_forward(forward_weights(i), cfg, a[0], in, out, nullptr, false, bq);
             if (*sink) **sink = out, *sink = nullptr;
             return std::vector<Tensor>{y};
           },
@@ -211,7 +212,7 @@ Tensor Model::forward_call(const Tensor& tokens, State& state, const InferencePa
       continue;
     }
     x = block_forward(forward_weights(i), config_, x, state.layers[i], next[i], pk ? &pk->blocks[i] : nullptr,
-                      state_graph, quant_ ? &quant_->blocks[i] : nullptr);
+                      state_graph, bq);
   }
   prof::Scope s("fwd.head");
   const Tensor head = head_weight();

@@ -1,7 +1,10 @@
 // bf16 GEMM weights: the copies of mixed-precision training and the bf16
 // weights of inference (Model::use_bf16).
+#include <iterator>
+
 #include "autograd/tape.h"
 #include "models/model.h"
+#include "models/quant.h"
 #include "ops/view.h"
 
 namespace mmrec {
@@ -12,6 +15,10 @@ namespace {
 constexpr Tensor BlockWeights::*kGemmWeights[] = {&BlockWeights::qkvz_w, &BlockWeights::gate_w,
                                                   &BlockWeights::attn_out_w, &BlockWeights::ffn_fc1_w,
                                                   &BlockWeights::ffn_fc2_w};
+
+// The quantization site of each of kGemmWeights.
+constexpr QuantSiteId kGemmSites[] = {QuantSiteId::qkvz, QuantSiteId::gate, QuantSiteId::attn_out,
+                                      QuantSiteId::ffn_fc1, QuantSiteId::ffn_fc2};
 
 Tensor bf16_copy(const Tensor& t) {
   Tensor out = Tensor::empty(t.shape(), DType::bf16);
@@ -65,7 +72,12 @@ size_t Model::bf16_copy_bytes() const {
 BlockWeights Model::forward_weights(size_t i) const {
   if (copies_.empty()) return blocks_[i];
   BlockWeights w = blocks_[i];
-  for (auto m : kGemmWeights) w.*m = ops::stand_in(blocks_[i].*m, copies_[i].*m);
+  // A fake-quantized site reads the f32 master (its GEMM stays f32, as the
+  // int8 model it stands for has no bf16 rounding).
+  const bool sites = quant_ && quant_->mode != QuantMode::int8;
+  for (size_t k = 0; k < std::size(kGemmWeights); ++k)
+    if (!(sites && quant_->blocks[i][static_cast<size_t>(kGemmSites[k])].enabled))
+      w.*kGemmWeights[k] = ops::stand_in(blocks_[i].*kGemmWeights[k], copies_[i].*kGemmWeights[k]);
   return w;
 }
 

@@ -8,6 +8,7 @@
 #include "autograd/tape.h"
 #include "models/block.h"
 #include "models/model.h"
+#include "models/quant.h"
 #include "ops/elementwise.h"
 #include "ops/loss.h"
 #include "ops/shape.h"
@@ -74,6 +75,20 @@ Tensor Model::chunked_loss(const Tensor& tokens, const Tensor& targets, State& s
   std::vector<Tensor> params;
   for (const auto& [name, p] : params_) params.push_back(p);
 
+  // QAT: the observers move in a forward of their own over the whole call
+  // (no grad, the layers in order, as without checkpointing), then hold still
+  // for the segments and their recomputations, which all quantize with the
+  // ranges of that step.
+  ModelQuant* q = quant_.get();
+  const bool observing = fake_quantizing(q) && q->observers_enabled;
+  if (observing) {
+    autograd::NoGradGuard no_grad;
+    ObserverPassScope force(q, ModelQuant::ObserverPass::force);
+    State probe = state;
+    forward_call(tok, probe, nullptr, false);
+  }
+  ModelQuant* held = observing ? q : nullptr;
+
   int64_t ct = state.layers.empty() ? 0 : state.layers[0].chunk_tokens;
   Tensor total;
   for (int64_t s0 = 0; s0 < T; s0 += seg) {
@@ -93,8 +108,9 @@ Tensor Model::chunked_loss(const Tensor& tokens, const Tensor& targets, State& s
       inputs.insert(inputs.end(), v.begin(), v.end());
       parts.push_back(static_cast<int64_t>(k.size()));
     }
-    auto segment = [this, seg_tokens, seg_targets, parts, ct, weight, written, ignore_index, B, Ts, V, D,
-                    M](const std::vector<Tensor>& in) {
+    auto segment = [this, seg_tokens, seg_targets, parts, ct, weight, written, ignore_index, B, Ts, V, D, M,
+                    held](const std::vector<Tensor>& in) {
+      ObserverPassScope hold(held, ModelQuant::ObserverPass::hold);
       State st;
       st.batch = B;
       size_t i = 0;

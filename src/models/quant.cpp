@@ -8,6 +8,8 @@
 #include "autograd/graph.h"
 #include "autograd/tape.h"
 #include "ops/fake_quant.h"
+#include "ops/kernels/fake_quant.h"
+#include "ops/linear_int8.h"
 #include "ops/view.h"
 #include "tensor/threads.h"
 
@@ -15,47 +17,10 @@ namespace mmrec {
 namespace {
 using ops::Activation;
 
-constexpr float kEps = std::numeric_limits<float>::epsilon();  // torch.finfo(torch.float32).eps
-
 // The activation each block linear fuses (as block.cpp calls them).
 constexpr std::array<Activation, 9> kSiteAct = {Activation::none,    Activation::none, Activation::gelu,
                                                 Activation::sigmoid, Activation::gelu, Activation::sigmoid,
                                                 Activation::none,    Activation::gelu, Activation::none};
-
-Tensor as_rows(const Tensor& x) {
-  const int64_t K = x.shape().back();
-  return x.contiguous().reshape({K > 0 ? x.numel() / K : 0, K});
-}
-
-// min and max of each of C rows of a contiguous buffer of C * n values.
-void row_min_max(const float* p, int64_t C, int64_t n, std::vector<float>& lo, std::vector<float>& hi) {
-  lo.assign(static_cast<size_t>(C), std::numeric_limits<float>::infinity());
-  hi.assign(static_cast<size_t>(C), -std::numeric_limits<float>::infinity());
-  if (C == 1) {  // one long row: split it, then combine the pieces
-    constexpr int64_t kPiece = 1 << 16;
-    const int64_t pieces = std::max<int64_t>(1, (n + kPiece - 1) / kPiece);
-    std::vector<float> plo(static_cast<size_t>(pieces), lo[0]), phi(static_cast<size_t>(pieces), hi[0]);
-    parallel_for(pieces, 1, [&](int64_t s, int64_t e) {
-      for (int64_t k = s; k < e; ++k) {
-        float a = plo[k], b = phi[k];
-        for (int64_t i = k * kPiece, end = std::min(n, (k + 1) * kPiece); i < end; ++i) {
-          a = std::min(a, p[i]);
-          b = std::max(b, p[i]);
-        }
-        plo[k] = a, phi[k] = b;
-      }
-    });
-    for (int64_t k = 0; k < pieces; ++k) lo[0] = std::min(lo[0], plo[k]), hi[0] = std::max(hi[0], phi[k]);
-    return;
-  }
-  parallel_for(C, std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)), [&](int64_t s, int64_t e) {
-    for (int64_t c = s; c < e; ++c) {
-      float a = lo[c], b = hi[c];
-      for (int64_t i = 0; i < n; ++i) a = std::min(a, p[c * n + i]), b = std::max(b, p[c * n + i]);
-      lo[c] = a, hi[c] = b;
-    }
-  });
-}
 
 Tensor vec_tensor(const std::vector<float>& v) {
   Tensor t = Tensor::empty({static_cast<int64_t>(v.size())});
@@ -64,36 +29,41 @@ Tensor vec_tensor(const std::vector<float>& v) {
 }
 }  // namespace
 
-void MinMaxObserver::observe(const Tensor& x_in, int64_t channels, float c) {
-  const Tensor x = x_in.detach().contiguous();
+void MinMaxObserver::init(int64_t channels) {
+  min_val = Tensor::full({channels}, std::numeric_limits<float>::infinity());
+  max_val = Tensor::full({channels}, -std::numeric_limits<float>::infinity());
+  seen = false;
+}
+
+void MinMaxObserver::observe(const Tensor& x, int64_t channels, float c) {
+  if (!min_val.defined()) init(channels);
+  check(min_val.numel() == channels, "observer: ", channels, " channels for an observer of ", min_val.numel());
   if (x.numel() == 0) return;
-  std::vector<float> lo, hi;
-  row_min_max(x.data<float>(), channels, x.numel() / channels, lo, hi);
-  if (!observed()) {
-    min_val = lo, max_val = hi;
-    return;
-  }
-  for (size_t i = 0; i < lo.size(); ++i) {
-    min_val[i] = min_val[i] + c * (lo[i] - min_val[i]);
-    max_val[i] = max_val[i] + c * (hi[i] - max_val[i]);
-  }
+  ops::observe_min_max(x, min_val, max_val, c);
+  seen = true;
+}
+
+std::vector<float> MinMaxObserver::min() const { return min_val.defined() ? min_val.to_vector() : std::vector<float>{}; }
+std::vector<float> MinMaxObserver::max() const { return max_val.defined() ? max_val.to_vector() : std::vector<float>{}; }
+
+void MinMaxObserver::set(const std::vector<float>& lo, const std::vector<float>& hi) {
+  check(lo.size() == hi.size() && !lo.empty(), "observer: min and max of different sizes");
+  if (!min_val.defined() || min_val.numel() != static_cast<int64_t>(lo.size())) init(static_cast<int64_t>(lo.size()));
+  // In place: a captured graph may hold these buffers.
+  std::copy(lo.begin(), lo.end(), min_val.data<float>());
+  std::copy(hi.begin(), hi.end(), max_val.data<float>());
+  seen = true;
 }
 
 std::pair<float, int32_t> MinMaxObserver::affine_u8() const {
   check(observed(), "quantization: an input observer has not observed anything yet");
-  const float lo = std::min(min_val[0], 0.0f), hi = std::max(max_val[0], 0.0f);
-  const float scale = std::max((hi - lo) / 255.0f, kEps);
-  const float zp = 0.0f - std::nearbyint(lo / scale);
-  return {scale, static_cast<int32_t>(std::min(std::max(zp, 0.0f), 255.0f))};
+  return kernels::qparams_affine_u8(min_val.data<float>()[0], max_val.data<float>()[0]);
 }
 
 std::vector<float> MinMaxObserver::symmetric_s8_scales() const {
   check(observed(), "quantization: a weight observer has not observed anything yet");
-  std::vector<float> s(min_val.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    const float a = std::max(-std::min(min_val[i], 0.0f), std::max(max_val[i], 0.0f));
-    s[i] = std::max(a / 127.5f, kEps);
-  }
+  std::vector<float> s(static_cast<size_t>(min_val.numel()));
+  for (size_t i = 0; i < s.size(); ++i) s[i] = kernels::qparams_symmetric_s8(min_val.data<float>()[i], max_val.data<float>()[i]);
   return s;
 }
 
@@ -113,10 +83,13 @@ ModelQuant::ModelQuant(const Model& model, const QuantConfig& cfg) : config(cfg)
       s.owner = this;
       s.act = kSiteAct[k];
       s.enabled = std::find(cfg.layers.begin(), cfg.layers.end(), kQuantLinears[k]) != cfg.layers.end();
+      if (s.enabled) s.input.init(1), s.weight.init(model.parameter(s.name + ".weight").size(0));
     }
   head.name = "lm_head";
   head.owner = this;
   head.enabled = cfg.head;
+  if (head.enabled)
+    head.input.init(1), head.weight.init(model.parameter(model.config().tie_embeddings ? "embed.weight" : "lm_head.weight").size(0));
 }
 
 std::vector<QuantSite*> ModelQuant::sites() {
@@ -133,8 +106,8 @@ std::vector<NamedTensor> ModelQuant::state_tensors() const {
   for (QuantSite* s : const_cast<ModelQuant*>(this)->sites())
     for (auto [obs, what] : {std::pair{&s->input, ".input"}, std::pair{&s->weight, ".weight"}})
       if (obs->observed()) {
-        out.emplace_back(s->name + what + ".min", vec_tensor(obs->min_val));
-        out.emplace_back(s->name + what + ".max", vec_tensor(obs->max_val));
+        out.emplace_back(s->name + what + ".min", obs->min_val.clone());
+        out.emplace_back(s->name + what + ".max", obs->max_val.clone());
       }
   return out;
 }
@@ -149,13 +122,15 @@ void ModelQuant::load_state(const std::vector<NamedTensor>& tensors) {
     for (auto [obs, what] : {std::pair{&s->input, ".input"}, std::pair{&s->weight, ".weight"}}) {
       const Tensor* lo = find(s->name + what + ".min");
       const Tensor* hi = find(s->name + what + ".max");
-      obs->min_val.clear(), obs->max_val.clear();
-      if (!lo && !hi) continue;
+      if (!lo && !hi) {
+        obs->init(obs->min_val.defined() ? obs->min_val.numel() : 1);
+        continue;
+      }
       check(lo && hi && lo->shape() == hi->shape() && lo->dtype() == DType::f32 && lo->dim() == 1,
             "quantization state: observer ", s->name, what, " is incomplete or malformed");
-      const Tensor a = lo->contiguous(), b = hi->contiguous();
-      obs->min_val.assign(a.data<float>(), a.data<float>() + a.numel());
-      obs->max_val.assign(b.data<float>(), b.data<float>() + b.numel());
+      check(!obs->min_val.defined() || obs->min_val.numel() == lo->numel(), "quantization state: observer ", s->name,
+            what, " has ", lo->numel(), " channels, expected ", obs->min_val.numel());
+      obs->set(lo->to_vector(), hi->to_vector());
     }
 }
 
@@ -188,32 +163,54 @@ void ModelQuant::to_int8(const Model& model) {
   mode = QuantMode::int8;
 }
 
-Tensor quant_linear(QuantSite& site, const Tensor& x, const Tensor& w, const Tensor& b, Activation act) {
+ObserverSnapshot snapshot_observers(const BlockQuant& block) {
+  ObserverSnapshot snap;
+  for (const QuantSite& s : block)
+    if (s.enabled)
+      for (const MinMaxObserver* o : {&s.input, &s.weight}) {
+        snap.tensors.push_back(o->min_val.clone());
+        snap.tensors.push_back(o->max_val.clone());
+        snap.seen.push_back(o->seen);
+      }
+  return snap;
+}
+
+void restore_observers(BlockQuant& block, const ObserverSnapshot& snap) {
+  size_t i = 0;
+  for (QuantSite& s : block)
+    if (s.enabled)
+      for (MinMaxObserver* o : {&s.input, &s.weight}) {
+        o->min_val.copy_from(snap.tensors[2 * i]);
+        o->max_val.copy_from(snap.tensors[2 * i + 1]);
+        o->seen = snap.seen[i];
+        ++i;
+      }
+}
+
+bool fake_quantizing(const ModelQuant* q) { return q && q->mode == QuantMode::fake; }
+
+Tensor quant_linear(QuantSite& site, const Tensor& x_in, const Tensor& w, const Tensor& b, Activation act) {
   const ModelQuant& q = *site.owner;
-  // The quantization kernels do not go through autograd::dispatch yet: a
-  // captured graph would silently skip them.
-  check(!autograd::capturing(), "quant_linear: ", site.name,
-        ": quantized linears cannot be captured into a graph yet; run them eagerly");
+  const Tensor x = ops::cast(x_in, DType::f32);
   if (q.mode == QuantMode::int8) {
     check(site.int8.defined(), "quant_linear: ", site.name, " has no int8 kernel (ModelQuant::to_int8)");
     check(!autograd::needs_grad({x}), "quant_linear: int8 inference of ", site.name,
           " has no backward (use it under NoGradGuard)");
-    const Tensor x2 = as_rows(x);
-    Tensor y = Tensor::empty({x2.size(0), site.int8.out_features()});
-    site.int8.forward(x2, y);
-    Shape shape = x.shape();
-    shape.back() = y.size(1);
-    return y.reshape(shape);
+    return ops::linear_int8(x, site.int8);
   }
-  const bool observe = q.mode == QuantMode::observe || !site.input.observed() ||
-                       (q.observers_enabled && autograd::grad_enabled());
+  check(w.dtype() == DType::f32, "quant_linear: ", site.name, ": the weight must be f32, got ", dtype_name(w.dtype()));
+  bool observe = q.mode == QuantMode::observe || !site.input.observed() ||
+                 (q.observers_enabled && autograd::grad_enabled());
+  if (q.pass != ModelQuant::ObserverPass::normal) observe = q.pass == ModelQuant::ObserverPass::force;
   if (observe) {
     site.input.observe(x, 1, q.config.averaging_constant);
     site.weight.observe(w, w.size(0), q.config.averaging_constant);
   }
   if (q.mode == QuantMode::observe) return ops::linear(x, w, b, act);
-  const auto [xs, xz] = site.input.affine_u8();
-  const Tensor ws = vec_tensor(site.weight.symmetric_s8_scales()), wz = Tensor::zeros({w.size(0)}, DType::i32);
+  // scale and zero point by kernel from the observers' state: a captured
+  // step replays them with the ranges of each step.
+  const auto [xs, xz] = ops::quant_params(site.input.min_val, site.input.max_val, ops::QuantScheme::affine_u8);
+  const auto [ws, wz] = ops::quant_params(site.weight.min_val, site.weight.max_val, ops::QuantScheme::symmetric_s8);
   return ops::linear(ops::fake_quantize_per_tensor_affine(x, xs, xz, 0, 255),
                      ops::fake_quantize_per_channel_affine(w, ws, wz, 0, -128, 127), b, act);
 }

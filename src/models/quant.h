@@ -49,12 +49,20 @@ enum class QuantMode {
   int8,     // inference: u8 x s8 oneDNN matmuls (built by load_model from an int8 file, or by to_int8)
 };
 
-// min/max per channel (1 channel: per tensor), undefined until the first observation.
+// min/max per channel (1 channel: per tensor), held in tensors so that a
+// captured QAT step updates them by kernel (ops::observe_min_max); +inf / -inf
+// until the first observation.
 struct MinMaxObserver {
-  std::vector<float> min_val, max_val;
-  bool observed() const { return !min_val.empty(); }
-  // x as [C, n / C] rows (C = 1: the whole tensor).
+  Tensor min_val, max_val;  // f32 [C]
+  bool seen = false;        // observed, or loaded, at least once (host side)
+  bool observed() const { return seen; }
+  void init(int64_t channels);  // C channels, never observed
+  // x as [C, n / C] rows (C = 1: the whole tensor); sized on first use.
   void observe(const Tensor& x, int64_t channels, float averaging_constant);
+  // Host copies and assignment (state files, int8 files).
+  std::vector<float> min() const;
+  std::vector<float> max() const;
+  void set(const std::vector<float>& lo, const std::vector<float>& hi);
   std::pair<float, int32_t> affine_u8() const;     // (scale, zero_point) of channel 0
   std::vector<float> symmetric_s8_scales() const;  // one per channel
 };
@@ -80,6 +88,9 @@ struct ModelQuant {
   QuantConfig config;
   QuantMode mode = QuantMode::fake;
   bool observers_enabled = true;      // freeze_observers_step turns this off
+  // Overrides whether the observers move in the calls running now ("chunk"
+  // checkpointing observes in a pass of its own, then holds them).
+  enum class ObserverPass { normal, force, hold } pass = ObserverPass::normal;
   std::vector<BlockQuant> blocks;  // [layer]
   QuantSite head;
 
@@ -92,10 +103,40 @@ struct ModelQuant {
   void to_int8(const Model& model);
 };
 
-// act(x Wᵀ + b) at an enabled site, in its owner's mode (x [..., In] f32).
+// act(x Wᵀ + b) at an enabled site, in its owner's mode (x [..., In] f32 or
+// bf16, read as f32; w f32: under amp the f32 master, never the bf16 copy).
 // Observers are mutable state: one model's forward at a time per ModelQuant
 // while observing (training, calibration); int8 inference is thread-safe.
 Tensor quant_linear(QuantSite& site, const Tensor& x, const Tensor& w, const Tensor& b, ops::Activation act);
+
+// Sets q->pass for a scope (nothing when q is null).
+class ObserverPassScope {
+ public:
+  ObserverPassScope(ModelQuant* q, ModelQuant::ObserverPass pass) : q_(q) {
+    if (q_) prev_ = q_->pass, q_->pass = pass;
+  }
+  ~ObserverPassScope() {
+    if (q_) q_->pass = prev_;
+  }
+  ObserverPassScope(const ObserverPassScope&) = delete;
+  ObserverPassScope& operator=(const ObserverPassScope&) = delete;
+
+ private:
+  ModelQuant* q_;
+  ModelQuant::ObserverPass prev_ = ModelQuant::ObserverPass::normal;
+};
+
+// The observer state of one block's sites. Gradient checkpointing takes it
+// before a block's first run and restores it before the recomputation, which
+// then observes exactly as the first run did (same ranges, same final state).
+struct ObserverSnapshot {
+  std::vector<Tensor> tensors;
+  std::vector<bool> seen;
+};
+ObserverSnapshot snapshot_observers(const BlockQuant& block);
+void restore_observers(BlockQuant& block, const ObserverSnapshot& snapshot);
+// True when the model's quantization runs fake quantization (QAT).
+bool fake_quantizing(const ModelQuant* q);
 
 // The s8 weight and its scales from the site's weight observer (as the
 // fake-quant forward rounds it): w [N, K] f32 -> (i8 [N, K], f32 [N]).

@@ -16,6 +16,7 @@
 
 #include "autograd/tape.h"
 #include "models/quant.h"
+#include "ops/kernels/fake_quant.h"
 #include "models/safetensors.h"
 
 namespace mmrec {
@@ -30,21 +31,21 @@ Tensor scalar_i32(int32_t v) {
 // where float rounding would not), so that an int8 file can also run through
 // fake quantization (QuantMode::fake with observers frozen).
 void set_observers(QuantSite& s, float xs, int32_t xz, const Tensor& w_scale) {
-  s.input.min_val = {-static_cast<float>(xz) * xs};
-  s.input.max_val = {static_cast<float>(255 - xz) * xs};
-  for (int i = 0; i < 64 && s.input.affine_u8().first != xs; ++i)
-    s.input.max_val[0] = std::nextafter(s.input.max_val[0], s.input.affine_u8().first < xs ? INFINITY : -INFINITY);
+  std::vector<float> lo = {-static_cast<float>(xz) * xs}, hi = {static_cast<float>(255 - xz) * xs};
+  for (int i = 0; i < 64 && kernels::qparams_affine_u8(lo[0], hi[0]).first != xs; ++i)
+    hi[0] = std::nextafter(hi[0], kernels::qparams_affine_u8(lo[0], hi[0]).first < xs ? INFINITY : -INFINITY);
+  s.input.set(lo, hi);
   const int64_t N = w_scale.numel();
-  s.weight.min_val.resize(static_cast<size_t>(N));
-  s.weight.max_val.resize(static_cast<size_t>(N));
+  std::vector<float> wlo(static_cast<size_t>(N)), whi(static_cast<size_t>(N));
   for (int64_t n = 0; n < N; ++n) {
     const float want = w_scale.data<float>()[n];
     float a = want * 127.5f;
-    for (int i = 0; i < 64 && std::max(a / 127.5f, std::numeric_limits<float>::epsilon()) != want; ++i)
+    for (int i = 0; i < 64 && kernels::qparams_symmetric_s8(-a, a) != want; ++i)
       a = std::nextafter(a, a / 127.5f < want ? INFINITY : -INFINITY);
-    s.weight.max_val[static_cast<size_t>(n)] = a;
-    s.weight.min_val[static_cast<size_t>(n)] = -a;
+    whi[static_cast<size_t>(n)] = a;
+    wlo[static_cast<size_t>(n)] = -a;
   }
+  s.weight.set(wlo, whi);
 }
 }  // namespace
 

@@ -27,6 +27,11 @@ bool qat_active(const Model& model) {
   return model.quantization() != nullptr && model.quantization()->mode == QuantMode::fake;
 }
 
+int qat_phase(const Model& model) {
+  const ModelQuant* q = model.quantization();
+  return q == nullptr ? 0 : q->observers_enabled ? 1 : 2;
+}
+
 std::vector<NamedTensor> qat_state_tensors(const Model& model) {
   std::vector<NamedTensor> out;
   if (!model.quantization()) return out;

@@ -20,6 +20,9 @@ namespace mmrec {
 void qat_before_step(Model& model, const QatConfig& cfg, int64_t step);
 // True when the model runs with fake quantization.
 bool qat_active(const Model& model);
+// 0 without quantization, 1 fake quantization with moving observers, 2 with
+// frozen observers: a captured step is valid for one phase only.
+int qat_phase(const Model& model);
 // The observer state, names prefixed "qat.".
 std::vector<NamedTensor> qat_state_tensors(const Model& model);
 // Attaches fake quantization with the observer state found in `tensors`

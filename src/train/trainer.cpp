@@ -141,11 +141,16 @@ void Trainer::setup(const TrainerOptions& opt) {
   });
   // One rank: the step is captured and replayed (several ranks all-reduce
   // gradients on the host between backward and the update: eager).
-  if (cfg_.train.compile && job_->size() == 1)
-    compiled_ = std::make_unique<CompiledStep>(*model_, *opt_, scaler_.get(), cfg_.train.grad_clip,
-                                               cfg_.train.grad_accum, effective_config().dump());
+  if (cfg_.train.compile && job_->size() == 1) make_compiled_step();
   if (cfg_.train.compile && job_->size() > 1)
     note("train.compile: the step stays eager under mpirun (gradients are all-reduced on the host)");
+}
+
+// Captured again when the QAT phase changes (qat_phase): the graph holds it.
+void Trainer::make_compiled_step() {
+  qat_phase_ = qat_phase(*model_);
+  compiled_ = std::make_unique<CompiledStep>(*model_, *opt_, scaler_.get(), cfg_.train.grad_clip,
+                                             cfg_.train.grad_accum, effective_config().dump());
 }
 
 Trainer::~Trainer() = default;
@@ -166,6 +171,8 @@ StepResult Trainer::train_step() {
   const int64_t N = job_->size(), rank = job_->rank();
   const double lr = next_lr();
   qat_before_step(*model_, cfg_.qat, step_);
+  // QAT attached or froze its observers: the step is captured again.
+  if (compiled_ && qat_phase(*model_) != qat_phase_) make_compiled_step();
   double loss_sum = 0.0;
   ReduceStats reduce;
   for (int64_t a = 0; a < A; ++a) {

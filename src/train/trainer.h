@@ -136,6 +136,7 @@ class Trainer {
  private:
   void resume_from(const std::string& dir);
   void setup(const TrainerOptions& opt);
+  void make_compiled_step();  // train.compile: (re)captures compiled_
   std::string save_checkpoint_here();
   void note(const std::string& s) const {
     if (note_ && job_->is_root()) note_(s);
@@ -154,6 +155,7 @@ class Trainer {
   // train.compile: the micro-batch graph (forward, loss, backward into fixed
   // gradient buffers) and the update graph (clipping, AdamW, zeroing).
   std::unique_ptr<CompiledStep> compiled_;  // train.compile
+  int qat_phase_ = 0;  // the QAT phase (qat_phase) the compiled step was captured in
   std::unique_ptr<LossScaler> scaler_;  // with train.amp "bf16"
   LrSchedule schedule_;
   ReduceLROnPlateau plateau_;

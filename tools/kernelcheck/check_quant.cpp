@@ -1,8 +1,9 @@
 // Rows for the quantization kernels: fake quantization (per tensor, per
 // channel) and its straight-through backward, u8 quantization of activations
-// and the oneDNN int8 linear (both zero-point modes, fused activations),
+// the observers' min/max and the oneDNN int8 linear (both zero-point modes, fused activations),
 // against their scalar references. Inputs include exact ties (k + 0.5 steps),
 // values far outside the range and a zero point at either end.
+#include <cfloat>
 #include <cmath>
 #include <tuple>
 
@@ -94,6 +95,23 @@ KERNELCHECK_SUITE(quant) {
       }, 1);
       ctx.compare("fake_quant_per_channel_bwd", shape, got, want, 0.0, tk, tr);
     }
+  }
+  // The observers' min/max of [C, n] rows: odd sizes, one long row (split in
+  // pieces), many short ones; NaNs are skipped, infinities taken.
+  for (auto [C, n] : {std::pair<int64_t, int64_t>{1, 0}, {1, 1}, {1, 17}, {1, 1000}, {1, 200003}, {3, 33},
+                      {2048, 512}, {1000, 1}, {5, 0}}) {
+    if (!ctx.wants("min_max")) break;
+    Tensor x = rand_uniform({C, n}, g, -3, 5);
+    float* p = x.data<float>();
+    for (int64_t i = 5; i < x.numel(); i += 97) p[i] = std::nanf("");
+    if (x.numel() > 300) p[300] = INFINITY, p[x.numel() - 1] = -INFINITY;
+    Tensor got = Tensor::empty({2, C}), want = Tensor::empty({2, C});
+    const double tk = kc::time_us([&] { kernels::min_max_f32(p, C, n, got.data<float>(), got.data<float>() + C); });
+    const double tr = kc::time_us([&] { kernels::ref::min_max_f32(p, C, n, want.data<float>(), want.data<float>() + C); }, 1);
+    for (Tensor* t : {&got, &want})  // ±inf as ±FLT_MAX, so that equal infinities compare equal
+      for (int64_t i = 0; i < t->numel(); ++i)
+        if (std::isinf(t->data<float>()[i])) t->data<float>()[i] = std::copysign(FLT_MAX, t->data<float>()[i]);
+    ctx.compare("min_max", {C, n}, got, want, 0.0, tk, tr);
   }
   // The int8 linear: (M, K, N).
   for (auto [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {3, 17, 5}, {17, 33, 1000}, {1000, 17, 3},

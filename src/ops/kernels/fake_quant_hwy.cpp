@@ -4,6 +4,8 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "ops/kernels/fake_quant_hwy.cpp"
 #include <algorithm>
+#include <limits>
+#include <vector>
 
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
@@ -78,6 +80,29 @@ void QuantizeU8Row(const float* HWY_RESTRICT x, uint8_t* HWY_RESTRICT q, size_t 
   }
 }
 
+// lo, hi = min and max of x[0..n). A lane takes a value only when it compares
+// below (above) the running one, so NaNs are skipped as in the reference.
+void MinMaxRow(const float* HWY_RESTRICT x, size_t n, float* HWY_RESTRICT lo, float* HWY_RESTRICT hi) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  const float inf = std::numeric_limits<float>::infinity();
+  auto a0 = hn::Set(d, inf), a1 = a0, b0 = hn::Set(d, -inf), b1 = b0;
+  auto step = [](auto& a, auto& b, auto v) {
+    a = hn::IfThenElse(hn::Lt(v, a), v, a);
+    b = hn::IfThenElse(hn::Gt(v, b), v, b);
+  };
+  size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    step(a0, b0, hn::LoadU(d, x + i));
+    step(a1, b1, hn::LoadU(d, x + i + N));
+  }
+  for (; i + N <= n; i += N) step(a0, b0, hn::LoadU(d, x + i));
+  // NaN in the tail lanes: it never compares, so it changes nothing.
+  if (i < n) step(a1, b1, LoadTail(d, x + i, n - i, std::numeric_limits<float>::quiet_NaN()));
+  *lo = hn::GetLane(hn::MinOfLanes(d, hn::Min(a0, a1)));
+  *hi = hn::GetLane(hn::MaxOfLanes(d, hn::Max(b0, b1)));
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace mmrec::kernels
 HWY_AFTER_NAMESPACE();
@@ -87,6 +112,7 @@ namespace mmrec::kernels {
 HWY_EXPORT(FakeQuantRow);
 HWY_EXPORT(FakeQuantBwdRow);
 HWY_EXPORT(QuantizeU8Row);
+HWY_EXPORT(MinMaxRow);
 
 namespace {
 constexpr int64_t kGrain = 1 << 15;  // elements per task
@@ -134,6 +160,32 @@ void quantize_u8(const float* x, uint8_t* q, int64_t n, float scale, int32_t zer
   parallel_for(n, kGrain, [&](int64_t s, int64_t e) {
     HWY_DYNAMIC_DISPATCH(QuantizeU8Row)(x + s, q + s, static_cast<size_t>(e - s), scale, zero_point);
   });
+}
+
+void min_max_f32(const float* x, int64_t C, int64_t n, float* lo, float* hi) {
+  if (C <= 0) return;
+  if (n == 0) {
+    std::fill(lo, lo + C, std::numeric_limits<float>::infinity());
+    std::fill(hi, hi + C, -std::numeric_limits<float>::infinity());
+    return;
+  }
+  if (C > 1 || n < 2 * kGrain) {  // rows in tasks of about kGrain elements
+    parallel_for(C, std::max<int64_t>(1, kGrain / n), [&](int64_t s, int64_t e) {
+      for (int64_t c = s; c < e; ++c) HWY_DYNAMIC_DISPATCH(MinMaxRow)(x + c * n, static_cast<size_t>(n), lo + c, hi + c);
+    });
+    return;
+  }
+  // One long row (a per-tensor observer): pieces, then their min and max.
+  const int64_t pieces = (n + kGrain - 1) / kGrain;
+  std::vector<float> plo(static_cast<size_t>(pieces)), phi(static_cast<size_t>(pieces));
+  parallel_for(pieces, 1, [&](int64_t s, int64_t e) {
+    for (int64_t k = s; k < e; ++k) {
+      const int64_t b = k * kGrain, len = std::min(n, b + kGrain) - b;
+      HWY_DYNAMIC_DISPATCH(MinMaxRow)(x + b, static_cast<size_t>(len), &plo[k], &phi[k]);
+    }
+  });
+  lo[0] = plo[0], hi[0] = phi[0];
+  for (int64_t k = 1; k < pieces; ++k) lo[0] = std::min(lo[0], plo[k]), hi[0] = std::max(hi[0], phi[k]);
 }
 
 }  // namespace mmrec::kernels

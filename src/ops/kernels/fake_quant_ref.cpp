@@ -2,6 +2,7 @@
 // fake_quant.h written out in f32, as PyTorch's CPU kernels compute them.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "ops/kernels/fake_quant.h"
 
@@ -42,6 +43,14 @@ void quantize_u8(const float* x, uint8_t* q, int64_t n, float scale, int32_t zer
   const float inv = 1.0f / scale;
   for (int64_t i = 0; i < n; ++i)
     q[i] = static_cast<uint8_t>(std::min(std::max(level(x[i], inv, zero_point), 0.0f), 255.0f));
+}
+
+void min_max_f32(const float* x, int64_t C, int64_t n, float* lo, float* hi) {
+  for (int64_t c = 0; c < C; ++c) {
+    float a = std::numeric_limits<float>::infinity(), b = -a;
+    for (int64_t i = 0; i < n; ++i) a = std::min(a, x[c * n + i]), b = std::max(b, x[c * n + i]);
+    lo[c] = a, hi[c] = b;
+  }
 }
 
 }  // namespace mmrec::kernels::ref

@@ -118,21 +118,35 @@ int64_t Int8Linear::out_features() const { return impl_ ? impl_->N : 0; }
 
 void Int8Linear::forward(const Tensor& x, Tensor& y) const {
   check(impl_ != nullptr, "Int8Linear: forward on an empty Int8Linear");
-  Impl& p = *impl_;
+  Tensor xq = Tensor::empty(x.shape(), DType::u8);
+  quantize_input(x, xq);
+  forward_quantized(xq, y);
+}
+
+void Int8Linear::quantize_input(const Tensor& x, Tensor& xq) const {
+  check(impl_ != nullptr, "Int8Linear: quantize_input on an empty Int8Linear");
+  const Impl& p = *impl_;
   check(x.dtype() == DType::f32 && x.dim() == 2 && x.size(1) == p.K && x.is_contiguous(), "Int8Linear: x ",
         x.shape(), " ", dtype_name(x.dtype()), " is not contiguous f32 [M, ", p.K, "]");
-  const int64_t M = x.size(0);
+  check(xq.dtype() == DType::u8 && xq.shape() == x.shape() && xq.is_contiguous(), "Int8Linear: xq must be u8 ",
+        x.shape());
+  quantize_u8(x.data<float>(), xq.data<uint8_t>(), x.numel(), p.x_scale, p.x_zp);
+}
+
+void Int8Linear::forward_quantized(const Tensor& xq, Tensor& y) const {
+  check(impl_ != nullptr, "Int8Linear: forward on an empty Int8Linear");
+  Impl& p = *impl_;
+  check(xq.dtype() == DType::u8 && xq.dim() == 2 && xq.size(1) == p.K && xq.is_contiguous(), "Int8Linear: xq ",
+        xq.shape(), " ", dtype_name(xq.dtype()), " is not contiguous u8 [M, ", p.K, "]");
+  const int64_t M = xq.size(0);
   if (M == 0 || p.N == 0) return;
   if (p.K == 0) {  // nothing to multiply: y = act(b)
-    Tensor b = Tensor::empty({p.N});
-    for (int64_t n = 0; n < p.N; ++n) b.data<float>()[n] = p.bias.data<float>()[n] * p.out_scales[n];
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = 0; n < p.N; ++n)
-        y.data<float>()[m * p.N + n] = static_cast<float>(ref::activate(p.act, b.data<float>()[n]));
+        y.data<float>()[m * p.N + n] =
+            static_cast<float>(ref::activate(p.act, p.bias.data<float>()[n] * p.out_scales[static_cast<size_t>(n)]));
     return;
   }
-  Tensor xq = Tensor::empty({M, p.K}, DType::u8);
-  quantize_u8(x.data<float>(), xq.data<uint8_t>(), M * p.K, p.x_scale, p.x_zp);
   const auto e = p.entry(M);
   DnnlThreads threads(e->threads);
   auto& eng = dnnl_engine();

@@ -32,7 +32,13 @@ class Int8Linear {
   int64_t in_features() const;
   int64_t out_features() const;
   // x f32 [M, K] contiguous rows -> y f32 [M, N] contiguous. Thread-safe.
+  // The same as quantize_input then forward_quantized.
   void forward(const Tensor& x, Tensor& y) const;
+  // x f32 [M, K] -> xq u8 [M, K] with the layer's input scale and zero point.
+  void quantize_input(const Tensor& x, Tensor& xq) const;
+  // xq u8 [M, K] (from quantize_input) -> y f32 [M, N]: the u8 x s8 matmul,
+  // the scales, bias and activation in its epilogue.
+  void forward_quantized(const Tensor& xq, Tensor& y) const;
 
  private:
   struct Impl;

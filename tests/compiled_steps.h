@@ -1,0 +1,78 @@
+// The eager-vs-compiled training check shared by the capture suites: the same
+// batches through an eager model and, on an identical model, through two
+// compiled graphs (micro-batch: loss and backward; update: clipping, AdamW,
+// zeroing), with losses, gradients and clipping norms compared bit for bit.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <map>
+
+#include "autograd/compile.h"
+#include "autograd/tape.h"
+#include "models/model.h"
+#include "test_util.h"
+#include "train/optimizer.h"
+
+namespace test_util {
+
+inline bool bit_equal(const mmrec::Tensor& a, const mmrec::Tensor& b) {
+  if (!a.defined() || !b.defined() || a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
+  const mmrec::Tensor x = a.contiguous(), y = b.contiguous();
+  return std::memcmp(x.raw_data(), y.raw_data(), x.nbytes()) == 0;
+}
+
+struct CompiledRun {
+  size_t micro_captures = 0, micro_replays = 0, update_captures = 0, update_replays = 0;
+  std::map<mmrec::autograd::OpKind, size_t> micro_calls;  // of the last micro-batch graph, by kind
+};
+
+// `steps` steps on batches [2, 17] of ids below 64 (seeds seed0, seed0 + 1, ...),
+// lr 1e-2 decaying linearly, clipping at 0.5; the weights are compared at the end.
+inline CompiledRun check_compiled_steps(const mmrec::Model& eager, const mmrec::Model& compiled, int steps,
+                                        uint64_t seed0) {
+  using namespace mmrec;
+  OptimConfig oc;
+  AdamW opt_e(eager.parameters(), decay_mask(eager.parameters(), oc), oc);
+  AdamW opt_c(compiled.parameters(), decay_mask(compiled.parameters(), oc), oc);
+  const double clip = 0.5;  // small enough to clip
+  opt_c.zero_grad_in_place();
+  autograd::CompiledFn micro = autograd::compile([&](const std::vector<Tensor>& in) {
+    Tensor loss = compiled.loss(in[0]);
+    autograd::backward(loss);
+    return std::vector<Tensor>{loss};
+  });
+  autograd::CompiledFn update = autograd::compile([&](const std::vector<Tensor>&) {
+    Tensor r = clip_grad_norm_tensor(compiled.parameters(), clip);
+    opt_c.apply();
+    opt_c.zero_grad_in_place();
+    return std::vector<Tensor>{r};
+  });
+  for (int step = 0; step < steps; ++step) {
+    const Tensor batch = random_tokens(2, 17, 64, seed0 + static_cast<uint64_t>(step));
+    const double lr = 1e-2 * (1.0 - step / (2.0 * steps));
+    Tensor le = eager.loss(batch);
+    autograd::backward(le);
+    CHECK(bit_equal(le, micro({batch})[0]));
+    if (step == 0 || step == steps - 1)
+      for (size_t i = 0; i < eager.parameters().size(); ++i) {
+        CAPTURE(eager.parameters()[i].first);
+        CHECK(bit_equal(eager.parameters()[i].second.grad(), compiled.parameters()[i].second.grad()));
+      }
+    const double ne = clip_grad_norm(eager.parameters(), clip);
+    opt_e.step(lr);
+    opt_e.zero_grad();
+    opt_c.stage(lr);
+    CHECK(ne == clip_norm_value(update({})[0]));
+  }
+  for (size_t i = 0; i < eager.parameters().size(); ++i) {
+    CAPTURE(eager.parameters()[i].first);
+    CHECK(bit_equal(eager.parameters()[i].second, compiled.parameters()[i].second));
+  }
+  CompiledRun r{micro.captures(), micro.replays(), update.captures(), update.replays(), {}};
+  if (micro.last_graph())
+    for (const auto& c : micro.last_graph()->calls()) ++r.micro_calls[c.kind];
+  return r;
+}
+
+}  // namespace test_util
