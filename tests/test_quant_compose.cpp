@@ -147,7 +147,7 @@ TEST_CASE("QAT with checkpointing: \"block\" bit for bit, \"chunk\" within float
   }
 }
 
-TEST_CASE("trainer: compiled QAT equals eager QAT (attach at start_step, frozen observers) and resumes exactly") {
+TEST_CASE("trainer: compiled QAT equals eager QAT (attach at start_step, frozen observers), with block checkpointing too") {
   TempDir d;
   Trainer eager(qat_config(12), {.run_dir = d / "eager"});
   const std::vector<double> ref = run_losses(eager);
@@ -156,6 +156,10 @@ TEST_CASE("trainer: compiled QAT equals eager QAT (attach at start_step, frozen 
   CHECK(got == ref);
   CHECK(read_file(d / "eager/model.safetensors") == read_file(d / "compiled/model.safetensors"));
   CHECK(read_file(d / "eager/model.int8.safetensors") == read_file(d / "compiled/model.int8.safetensors"));
+  // Compiled with block checkpointing: the recomputations are recorded, observers restored before them.
+  Trainer block(qat_config(12, {{"compile", true}, {"checkpointing", "block"}}), {.run_dir = d / "block"});
+  CHECK(run_losses(block) == ref);
+  CHECK(read_file(d / "eager/model.safetensors") == read_file(d / "block/model.safetensors"));
 }
 
 TEST_CASE("QAT under bf16 amp: close to f32 QAT, finite, exact resume") {

@@ -151,14 +151,14 @@ std::pair<Tensor, Tensor> quantize_weight(const QuantSite& site, const Tensor& w
   return {q, vec_tensor(scales)};
 }
 
-void ModelQuant::to_int8(const Model& model) {
+void ModelQuant::to_int8(const Model& model, kernels::ZeroPointMode zero_point) {
   for (QuantSite* s : sites()) {
     const bool tied_head = s == &head && model.config().tie_embeddings;
     const Tensor w = model.parameter(tied_head ? "embed.weight" : s->name + ".weight");
     const Tensor b = s == &head ? Tensor() : model.parameter(s->name + ".bias");
     auto [q, scales] = quantize_weight(*s, w);
     auto [xs, xz] = s->input.affine_u8();
-    s->int8 = kernels::Int8Linear(q, scales, b.defined() ? b.detach() : b, xs, xz, s->act);
+    s->int8 = kernels::Int8Linear(q, scales, b.defined() ? b.detach() : b, xs, xz, s->act, zero_point);
   }
   mode = QuantMode::int8;
 }

@@ -100,7 +100,7 @@ struct ModelQuant {
   void load_state(const std::vector<NamedTensor>& tensors);  // Error naming a missing or mismatched tensor
   // Builds the int8 kernels of every enabled site from the observed scales
   // and the model's current weights, and switches mode to int8.
-  void to_int8(const Model& model);
+  void to_int8(const Model& model, kernels::ZeroPointMode zero_point = kernels::ZeroPointMode::folded);
 };
 
 // act(x Wᵀ + b) at an enabled site, in its owner's mode (x [..., In] f32 or

@@ -41,15 +41,25 @@ void Context::report(const std::string& name, const nlohmann::json& figures) {
 }
 
 double median_seconds(const std::function<void()>& f, int reps, int warmup) {
-  for (int i = 0; i < warmup; ++i) f();
-  std::vector<double> t;
-  for (int i = 0; i < std::max(reps, 1); ++i) {
-    const auto a = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+  return median_seconds_interleaved({f}, reps, warmup)[0];
+}
+
+std::vector<double> median_seconds_interleaved(const std::vector<std::function<void()>>& fs, int reps, int warmup) {
+  for (int i = 0; i < warmup; ++i)
+    for (const auto& f : fs) f();
+  std::vector<std::vector<double>> t(fs.size());
+  for (int i = 0; i < std::max(reps, 1); ++i)
+    for (size_t k = 0; k < fs.size(); ++k) {
+      const auto a = std::chrono::steady_clock::now();
+      fs[k]();
+      t[k].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+    }
+  std::vector<double> med;
+  for (auto& v : t) {
+    std::sort(v.begin(), v.end());
+    med.push_back(v[v.size() / 2]);
   }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return med;
 }
 
 double triad_gbps(size_t bytes_per_array, int reps) {

@@ -10,6 +10,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace bench {
 
@@ -48,6 +49,10 @@ std::vector<std::pair<std::string, Suite>>& suites();
 
 // Median seconds of `reps` calls of f after `warmup` untimed calls.
 double median_seconds(const std::function<void()>& f, int reps, int warmup = 1);
+// The same for several functions timed in turn, one call of each per round,
+// so that a noisy neighbour weighs on all alike: one median per function.
+std::vector<double> median_seconds_interleaved(const std::vector<std::function<void()>>& fs, int reps,
+                                               int warmup = 1);
 
 // STREAM triad a[i] = b[i] + s*c[i] over arrays of `bytes_per_array`, on the
 // current thread setting, in GB/s counting 3 arrays (median of reps).
