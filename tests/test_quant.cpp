@@ -1,5 +1,6 @@
 // Quantization: the fake-quant ops (PyTorch's values, ties, saturation,
-// zero ranges, STE gradients), observers and their qparams, and a QAT model
+// zero ranges, STE gradients), observers and their qparams (the observer ops
+// and the host formulas), and a QAT model
 // whose int8 inference (in memory and through an int8 file) matches its
 // fake-quant forward.
 #include <doctest/doctest.h>
@@ -10,6 +11,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "autograd/compile.h"
@@ -110,6 +112,36 @@ TEST_CASE("observers: moving average and PyTorch's qparams, zero ranges") {
   const auto ws = w.symmetric_s8_scales();
   CHECK(ws[0] == doctest::Approx(1.0 / 127.5));
   CHECK(ws[1] == doctest::Approx(2.0 / 127.5));
+}
+
+TEST_CASE("observer ops: first observation, moving average, NaNs skipped; qparams and tensor qparams") {
+  const float inf = std::numeric_limits<float>::infinity();
+  Tensor lo = Tensor::full({2}, inf), hi = Tensor::full({2}, -inf);
+  // Two channels of 3: the first call takes the batch's min and max (a NaN is skipped).
+  ops::observe_min_max(vec({1.0f, std::nanf(""), -2.0f, 4.0f, 5.0f, 6.0f}), lo, hi, 0.5f);
+  CHECK(lo.to_vector() == std::vector<float>{-2.0f, 4.0f});
+  CHECK(hi.to_vector() == std::vector<float>{1.0f, 6.0f});
+  ops::observe_min_max(vec({0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 10.0f}), lo, hi, 0.5f);  // m += 0.5 (batch - m)
+  CHECK(lo.to_vector() == std::vector<float>{-1.0f, 2.0f});
+  CHECK(hi.to_vector() == std::vector<float>{0.5f, 8.0f});
+  ops::observe_min_max(Tensor::empty({0}), lo, hi, 0.5f);  // an empty batch changes nothing
+  CHECK(lo.to_vector() == std::vector<float>{-1.0f, 2.0f});
+  CHECK_THROWS_WITH_AS(ops::observe_min_max(vec({1, 2, 3}), lo, hi, 0.5f), doctest::Contains("does not split into 2"),
+                       Error);
+  // Scales and zero points by kernel equal the observers' host formulas.
+  MinMaxObserver o;
+  o.observe(vec({-1.0f, 3.0f, 0.5f}), 1, 0.01f);
+  auto [s, z] = ops::quant_params(o.min_val, o.max_val, ops::QuantScheme::affine_u8);
+  CHECK(s.item() == o.affine_u8().first);
+  CHECK(z.flat_at(0) == o.affine_u8().second);
+  auto [ws, wz] = ops::quant_params(lo, hi, ops::QuantScheme::symmetric_s8);
+  CHECK(ws.to_vector() == std::vector<float>{1.0f / 127.5f, 8.0f / 127.5f});
+  CHECK(wz.to_vector() == std::vector<float>{0, 0});
+  // The tensor-qparams overload equals the float one.
+  Tensor x = vec({0.25f, 0.75f, -0.25f, 1.25f, -1.0f, 100.0f});
+  CHECK(ops::fake_quantize_per_tensor_affine(x, s, z, 0, 255).to_vector() ==
+        ops::fake_quantize_per_tensor_affine(x, s.item(), static_cast<int32_t>(z.flat_at(0)), 0, 255).to_vector());
+  CHECK_THROWS_WITH_AS(ops::fake_quantize_per_tensor_affine(x, ws, wz, 0, 255), doctest::Contains("f32 [1]"), Error);
 }
 
 TEST_CASE("QAT model: int8 inference equals the fake-quant forward within the quantization step") {

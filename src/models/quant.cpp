@@ -35,6 +35,13 @@ void MinMaxObserver::init(int64_t channels) {
   seen = false;
 }
 
+void MinMaxObserver::reset() {
+  if (!min_val.defined()) return;
+  min_val.fill(std::numeric_limits<float>::infinity());
+  max_val.fill(-std::numeric_limits<float>::infinity());
+  seen = false;
+}
+
 void MinMaxObserver::observe(const Tensor& x, int64_t channels, float c) {
   if (!min_val.defined()) init(channels);
   check(min_val.numel() == channels, "observer: ", channels, " channels for an observer of ", min_val.numel());
@@ -123,7 +130,7 @@ void ModelQuant::load_state(const std::vector<NamedTensor>& tensors) {
       const Tensor* lo = find(s->name + what + ".min");
       const Tensor* hi = find(s->name + what + ".max");
       if (!lo && !hi) {
-        obs->init(obs->min_val.defined() ? obs->min_val.numel() : 1);
+        obs->reset();
         continue;
       }
       check(lo && hi && lo->shape() == hi->shape() && lo->dtype() == DType::f32 && lo->dim() == 1,

@@ -57,6 +57,7 @@ struct MinMaxObserver {
   bool seen = false;        // observed, or loaded, at least once (host side)
   bool observed() const { return seen; }
   void init(int64_t channels);  // C channels, never observed
+  void reset();                 // back to never observed, in place (a captured graph may hold the buffers)
   // x as [C, n / C] rows (C = 1: the whole tensor); sized on first use.
   void observe(const Tensor& x, int64_t channels, float averaging_constant);
   // Host copies and assignment (state files, int8 files).

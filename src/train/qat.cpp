@@ -23,9 +23,7 @@ void qat_before_step(Model& model, const QatConfig& cfg, int64_t step) {
   model.quantization()->observers_enabled = cfg.freeze_observers_step < 0 || step < cfg.freeze_observers_step;
 }
 
-bool qat_active(const Model& model) {
-  return model.quantization() != nullptr && model.quantization()->mode == QuantMode::fake;
-}
+bool qat_active(const Model& model) { return fake_quantizing(model.quantization()); }
 
 int qat_phase(const Model& model) {
   const ModelQuant* q = model.quantization();

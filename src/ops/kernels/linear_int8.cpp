@@ -118,6 +118,7 @@ int64_t Int8Linear::out_features() const { return impl_ ? impl_->N : 0; }
 
 void Int8Linear::forward(const Tensor& x, Tensor& y) const {
   check(impl_ != nullptr, "Int8Linear: forward on an empty Int8Linear");
+  check(x.defined() && x.dim() == 2, "Int8Linear: x must be [M, ", impl_->K, "]");
   Tensor xq = Tensor::empty(x.shape(), DType::u8);
   quantize_input(x, xq);
   forward_quantized(xq, y);
