@@ -137,13 +137,16 @@ TEST_CASE("QAT with checkpointing: \"block\" bit for bit, \"chunk\" within float
     const Result chunk = run(Checkpointing::Mode::chunk);
     CHECK(plain.observers == chunk.observers);
     for (size_t k = 0; k < plain.losses.size(); ++k)
-      CHECK(chunk.losses[k] == doctest::Approx(plain.losses[k]).epsilon(1e-5));
+      CHECK(chunk.losses[k] == doctest::Approx(plain.losses[k]).epsilon(1e-6));
+    double worst = 0;  // relative to each gradient's largest element
     for (size_t i = 0; i < plain.grads.size(); ++i) {
       const double d = test_util::max_abs_diff(plain.grads[i], chunk.grads[i]);
       double scale = 0;
       for (float v : plain.grads[i].to_vector()) scale = std::max(scale, std::fabs(double(v)));
-      CHECK(d <= 1e-4 * scale + 1e-7);
+      worst = std::max(worst, d / (scale + 1e-30));
+      CHECK(d <= 1e-5 * scale + 1e-7);
     }
+    MESSAGE("chunk vs plain QAT gradients: worst relative difference ", worst);
   }
 }
 
