@@ -76,18 +76,22 @@ Tensor Model::chunked_loss(const Tensor& tokens, const Tensor& targets, State& s
   for (const auto& [name, p] : params_) params.push_back(p);
 
   // QAT: the observers move in a forward of their own over the whole call
-  // (no grad, the layers in order, as without checkpointing), then hold still
-  // for the segments and their recomputations, which all quantize with the
-  // ranges of that step.
+  // (no grad, the layers in order, as without checkpointing), which records
+  // each site call's scales; the segments and their recomputations replay
+  // them in the same order, so that they quantize as the unsegmented step.
   ModelQuant* q = quant_.get();
-  const bool observing = fake_quantizing(q) && q->observers_enabled;
-  if (observing) {
+  ModelQuant* replay = nullptr;
+  bool moving = false;  // frozen observers give every call the same scales: nothing to record
+  if (fake_quantizing(q))
+    for (QuantSite* site : q->sites()) moving = moving || q->observers_enabled || !site->input.observed();
+  if (moving) {
     autograd::NoGradGuard no_grad;
-    ObserverPassScope force(q, ModelQuant::ObserverPass::force);
+    q->clear_recorded();
+    ObserverPassScope record(q, ModelQuant::ObserverPass::record);
     State probe = state;
     forward_call(tok, probe, nullptr, false);
+    replay = q;
   }
-  ModelQuant* held = observing ? q : nullptr;
 
   int64_t ct = state.layers.empty() ? 0 : state.layers[0].chunk_tokens;
   Tensor total;
@@ -108,9 +112,13 @@ Tensor Model::chunked_loss(const Tensor& tokens, const Tensor& targets, State& s
       inputs.insert(inputs.end(), v.begin(), v.end());
       parts.push_back(static_cast<int64_t>(k.size()));
     }
-    auto segment = [this, seg_tokens, seg_targets, parts, ct, weight, written, ignore_index, B, Ts, V, D, M,
-                    held](const std::vector<Tensor>& in) {
-      ObserverPassScope hold(held, ModelQuant::ObserverPass::hold);
+    // The replay positions this segment starts from (set by its first run).
+    auto cursors = std::make_shared<std::vector<size_t>>();
+    auto segment = [this, seg_tokens, seg_targets, parts, ct, weight, written, ignore_index, B, Ts, V, D, M, replay,
+                    cursors](const std::vector<Tensor>& in) {
+      ObserverPassScope scope(replay, ModelQuant::ObserverPass::replay);
+      if (replay && cursors->empty()) *cursors = replay->replay_cursors();
+      else if (replay) replay->set_replay_cursors(*cursors);
       State st;
       st.batch = B;
       size_t i = 0;

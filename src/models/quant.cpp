@@ -194,6 +194,21 @@ void restore_observers(BlockQuant& block, const ObserverSnapshot& snap) {
       }
 }
 
+void ModelQuant::clear_recorded() {
+  for (QuantSite* s : sites()) s->recorded.clear(), s->cursor = 0;
+}
+
+std::vector<size_t> ModelQuant::replay_cursors() {
+  std::vector<size_t> at;
+  for (QuantSite* s : sites()) at.push_back(s->cursor);
+  return at;
+}
+
+void ModelQuant::set_replay_cursors(const std::vector<size_t>& at) {
+  size_t i = 0;
+  for (QuantSite* s : sites()) s->cursor = at.at(i++);
+}
+
 bool fake_quantizing(const ModelQuant* q) { return q && q->mode == QuantMode::fake; }
 
 Tensor quant_linear(QuantSite& site, const Tensor& x_in, const Tensor& w, const Tensor& b, Activation act) {
@@ -206,20 +221,29 @@ Tensor quant_linear(QuantSite& site, const Tensor& x_in, const Tensor& w, const 
     return ops::linear_int8(x, site.int8);
   }
   check(w.dtype() == DType::f32, "quant_linear: ", site.name, ": the weight must be f32, got ", dtype_name(w.dtype()));
-  bool observe = q.mode == QuantMode::observe || !site.input.observed() ||
-                 (q.observers_enabled && autograd::grad_enabled());
-  if (q.pass != ModelQuant::ObserverPass::normal) observe = q.pass == ModelQuant::ObserverPass::force;
-  if (observe) {
-    site.input.observe(x, 1, q.config.averaging_constant);
-    site.weight.observe(w, w.size(0), q.config.averaging_constant);
+  std::array<Tensor, 4> qp;  // input scale, zero point; weight scales, zero points
+  if (q.pass == ModelQuant::ObserverPass::replay) {
+    check(!site.recorded.empty() && (site.recorded.size() == 1 || site.cursor < site.recorded.size()),
+          "quant_linear: ", site.name, ": call ", site.cursor, " has no recorded scales (", site.recorded.size(),
+          " recorded)");
+    qp = site.recorded.size() == 1 ? site.recorded[0] : site.recorded[site.cursor++];
+  } else {
+    const bool observe = q.mode == QuantMode::observe || q.pass == ModelQuant::ObserverPass::record ||
+                         !site.input.observed() || (q.observers_enabled && autograd::grad_enabled());
+    if (observe) {
+      site.input.observe(x, 1, q.config.averaging_constant);
+      site.weight.observe(w, w.size(0), q.config.averaging_constant);
+    }
+    if (q.mode == QuantMode::observe) return ops::linear(x, w, b, act);
+    // scale and zero point by kernel from the observers' state: a captured
+    // step replays them with the ranges of each step.
+    std::tie(qp[0], qp[1]) = ops::quant_params(site.input.min_val, site.input.max_val, ops::QuantScheme::affine_u8);
+    std::tie(qp[2], qp[3]) =
+        ops::quant_params(site.weight.min_val, site.weight.max_val, ops::QuantScheme::symmetric_s8);
+    if (q.pass == ModelQuant::ObserverPass::record) site.recorded.push_back(qp);
   }
-  if (q.mode == QuantMode::observe) return ops::linear(x, w, b, act);
-  // scale and zero point by kernel from the observers' state: a captured
-  // step replays them with the ranges of each step.
-  const auto [xs, xz] = ops::quant_params(site.input.min_val, site.input.max_val, ops::QuantScheme::affine_u8);
-  const auto [ws, wz] = ops::quant_params(site.weight.min_val, site.weight.max_val, ops::QuantScheme::symmetric_s8);
-  return ops::linear(ops::fake_quantize_per_tensor_affine(x, xs, xz, 0, 255),
-                     ops::fake_quantize_per_channel_affine(w, ws, wz, 0, -128, 127), b, act);
+  return ops::linear(ops::fake_quantize_per_tensor_affine(x, qp[0], qp[1], 0, 255),
+                     ops::fake_quantize_per_channel_affine(w, qp[2], qp[3], 0, -128, 127), b, act);
 }
 
 }  // namespace mmrec

@@ -77,6 +77,12 @@ struct QuantSite {
   ops::Activation act = ops::Activation::none;
   MinMaxObserver input, weight;
   kernels::Int8Linear int8;  // QuantMode::int8
+  // ObserverPass::record / replay: (input scale, zero point, weight scales,
+  // zero points) of each call, and the next one to replay. A site called
+  // once per forward replays its one entry in every segment; the gate of the
+  // "sequential" recurrence, called per token, replays them in turn.
+  std::vector<std::array<Tensor, 4>> recorded;
+  size_t cursor = 0;
 };
 
 using BlockQuant = std::array<QuantSite, 9>;  // indexed by QuantSiteId
@@ -89,9 +95,13 @@ struct ModelQuant {
   QuantConfig config;
   QuantMode mode = QuantMode::fake;
   bool observers_enabled = true;      // freeze_observers_step turns this off
-  // Overrides whether the observers move in the calls running now ("chunk"
-  // checkpointing observes in a pass of its own, then holds them).
-  enum class ObserverPass { normal, force, hold } pass = ObserverPass::normal;
+  // "chunk" checkpointing: the observers move in a forward of their own that
+  // records each site call's scales and zero points (record), which the
+  // segments and their recomputations then use in the same order (replay).
+  enum class ObserverPass { normal, record, replay } pass = ObserverPass::normal;
+  void clear_recorded();                      // before a record pass
+  std::vector<size_t> replay_cursors();       // every site's position in its recording
+  void set_replay_cursors(const std::vector<size_t>& at);
   std::vector<BlockQuant> blocks;  // [layer]
   QuantSite head;
 
