@@ -2,7 +2,7 @@
 // QAT step replays eager bit for bit (observers, fake quantization, STE,
 // optimizer), a compiled int8 forward equals eager, block and chunk
 // checkpointing give the gradients and observer state of the plain step, and
-// QAT under bf16 amp trains close to f32 QAT and resumes exactly.
+// QAT under bf16 amp trains close to f32 QAT, resumes exactly and compiles.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -173,7 +173,7 @@ TEST_CASE("trainer: compiled QAT equals eager QAT (attach at start_step, frozen 
   CHECK(read_file(d / "chunk_eager/model.safetensors") == read_file(d / "chunk_compiled/model.safetensors"));
 }
 
-TEST_CASE("QAT under bf16 amp: close to f32 QAT, finite, exact resume") {
+TEST_CASE("QAT under bf16 amp: close to f32 QAT, finite, exact resume, compiled = eager") {
   TempDir d;
   // Some linears fake-quantized (f32 GEMMs on the masters), the others and the head in bf16.
   const json some = {{"layers", {"qkvz", "decay.fc1", "ffn.fc1"}}, {"head", false}};
@@ -204,4 +204,8 @@ TEST_CASE("QAT under bf16 amp: close to f32 QAT, finite, exact resume") {
   REQUIRE(rest.size() == static_cast<size_t>(12 - from));
   for (size_t i = 0; i < rest.size(); ++i) CHECK(rest[i] == la[i + static_cast<size_t>(from)]);
   CHECK(read_file(d / "amp/model.safetensors") == read_file(d / "resumed/model.safetensors"));
+  // Compiled (the loss scale a replay input): the same losses and weights.
+  Trainer compiled(qat_config(12, {{"amp", "bf16"}, {"compile", true}}, some), {.run_dir = d / "compiled"});
+  CHECK(run_losses(compiled) == la);
+  CHECK(read_file(d / "amp/model.safetensors") == read_file(d / "compiled/model.safetensors"));
 }
