@@ -1,15 +1,18 @@
 // mmrec-serve under concurrent streams: the bench config (dim 512, 4 layers)
 // behind a real server on a loopback port, 1, 4 and 16 clients at once, each
-// asking for the same number of tokens. Per-stream and total tokens/s, with
-// one stream alone (mmrec-generate's path: prompt in one call, then 1-row
-// calls through packed weights) as the reference.
+// asking for the same number of tokens. Per-stream and total tokens/s against
+// mmrec-generate's path alone (prompt in one call, then 1-row calls through
+// packed weights, no server), and what one batched forward of n streams
+// (B = n rows through weights packed for n) would give instead of n threads.
 #include <algorithm>
 #include <chrono>
 #include <httplib.h>
 #include <thread>
 #include <vector>
 
+#include "autograd/tape.h"
 #include "bench/bench.h"
+#include "bench/model_fixtures.h"
 #include "models/model.h"
 #include "serve/http_common.h"
 #include "serve/inference.h"
@@ -25,8 +28,40 @@ double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock:
 BENCH_SUITE(serve) {
   if (!ctx.wants_prefix("serve_streams")) return;
   const int64_t tokens = 48;
-  const ModelConfig cfg = ModelConfig::from_json({{"dim", 512}, {"layers", 4}, {"heads", 8}, {"ffn_dim", 2048},
-                                                  {"mdi_dim", 128}, {"memory_slots", 64}, {"chunk_size", 128}});
+  const ModelConfig cfg = bench::bench_config();
+  auto body = [&](int i) {
+    return nlohmann::json{{"prompt", "The quick brown fox " + std::to_string(i)}, {"max_tokens", tokens},
+                          {"temperature", 0.8}, {"seed", i}};
+  };
+  const int reps = std::max(1, std::min(ctx.reps(), 3));
+  // mmrec-generate's path on this thread: the reference.
+  double alone = 0;
+  {
+    const Model m(cfg, 1);
+    const InferencePack pack = m.pack_for_inference(1);
+    const serve::CompletionRequest req = serve::parse_completion(body(0).dump(), {}, cfg.vocab_size);
+    const double sec = bench::median_seconds([&] {
+      serve::Completion c(m, pack, req);
+      while (c.next()) {}
+    }, reps);
+    alone = tokens / sec;
+    ctx.report("serve_streams_generate_alone", {{"tokens", tokens}, {"tokens_s", alone}});
+    // Batched: n streams as one [n, 1] call per token (weights packed for n
+    // rows, read once per token for all n).
+    for (int n : {4, 16}) {
+      const std::string name = "serve_streams_batched_" + std::to_string(n);
+      if (!ctx.wants(name)) continue;
+      autograd::NoGradGuard no_grad;
+      const InferencePack packn = m.pack_for_inference(n);
+      const Tensor next = bench::random_tokens(n, 1, cfg.vocab_size, 3);
+      const double bsec = bench::median_seconds([&] {
+        State st = m.initial_state(n);
+        for (int t = 0; t < tokens; ++t) m.forward(next, st, &packn);
+      }, reps);
+      ctx.report(name, {{"streams", n}, {"total_tokens_s", n * tokens / bsec}, {"ref_tokens_s", alone},
+                        {"ratio", n * tokens / bsec / alone}});
+    }
+  }
   serve::InferenceService svc(Model(cfg, 1), {.name = "bench", .streams = 16, .queue = 0});
   httplib::Server server;
   svc.install(server);
@@ -43,10 +78,8 @@ BENCH_SUITE(serve) {
       clients.emplace_back([&, i] {
         httplib::Client c("127.0.0.1", port);
         c.set_read_timeout(600);
-        const nlohmann::json body = {{"prompt", "The quick brown fox " + std::to_string(i)}, {"max_tokens", tokens},
-                                     {"temperature", 0.8}, {"seed", i}};
         const double s = now_s();
-        auto r = c.Post("/v1/completions", body.dump(), "application/json");
+        auto r = c.Post("/v1/completions", body(i).dump(), "application/json");
         per[static_cast<size_t>(i)] = r && r->status == 200 ? tokens / (now_s() - s) : 0;
       });
     for (auto& t : clients) t.join();
@@ -55,11 +88,9 @@ BENCH_SUITE(serve) {
     return std::pair<double, double>{per[per.size() / 2], total};
   };
   round(1);  // warm-up: primitives for the prompt length and the 1-row calls
-  const int reps = std::max(1, std::min(ctx.reps(), 3));
-  double alone = 0;
   for (int n : {1, 4, 16}) {
     const std::string name = "serve_streams_" + std::to_string(n);
-    if (!ctx.wants(name) && n != 1) continue;
+    if (!ctx.wants(name)) continue;
     std::vector<double> per, total;
     for (int r = 0; r < reps; ++r) {
       const auto [p, t] = round(n);
@@ -67,7 +98,6 @@ BENCH_SUITE(serve) {
     }
     std::sort(per.begin(), per.end()), std::sort(total.begin(), total.end());
     const double p = per[per.size() / 2], t = total[total.size() / 2];
-    if (n == 1) alone = t;
     ctx.report(name, {{"streams", n},
                       {"tokens_per_stream", tokens},
                       {"per_stream_tokens_s", p},

@@ -89,15 +89,13 @@ std::string token_text(int64_t token) {
   return s;
 }
 
-Completion::Completion(const Model& model, const InferencePack& pack, const CompletionRequest& req,
-                       std::mutex& compute)
-    : model_(model), pack_(pack), compute_(compute), req_(req), gen_(req.seed) {}
+Completion::Completion(const Model& model, const InferencePack& pack, const CompletionRequest& req)
+    : model_(model), pack_(pack), req_(req), gen_(req.seed) {}
 
 bool Completion::next() {
   if (produced_ >= req_.max_tokens) return false;
   autograd::NoGradGuard no_grad;
   const int64_t V = model_.config().vocab_size;
-  std::lock_guard<std::mutex> lock(compute_);
   if (produced_ == 0) {
     state_ = model_.initial_state(1);
     const int64_t T = static_cast<int64_t>(req_.prompt.size());

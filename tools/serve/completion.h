@@ -7,7 +7,6 @@
 //   while (c.next()) piece += token_text(c.last_token());
 #pragma once
 #include <cstdint>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -51,14 +50,12 @@ std::string token_text(int64_t token);
 // mmrec-generate does (greedy outputs are identical).
 class Completion {
  public:
-  // Calls into the model hold `compute` (see next()).
-  Completion(const Model& model, const InferencePack& pack, const CompletionRequest& req, std::mutex& compute);
-  // Produces the next token; false once max_tokens are out. The model call
-  // holds the compute mutex: oneDNN's documented rule for its default build
-  // (DNNL_ENABLE_CONCURRENT_EXEC=OFF, library scratchpad) is that a
-  // primitive must not run on two threads at once, and the library's
-  // primitive cache shares primitives between threads; so streams take turns
-  // per token.
+  // Completions of one model run on as many threads at once as there are
+  // streams: the model and the pack are only read, and every oneDNN
+  // primitive runs with the calling thread's scratchpad
+  // (ops/kernels/dnnl_context.h).
+  Completion(const Model& model, const InferencePack& pack, const CompletionRequest& req);
+  // Produces the next token; false once max_tokens are out.
   bool next();
   int64_t last_token() const { return last_token_; }
   int64_t produced() const { return produced_; }
@@ -67,7 +64,6 @@ class Completion {
  private:
   const Model& model_;
   const InferencePack& pack_;
-  std::mutex& compute_;
   CompletionRequest req_;
   Generator gen_;
   State state_;

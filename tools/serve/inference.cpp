@@ -79,7 +79,7 @@ void InferenceService::completions(const httplib::Request& http, httplib::Respon
   const std::string id = next_id();
   const int64_t created = static_cast<int64_t>(std::time(nullptr));
   if (!req.stream) {
-    Completion c(model_, pack_, req, compute_);
+    Completion c(model_, pack_, req);
     std::string text;
     std::vector<int64_t> tokens;
     while (c.next()) {
@@ -103,7 +103,7 @@ void InferenceService::completions(const httplib::Request& http, httplib::Respon
   // Streaming: one event per token, generated as the client reads. The
   // stream (and its slot) lives as long as the provider, which cpp-httplib
   // drops when the response ends or a write fails (client gone).
-  auto st = std::make_shared<Stream>(Stream{std::move(ticket), Completion(model_, pack_, req, compute_), {}, id, created});
+  auto st = std::make_shared<Stream>(Stream{std::move(ticket), Completion(model_, pack_, req), {}, id, created});
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   const std::string name = opt_.name;

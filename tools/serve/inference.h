@@ -9,7 +9,6 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 #include <string>
 
 #include <httplib.h>
@@ -41,7 +40,6 @@ class InferenceService {
   InferencePack pack_;
   InferenceOptions opt_;
   Admission admission_;
-  std::mutex compute_;  // one model call at a time (Completion::next)
   std::atomic<int64_t> served_{0};
 };
 

@@ -2,9 +2,12 @@
 
 #include <omp.h>
 
+#include <cstdlib>
 #include <list>
 #include <mutex>
 #include <unordered_map>
+
+#include "tensor/error.h"
 
 namespace mmrec::kernels {
 
@@ -17,6 +20,45 @@ dnnl::stream& dnnl_stream() {
   thread_local dnnl::stream s(dnnl_engine());
   return s;
 }
+
+namespace {
+// This thread's scratchpad: 64-byte aligned, grown on demand, freed when the
+// thread ends.
+struct Scratchpad {
+  void* data = nullptr;
+  size_t bytes = 0;
+  ~Scratchpad() { std::free(data); }
+  void* reserve(size_t n) {
+    if (n <= bytes) return data;
+    const size_t rounded = (n + 4095) / 4096 * 4096;
+    void* p = std::aligned_alloc(64, rounded);
+    check(p != nullptr, "oneDNN scratchpad: cannot allocate ", rounded, " bytes");
+    std::free(data);
+    data = p;
+    bytes = rounded;
+    return data;
+  }
+};
+thread_local Scratchpad t_scratchpad;
+}  // namespace
+
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+void run_primitive(const dnnl::primitive& p, std::unordered_map<int, dnnl::memory> args) {
+  const dnnl_memory_desc_t* md = dnnl_primitive_desc_query_md(p.get_primitive_desc(), dnnl_query_scratchpad_md, 0);
+  const size_t bytes = md ? dnnl_memory_desc_get_size(md) : 0;
+  if (bytes > 0)
+    args.insert_or_assign(DNNL_ARG_SCRATCHPAD, dnnl::memory(dnnl::memory::desc(*md), dnnl_engine(), t_scratchpad.reserve(bytes)));
+  auto& s = dnnl_stream();
+  p.execute(s, args);
+  s.wait();
+}
+
+size_t thread_scratchpad_bytes() { return t_scratchpad.bytes; }
 
 namespace {
 constexpr size_t kCapacity = 4096;

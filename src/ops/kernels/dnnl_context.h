@@ -1,13 +1,15 @@
-// The oneDNN CPU engine shared by every oneDNN kernel, one stream per thread,
-// the process-wide cache of created primitives and the OpenMP thread scope
-// oneDNN calls run under.
+// The oneDNN CPU engine shared by every oneDNN kernel, one stream and one
+// scratchpad per thread, the process-wide cache of created primitives and the
+// OpenMP thread scope oneDNN calls run under.
 //
 //   PrimitiveKey k("matmul");  k.add(M).add(K).add(N);
-//   dnnl::primitive p = cached_primitive(k.str(), [&] { return dnnl::matmul(pd); });
+//   dnnl::primitive p = cached_primitive(k.str(), [&] { return dnnl::matmul(pd_made_with(user_scratchpad())); });
+//   run_primitive(p, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
 #pragma once
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -15,6 +17,24 @@ namespace mmrec::kernels {
 
 dnnl::engine& dnnl_engine();
 dnnl::stream& dnnl_stream();  // thread-local
+
+// Why every primitive is made with a user scratchpad: oneDNN 2.6 as Debian
+// builds it (DNNL_ENABLE_CONCURRENT_EXEC=OFF) gives library-managed
+// primitives one scratchpad shared by all primitives of the thread that
+// created them, so a primitive must run only on that thread, while the
+// cache below hands one primitive to every thread (serving streams, two
+// models in two threads). With scratchpad_mode::user a primitive keeps no
+// mutable state and may run on several threads at once, each with its own
+// scratchpad (oneDNN's scratchpad_mode documentation).
+//
+// A primitive_attr whose scratchpad mode is user: create every primitive with
+// it (add post-ops etc. to the returned attr).
+dnnl::primitive_attr user_scratchpad();
+// Runs p on this thread's stream, with this thread's scratchpad (grown to
+// what p asks, kept for the next call), and waits for it.
+void run_primitive(const dnnl::primitive& p, std::unordered_map<int, dnnl::memory> args);
+// Bytes of this thread's scratchpad (tests, benchmarks).
+size_t thread_scratchpad_bytes();
 
 // A cache key: the raw bytes of the integers that decide a primitive (shapes,
 // strides, dtypes, post-ops, threads). Bytes, not text: building one costs

@@ -47,12 +47,10 @@ void col_sum(const Tensor& dy, Tensor& db, ColSum method) {
   const memory::desc src({M, N}, dt::f32, memory::format_tag::ab), dst({1, N}, dt::f32, memory::format_tag::ab);
   auto prim = cached_primitive(key.str(), [&] {
     return dnnl::reduction(dnnl::reduction::primitive_desc(
-        dnnl::reduction::desc(dnnl::algorithm::reduction_sum, src, dst, 0.0f, 0.0f), dnnl_engine()));
+        dnnl::reduction::desc(dnnl::algorithm::reduction_sum, src, dst, 0.0f, 0.0f), user_scratchpad(), dnnl_engine()));
   });
   memory sm(src, dnnl_engine(), dy.raw_data()), dm(dst, dnnl_engine(), db.raw_data());
-  auto& s = dnnl_stream();
-  prim.execute(s, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DST, dm}});
-  s.wait();
+  run_primitive(prim, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DST, dm}});
 }
 
 void act_forward(ops::Activation act, const Tensor& x, Tensor& y) {
@@ -69,12 +67,11 @@ void act_forward(ops::Activation act, const Tensor& x, Tensor& y) {
   const memory::desc md = flat(n, dt::f32);
   auto prim = cached_primitive(key.str(), [&] {
     return dnnl::eltwise_forward(dnnl::eltwise_forward::primitive_desc(
-        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, alg, md, 0.0f, 0.0f), dnnl_engine()));
+        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, alg, md, 0.0f, 0.0f), user_scratchpad(),
+        dnnl_engine()));
   });
   memory xm(md, dnnl_engine(), x.raw_data()), ym(md, dnnl_engine(), y.raw_data());
-  auto& s = dnnl_stream();
-  prim.execute(s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DST, ym}});
-  s.wait();
+  run_primitive(prim, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DST, ym}});
 }
 
 void act_backward(ops::Activation act, const Tensor& dy, const Tensor& saved, Tensor& dx) {
@@ -95,14 +92,12 @@ void act_backward(ops::Activation act, const Tensor& dy, const Tensor& saved, Te
     auto& eng = dnnl_engine();
     dnnl::eltwise_forward::primitive_desc hint(
         dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, alg, md, 0.0f, 0.0f), eng);
-    return dnnl::eltwise_backward(
-        dnnl::eltwise_backward::primitive_desc(dnnl::eltwise_backward::desc(alg, md, md, 0.0f, 0.0f), eng, hint));
+    return dnnl::eltwise_backward(dnnl::eltwise_backward::primitive_desc(
+        dnnl::eltwise_backward::desc(alg, md, md, 0.0f, 0.0f), user_scratchpad(), eng, hint));
   });
   auto& eng = dnnl_engine();
   memory dym(md, eng, dy.raw_data()), sm(md, eng, saved.raw_data()), dxm(md, eng, dx.raw_data());
-  auto& s = dnnl_stream();
-  prim.execute(s, {{gelu ? DNNL_ARG_SRC : DNNL_ARG_DST, sm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_SRC, dxm}});
-  s.wait();
+  run_primitive(prim, {{gelu ? DNNL_ARG_SRC : DNNL_ARG_DST, sm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_SRC, dxm}});
 }
 
 void convert(const Tensor& src, Tensor& dst) {
@@ -117,11 +112,10 @@ void convert(const Tensor& src, Tensor& dst) {
   key.add(n).add(static_cast<int64_t>(st)).add(static_cast<int64_t>(dtt)).add(dnnl_max_threads());
   auto& eng = dnnl_engine();
   const memory::desc smd = flat(n, st), dmd = flat(n, dtt);
-  auto prim = cached_primitive(key.str(), [&] { return dnnl::reorder(dnnl::reorder::primitive_desc(eng, smd, eng, dmd)); });
+  auto prim = cached_primitive(
+      key.str(), [&] { return dnnl::reorder(dnnl::reorder::primitive_desc(eng, smd, eng, dmd, user_scratchpad())); });
   memory sm(smd, eng, src.raw_data()), dm(dmd, eng, dst.raw_data());
-  auto& s = dnnl_stream();
-  prim.execute(s, {{DNNL_ARG_FROM, sm}, {DNNL_ARG_TO, dm}});
-  s.wait();
+  run_primitive(prim, {{DNNL_ARG_FROM, sm}, {DNNL_ARG_TO, dm}});
 }
 
 struct PackedLinear::Impl {
@@ -152,7 +146,7 @@ PackedLinear::PackedLinear(const Tensor& w, const Tensor& b, ops::Activation act
     auto& eng = dnnl_engine();
     const memory::desc xd({rows, p->K}, type, memory::format_tag::ab), any({p->K, p->N}, type, memory::format_tag::any);
     const memory::desc bd({1, p->N}, dt::f32, memory::format_tag::ab), yd({rows, p->N}, dt::f32, memory::format_tag::ab);
-    dnnl::primitive_attr attr;
+    dnnl::primitive_attr attr = user_scratchpad();
     dnnl::post_ops po;
     if (act != ops::Activation::none)
       po.append_eltwise(1.0f, act == ops::Activation::gelu ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_logistic, 0.0f, 0.0f);
@@ -163,9 +157,7 @@ PackedLinear::PackedLinear(const Tensor& w, const Tensor& b, ops::Activation act
     // The user's Wᵀ [K, N] is a strided view of w [N, K]; one reorder packs it.
     memory user({{p->K, p->N}, type, {p->w.strides()[1], p->w.strides()[0]}}, eng, p->w.raw_data());
     p->packed = memory(pd.weights_desc(), eng);
-    auto& s = dnnl_stream();
-    dnnl::reorder(user, p->packed).execute(s, user, p->packed);
-    s.wait();
+    run_primitive(dnnl::reorder(user, p->packed, user_scratchpad()), {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, p->packed}});
   }
   impl_ = std::move(p);
 }
@@ -187,14 +179,12 @@ void PackedLinear::forward(const Tensor& x, Tensor& y) const {
   auto& eng = dnnl_engine();
   memory xm({{p.rows, p.K}, type, memory::format_tag::ab}, eng, x.raw_data());
   memory ym({{p.rows, p.N}, dt::f32, memory::format_tag::ab}, eng, y.raw_data());
-  auto& s = dnnl_stream();
   if (p.b.defined()) {
     memory bm({{1, p.N}, dt::f32, memory::format_tag::ab}, eng, p.b.raw_data());
-    p.prim.execute(s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, p.packed}, {DNNL_ARG_BIAS, bm}, {DNNL_ARG_DST, ym}});
+    run_primitive(p.prim, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, p.packed}, {DNNL_ARG_BIAS, bm}, {DNNL_ARG_DST, ym}});
   } else {
-    p.prim.execute(s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, p.packed}, {DNNL_ARG_DST, ym}});
+    run_primitive(p.prim, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, p.packed}, {DNNL_ARG_DST, ym}});
   }
-  s.wait();
 }
 
 namespace ref {

@@ -46,7 +46,7 @@ std::shared_ptr<Int8Linear::Impl::Entry> Int8Linear::Impl::entry(int64_t M) {
   auto& eng = dnnl_engine();
   const memory::desc xd({M, K}, dt::u8, memory::format_tag::ab), wd({K, N}, dt::s8, memory::format_tag::any);
   const memory::desc bd({1, N}, dt::f32, memory::format_tag::ab), yd({M, N}, dt::f32, memory::format_tag::ab);
-  dnnl::primitive_attr attr;
+  dnnl::primitive_attr attr = user_scratchpad();
   attr.set_output_scales(1 << 1, out_scales);
   if (mode == ZeroPointMode::runtime) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
   dnnl::post_ops po;
@@ -64,9 +64,7 @@ std::shared_ptr<Int8Linear::Impl::Entry> Int8Linear::Impl::entry(int64_t M) {
     // w_q [N, K] row-major is Wᵀ [K, N] with strides (1, K): one reorder packs it.
     memory user({{K, N}, dt::s8, {1, K}}, eng, w_q.raw_data());
     e->weights = memory(want, eng);
-    auto& s = dnnl_stream();
-    dnnl::reorder(user, e->weights).execute(s, user, e->weights);
-    s.wait();
+    run_primitive(dnnl::reorder(user, e->weights, user_scratchpad()), {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, e->weights}});
     packed.emplace_back(want, e->weights);
   }
   by_rows.emplace(key, e);
@@ -154,16 +152,14 @@ void Int8Linear::forward_quantized(const Tensor& xq, Tensor& y) const {
   memory xm({{M, p.K}, dt::u8, memory::format_tag::ab}, eng, xq.raw_data());
   memory ym({{M, p.N}, dt::f32, memory::format_tag::ab}, eng, y.raw_data());
   memory bm({{1, p.N}, dt::f32, memory::format_tag::ab}, eng, p.bias.raw_data());
-  auto& s = dnnl_stream();
   if (p.mode == ZeroPointMode::runtime) {
     int32_t zp = p.x_zp;
     memory zm({{1}, dt::s32, memory::format_tag::a}, eng, &zp);
-    e->prim.execute(s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, e->weights}, {DNNL_ARG_BIAS, bm},
-                        {DNNL_ARG_DST, ym}, {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zm}});
+    run_primitive(e->prim, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, e->weights}, {DNNL_ARG_BIAS, bm},
+                            {DNNL_ARG_DST, ym}, {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zm}});
   } else {
-    e->prim.execute(s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, e->weights}, {DNNL_ARG_BIAS, bm}, {DNNL_ARG_DST, ym}});
+    run_primitive(e->prim, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, e->weights}, {DNNL_ARG_BIAS, bm}, {DNNL_ARG_DST, ym}});
   }
-  s.wait();
 }
 
 namespace ref {

@@ -31,7 +31,7 @@ dnnl::algorithm eltwise_alg(ops::Activation act) {
 dnnl::primitive create(const Mat3& a, const Mat3& b, const Mat3& c, dt type, bool has_bias, ops::Activation act,
                        bool acc) {
   memory::desc amd(a.dims, type, a.strides), bmd(b.dims, type, b.strides), cmd(c.dims, dt::f32, c.strides);
-  dnnl::primitive_attr attr;
+  dnnl::primitive_attr attr = user_scratchpad();
   dnnl::post_ops po;
   if (acc) po.append_sum(1.0f);
   if (act != ops::Activation::none) po.append_eltwise(1.0f, eltwise_alg(act), 0.0f, 0.0f);
@@ -86,15 +86,13 @@ void gemm(const Tensor& a, const Tensor& b, Tensor& c, const Tensor& bias, ops::
   memory am({ma.dims, type, ma.strides}, eng, a.raw_data());
   memory bm({mb.dims, type, mb.strides}, eng, b.raw_data());
   memory cm({mc.dims, dt::f32, mc.strides}, eng, c.raw_data());
-  auto& s = dnnl_stream();
   if (has_bias) {
     const int64_t N = mc.dims[2];
     memory biasm({{1, 1, N}, dt::f32, {N, N, 1}}, eng, bias.raw_data());
-    prim.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_BIAS, biasm}, {DNNL_ARG_DST, cm}});
+    run_primitive(prim, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_BIAS, biasm}, {DNNL_ARG_DST, cm}});
   } else {
-    prim.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    run_primitive(prim, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
   }
-  s.wait();
 }
 
 void matmul_f32(const Tensor& a, const Tensor& b, Tensor& c, bool accumulate) {
