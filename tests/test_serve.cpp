@@ -1,8 +1,8 @@
 // mmrec-serve end to end on a loopback port with a tiny checkpoint written
 // here: completions (greedy equals mmrec-generate), streaming, 16 concurrent
 // clients, the queue limit, malformed requests, a client gone mid-stream and
-// a soak of 1,000 requests with stable memory. meson passes the binaries'
-// paths in MMREC_SERVE and MMREC_GENERATE. All traffic goes to 127.0.0.1.
+// a soak of 1,000 requests with stable memory, bf16 and int8 weights. meson
+// passes the binaries' paths in MMREC_SERVE, MMREC_GENERATE and MMREC_QUANTIZE. All traffic goes to 127.0.0.1.
 #include <doctest/doctest.h>
 
 #include <signal.h>
@@ -55,8 +55,8 @@ std::string tiny_checkpoint() {
 // mmrec-serve on a free loopback port; stopped (SIGTERM) when destroyed.
 class Server {
  public:
-  explicit Server(std::vector<std::string> args) {
-    args.insert(args.begin(), {tool("MMREC_SERVE"), "--checkpoint", tiny_checkpoint(), "--port", "0", "--threads", "1"});
+  explicit Server(std::vector<std::string> args, const std::string& checkpoint = tiny_checkpoint()) {
+    args.insert(args.begin(), {tool("MMREC_SERVE"), "--checkpoint", checkpoint, "--port", "0", "--threads", "1"});
     int out[2];
     REQUIRE(::pipe(out) == 0);
     pid_ = ::fork();
@@ -119,13 +119,14 @@ json post(const Server& s, const json& body, int expect = 200) {
 
 std::vector<int64_t> tokens_of(const json& reply) { return reply["choices"][0]["tokens"].get<std::vector<int64_t>>(); }
 
-// The ids mmrec-generate prints for the same request.
-std::vector<int64_t> generate_ids(const std::string& prompt, int n, double temperature, int top_k, int seed) {
+// The ids mmrec-generate prints for the same request (extra: more of its options).
+std::vector<int64_t> generate_ids(const std::string& prompt, int n, double temperature, int top_k, int seed,
+                                  const std::string& checkpoint = tiny_checkpoint(), const std::string& extra = "") {
   const std::string out = tmp("gen.txt");
   char cmd[2048];
-  std::snprintf(cmd, sizeof cmd, "'%s' --checkpoint '%s' --prompt '%s' --tokens %d --temperature %g --top-k %d --seed %d --ids >%s",
-                tool("MMREC_GENERATE"), tiny_checkpoint().c_str(), prompt.c_str(), n, temperature, top_k, seed,
-                out.c_str());
+  std::snprintf(cmd, sizeof cmd, "'%s' --checkpoint '%s' --prompt '%s' --tokens %d --temperature %g --top-k %d --seed %d --ids %s >%s",
+                tool("MMREC_GENERATE"), checkpoint.c_str(), prompt.c_str(), n, temperature, top_k, seed,
+                extra.c_str(), out.c_str());
   REQUIRE(std::system(cmd) == 0);
   std::ifstream f(out);
   std::vector<int64_t> ids;
@@ -210,6 +211,53 @@ TEST_CASE("completions: greedy and seeded sampling equal mmrec-generate; streami
   CHECK(m["data"][0]["object"] == "model");
   CHECK(m["data"][0]["vocab_size"] == 256);
   CHECK(s.health()["status"] == "ok");
+}
+
+TEST_CASE("--dtype bf16 and int8 checkpoints: greedy output equals mmrec-generate's on the same weights") {
+  {
+    Server s({"--dtype", "bf16"});
+    auto models = s.client().Get("/v1/models");
+    REQUIRE(models);
+    CHECK(json::parse(models->body)["data"][0]["dtype"] == "bf16");
+    for (const char* prompt : {"hello", "bf16 weights"}) {
+      const json r = post(s, {{"prompt", prompt}, {"max_tokens", 24}, {"temperature", 0}});
+      CHECK(tokens_of(r) == generate_ids(prompt, 24, 0, 0, 1, tiny_checkpoint(), "--dtype bf16"));
+    }
+    const Streamed st = stream(s, {{"prompt", "hello"}, {"max_tokens", 24}, {"temperature", 0}});
+    CHECK(st.tokens == generate_ids("hello", 24, 0, 0, 1, tiny_checkpoint(), "--dtype bf16"));
+  }
+  // An int8 file from mmrec-quantize, calibrated on a little text.
+  const std::string data = tmp("calib.txt"), int8 = tmp("tiny.int8.safetensors");
+  {
+    std::ofstream f(data, std::ios::binary);
+    for (int i = 0; i < 4; ++i) f << "The quick brown fox jumps over the lazy dog, " << i << " times.\n";
+  }
+  const std::string cmd = "'" + std::string(tool("MMREC_QUANTIZE")) + "' --checkpoint '" + tiny_checkpoint() + "' --out '" +
+                          int8 + "' --data '" + data + "' --batches 4 --seq 32 >/dev/null";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  {
+    Server s({}, int8);
+    auto models = s.client().Get("/v1/models");
+    REQUIRE(models);
+    CHECK(json::parse(models->body)["data"][0]["dtype"] == "int8");
+    const json r = post(s, {{"prompt", "hello"}, {"max_tokens", 24}, {"temperature", 0}});
+    const std::vector<int64_t> want = generate_ids("hello", 24, 0, 0, 1, int8);
+    CHECK(tokens_of(r) == want);
+    CHECK(want != generate_ids("hello", 24, 0, 0, 1));  // the int8 weights are what runs
+    const json sampled = post(s, {{"prompt", "abc"}, {"max_tokens", 20}, {"temperature", 0.8}, {"top_k", 5}, {"seed", 7}});
+    CHECK(tokens_of(sampled) == generate_ids("abc", 20, 0.8, 5, 7, int8));
+  }
+  // bf16 of an int8 file is refused in one line.
+  const std::string err = tmp("bf16int8.txt");
+  const std::string bad = "timeout 20 '" + std::string(tool("MMREC_SERVE")) + "' --checkpoint '" + int8 +
+                          "' --dtype bf16 --port 0 >/dev/null 2>" + err;
+  const int st = std::system(bad.c_str());
+  CHECK((WIFEXITED(st) && WEXITSTATUS(st) == 1));
+  std::ifstream f(err);
+  std::string line;
+  std::getline(f, line);
+  CHECK(line == "mmrec-serve: --dtype bf16: '" + int8 + "' is an int8 checkpoint");
+  for (const std::string& p : {data, int8, err}) std::remove(p.c_str());
 }
 
 TEST_CASE("16 concurrent clients: each gets its own result (per-request state)") {

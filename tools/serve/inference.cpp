@@ -34,6 +34,10 @@ InferenceService::InferenceService(Model model, const InferenceOptions& opt)
   pack_ = model_.pack_for_inference(1);
 }
 
+std::string InferenceService::dtype() const {
+  return model_.quantization() ? "int8" : model_.uses_bf16() ? "bf16" : "f32";
+}
+
 std::string InferenceService::next_id() { return "cmpl-" + std::to_string(++served_); }
 
 void InferenceService::install(httplib::Server& server) {
@@ -53,6 +57,7 @@ void InferenceService::install(httplib::Server& server) {
                                                     {"created", 0},
                                                     {"owned_by", "mmrec"},
                                                     {"parameters", model_.num_parameters()},
+                                                    {"dtype", dtype()},
                                                     {"vocab_size", c.vocab_size},
                                                     {"dim", c.dim},
                                                     {"layers", c.layers}}})}}

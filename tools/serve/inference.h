@@ -31,6 +31,8 @@ class InferenceService {
   InferenceService(Model model, const InferenceOptions& opt);
   void install(httplib::Server& server);
   const Admission& admission() const { return admission_; }
+  // The weights generation runs on: "f32", "bf16" (Model::use_bf16) or "int8" (an int8 file).
+  std::string dtype() const;
 
  private:
   void completions(const httplib::Request& req, httplib::Response& res);

@@ -29,8 +29,9 @@ namespace {
 
 const char* kUsage =
     "usage: mmrec-serve [--checkpoint FILE] [--runs DIR] [--host ADDR] [--port N] [--parallel N] [--queue N]\n"
-    "                   [--max-tokens N] [--max-prompt N] [--max-body BYTES] [--threads N]\n"
-    "  --checkpoint FILE  serve completions from this model (POST /v1/completions, GET /v1/models)\n"
+    "                   [--max-tokens N] [--max-prompt N] [--max-body BYTES] [--threads N] [--dtype f32|bf16]\n"
+    "  --checkpoint FILE  serve completions from this model (POST /v1/completions, GET /v1/models);\n"
+    "                     an int8 file (made by mmrec-quantize) runs on the int8 kernels\n"
     "  --runs DIR         serve the training dashboard of a run directory or of a directory of runs (GET /)\n"
     "  --host ADDR        address to bind (default 127.0.0.1: this machine only)\n"
     "  --port N           port (default 8080; 0 picks a free one)\n"
@@ -40,13 +41,14 @@ const char* kUsage =
     "  --max-prompt N     longest prompt in tokens (default 4096)\n"
     "  --max-body BYTES   largest request body (default 1048576); larger get 413\n"
     "  --threads N        compute threads (default 0 = all cores)\n"
+    "  --dtype D          f32 (default) or bf16: the GEMM weights held and run in bf16, as mmrec-generate\n"
     "At least one of --checkpoint and --runs is needed. Ctrl-C stops the server.\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
   mmrec::tools::ensure_omp_passive(argv);  // re-executes with OMP_WAIT_POLICY=PASSIVE if unset
-  std::string checkpoint, runs, host = "127.0.0.1";
+  std::string checkpoint, runs, host = "127.0.0.1", dtype = "f32";
   int64_t port = 8080, threads = 0;
   serve::InferenceOptions opt;
   try {
@@ -65,6 +67,7 @@ int main(int argc, char** argv) {
       else if (args.is("--max-prompt")) opt.limits.max_prompt_tokens = args.int_value(1);
       else if (args.is("--max-body")) opt.limits.max_body_bytes = static_cast<size_t>(args.int_value(64));
       else if (args.is("--threads")) threads = args.int_value(0);
+      else if (args.is("--dtype")) dtype = args.choice_value({"f32", "bf16"});
       else args.unknown();
     }
     if (checkpoint.empty() && runs.empty()) throw tools::UsageError("--checkpoint or --runs is required (see --help)");
@@ -89,7 +92,12 @@ int main(int argc, char** argv) {
     std::unique_ptr<serve::Dashboard> dashboard;
     if (!checkpoint.empty()) {
       opt.name = std::filesystem::path(checkpoint).stem().string();
-      inference = std::make_unique<serve::InferenceService>(load_model(checkpoint), opt);
+      Model model = load_model(checkpoint);
+      if (dtype == "bf16") {
+        check(model.quantization() == nullptr, "--dtype bf16: '", checkpoint, "' is an int8 checkpoint");
+        model.use_bf16(/*keep_f32=*/false);
+      }
+      inference = std::make_unique<serve::InferenceService>(std::move(model), opt);
       inference->install(server);
     }
     if (!runs.empty()) {
@@ -108,8 +116,9 @@ int main(int argc, char** argv) {
     server.new_task_queue = [pool] { return new serve::ConnectionPool(pool, pool); };
     const int bound = port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, static_cast<int>(port)) ? static_cast<int>(port) : -1);
     if (bound < 0) throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port));
-    std::printf("mmrec-serve: listening on http://%s:%d/%s%s\n", host.c_str(), bound,
-                inference ? " (completions: POST /v1/completions)" : "", dashboard ? " (dashboard: GET /)" : "");
+    const std::string what = inference ? " (completions: POST /v1/completions, " + inference->dtype() + " weights)" : "";
+    std::printf("mmrec-serve: listening on http://%s:%d/%s%s\n", host.c_str(), bound, what.c_str(),
+                dashboard ? " (dashboard: GET /)" : "");
     std::fflush(stdout);
     std::thread stopper([&] {
       int sig = 0;
