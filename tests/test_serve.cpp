@@ -260,8 +260,11 @@ TEST_CASE("--dtype bf16 and int8 checkpoints: greedy output equals mmrec-generat
   for (const std::string& p : {data, int8, err}) std::remove(p.c_str());
 }
 
-TEST_CASE("16 concurrent clients: each gets its own result (per-request state)") {
-  Server s({"--parallel", "4", "--queue", "16"});
+TEST_CASE("16 concurrent clients: each gets its own result (per-request state), batched or not") {
+ for (const char* batch : {"4", "1"}) {
+  CAPTURE(batch);
+  // A window long enough that clients started together surely share a batch.
+  Server s({"--parallel", "4", "--queue", "16", "--batch", batch, "--batch-window", "100"});
   const int n = 16;
   std::vector<std::vector<int64_t>> alone(n), together(n);
   std::vector<std::string> failures(n);
@@ -304,6 +307,10 @@ TEST_CASE("16 concurrent clients: each gets its own result (per-request state)")
     CHECK_MESSAGE(together[i] == alone[i], "client ", i, ": alone ", str(alone[i]), ", together ", str(together[i]),
                   " ", failures[i]);
   CHECK(alone[0] != alone[2]);  // the requests differ, so mixing would show
+  const json h = s.health();
+  if (std::string(batch) == "1") CHECK(h["largest_cohort"] == 1);
+  else CHECK(h["largest_cohort"] > 1);  // streams of one prompt length did share calls
+ }
 }
 
 TEST_CASE("the queue limit: a request beyond streams + queue gets 503 with Retry-After; a client gone frees its slot") {
@@ -450,6 +457,12 @@ TEST_CASE("mmrec-serve: argument errors exit 2 with one line; a missing checkpoi
         std::pair<int, std::string>{2, "mmrec-serve: --port: expected an integer >= 0, got 'x'\n"});
   CHECK(run("--port 70000 --runs /tmp").first == 2);
   CHECK(run("--parallel 0 --runs /tmp").first == 2);
+  CHECK(run("--batch 0 --runs /tmp").first == 2);
+  CHECK(run("--batch 65 --runs /tmp") == std::pair<int, std::string>{2, "mmrec-serve: --batch is at most 64, got 65\n"});
+  CHECK(run("--batch-window -1 --runs /tmp").first == 2);
+  CHECK(run("--batch-window 20000 --runs /tmp").first == 2);
+  CHECK(run("--dtype f16 --runs /tmp") ==
+        std::pair<int, std::string>{2, "mmrec-serve: --dtype: expected one of f32, bf16, got 'f16'\n"});
   CHECK(run("--bogus").second == "mmrec-serve: unknown argument '--bogus' (see --help)\n");
   const auto missing = run("--checkpoint " + tmp("none.safetensors") + " --port 0");
   CHECK(missing.first == 1);

@@ -1,20 +1,25 @@
 // Concurrent generation in one process, as mmrec-serve runs it: streams of
-// two models on four threads at once. The models, their packed weights and
-// the cached oneDNN primitives are shared; each stream has its own state and
-// each thread its own oneDNN scratchpad. Every stream's tokens must equal
-// what it gives alone.
+// two models on four threads at once, and streams batched into one model
+// call per token (serve::Batcher). The models, their packed weights and the
+// cached oneDNN primitives are shared; each stream has its own state and each
+// thread its own oneDNN scratchpad. Every stream's tokens must equal what it
+// gives alone.
 #include <doctest/doctest.h>
 
+#include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "autograd/tape.h"
 #include "models/model.h"
 #include "ops/kernels/dnnl_context.h"
 #include "ops/kernels/linear.h"
 #include "tensor/random.h"
+#include "serve/batcher.h"
 #include "serve/completion.h"
 
 using namespace mmrec;
@@ -100,4 +105,74 @@ TEST_CASE("one packed linear and one cached gemm run on 4 threads at once, each 
   for (auto& p : pool) p.join();
   for (int t = 0; t < threads; ++t) CHECK_MESSAGE(wrong[t] == 0, "thread ", t, ": ", wrong[t], " of ", calls, " calls differ");
   CHECK(kernels::thread_scratchpad_bytes() > 0);
+}
+
+TEST_CASE("batched streams: cohorts of one prompt length share each call; every stream equals its run alone") {
+  const Model a(stream_config(), 11), b(stream_config(), 12);
+  const InferencePack pa = a.pack_for_inference(1), pb = b.pack_for_inference(1);
+  // A long window: the requests below surely meet in their cohorts.
+  serve::Batcher ba(a, pa, {.max_batch = 4, .window = std::chrono::milliseconds(300)});
+  serve::Batcher bb(b, pb, {.max_batch = 4, .window = std::chrono::milliseconds(300)});
+  // Six requests of one prompt length (13 bytes, across a memory chunk) and
+  // two of another, greedy and sampled, of different lengths: streams drop
+  // out of the batch one by one.
+  std::vector<serve::CompletionRequest> reqs;
+  for (int i = 0; i < 8; ++i) {
+    serve::CompletionRequest r;
+    const std::string prompt = i < 6 ? "same length " + std::to_string(i) : "other " + std::to_string(i);
+    for (unsigned char c : prompt) r.prompt.push_back(c);
+    r.max_tokens = 10 + 7 * i;
+    r.temperature = i % 2 ? 0.9 : 0.0;
+    r.seed = static_cast<uint64_t>(40 + i);
+    reqs.push_back(r);
+  }
+  auto model_of = [&](int i) -> const Model& { return i % 3 == 2 ? b : a; };
+  auto pack_of = [&](int i) -> const InferencePack& { return i % 3 == 2 ? pb : pa; };
+  std::vector<std::vector<int64_t>> alone(8), batched(8);
+  for (int i = 0; i < 8; ++i) alone[i] = run(model_of(i), pack_of(i), reqs[i]);
+  std::vector<std::unique_ptr<serve::Batcher::Stream>> streams;
+  for (int i = 0; i < 8; ++i) streams.push_back((i % 3 == 2 ? bb : ba).start(reqs[i]));
+  // One consumer leaves after 3 tokens; the others read to the end, in turn.
+  std::vector<int64_t> early;
+  for (int k = 0; k < 3 && streams[4]->next(); ++k) early.push_back(streams[4]->last_token());
+  streams[4].reset();
+  for (int i = 0; i < 8; ++i) {
+    if (!streams[i]) continue;
+    while (streams[i]->next()) batched[i].push_back(streams[i]->last_token());
+    CHECK(streams[i]->produced() == reqs[i].max_tokens);
+  }
+  for (int i = 0; i < 8; ++i)
+    if (i != 4) CHECK_MESSAGE(batched[i] == alone[i], "stream ", i);
+  CHECK(early == std::vector<int64_t>(alone[4].begin(), alone[4].begin() + 3));
+  // Model a had streams 0 1 3 4 (one cohort of 4: 13-byte prompts) and 6 7
+  // (7-byte prompts, another cohort); model b had 2 and 5.
+  CHECK(ba.largest_cohort() == 4);
+  CHECK(ba.cohorts() == 2);
+  CHECK(bb.largest_cohort() == 2);
+  CHECK(bb.cohorts() == 1);
+}
+
+TEST_CASE("select_rows keeps the chosen rows of every state tensor and drops the cached levels") {
+  const Model m(stream_config(), 3);
+  State s = m.initial_state(3);
+  {
+    autograd::NoGradGuard no_grad;
+    Generator g(1);
+    std::vector<int32_t> ids(3 * 20);
+    for (auto& t : ids) t = static_cast<int32_t>(g.next_u64() % 256);
+    m.forward(Tensor::from_vector(ids, {3, 20}), s);
+  }
+  const State k = serve::select_rows(s, {2, 0});
+  CHECK(k.batch == 2);
+  REQUIRE(k.layers.size() == s.layers.size());
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    const LayerState &a = s.layers[l], &b = k.layers[l];
+    CHECK(b.chunk_tokens == a.chunk_tokens);
+    CHECK(!b.levels_kt.defined());
+    for (auto t : {&LayerState::h, &LayerState::mem_keys, &LayerState::mem_values, &LayerState::chunk_k_sum,
+                   &LayerState::chunk_v_sum}) {
+      CHECK((b.*t).slice(0, 0, 1).to_vector() == (a.*t).slice(0, 2, 3).to_vector());
+      CHECK((b.*t).slice(0, 1, 2).to_vector() == (a.*t).slice(0, 0, 1).to_vector());
+    }
+  }
 }

@@ -177,9 +177,8 @@ std::vector<Tensor> Model::block_parameters(size_t i) const {
 }
 
 Tensor Model::forward_call(const Tensor& tokens, State& state, const InferencePack* pack, bool state_graph) const {
-  const int64_t B = tokens.size(0), T = tokens.size(1);
   const InferencePack::Impl* pk =
-      pack && pack->impl_ && pack->impl_->rows == B * T && !autograd::grad_enabled() ? pack->impl_.get() : nullptr;
+      pack && pack->impl_ && !autograd::grad_enabled() ? pack->impl_.get() : nullptr;  // rows: see InferencePack
   Tensor x;
   {
     prof::Scope s("fwd.embedding");

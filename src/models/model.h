@@ -69,11 +69,14 @@ struct Checkpointing {
 };
 
 // A model's linear weights (every block's and the head's) pre-packed by
-// oneDNN for calls of exactly `rows` = B x T rows: for token-by-token
-// generation (rows = batch), where a 1-row product through the plain layout
-// reaches a fraction of the memory bandwidth (bench
-// model_generate_token_by_token). A snapshot: after the weights change, pack
-// again. Copies share the packed data; it stays valid while its model lives.
+// oneDNN for calls of `rows` = B x T rows: for token-by-token generation
+// (rows = batch), where a 1-row product through the plain layout reaches a
+// fraction of the memory bandwidth (bench model_generate_token_by_token).
+// Calls of other row counts up to 64 (several streams batched into one call)
+// read the same packed data where oneDNN keeps its layout (it does for 1-64
+// rows of these shapes); larger calls take the plain path. A snapshot: after
+// the weights change, pack again. Copies share the packed data; it stays
+// valid while its model lives.
 class InferencePack {
  public:
   InferencePack() = default;
@@ -118,9 +121,9 @@ class Model {
 
   State initial_state(int64_t batch) const;
   // tokens [B, T] i32/i64 in [0, vocab_size) -> logits [B, T, V]; updates state.
-  // With a pack from this model and grad mode off, calls of B x T == pack
-  // rows use its packed weights (the same logits up to float rounding);
-  // other calls, and any call in grad mode, take the plain path.
+  // With a pack from this model and grad mode off, calls of up to 64 rows
+  // (B x T) use its packed weights (the same logits up to float rounding);
+  // larger calls, and any call in grad mode, take the plain path.
   Tensor forward(const Tensor& tokens, State& state, const InferencePack* pack = nullptr) const;
   // Packs the current weights for calls of `rows` rows (>= 1); see InferencePack.
   InferencePack pack_for_inference(int64_t rows) const;

@@ -1,9 +1,11 @@
 // mmrec-serve under concurrent streams: the bench config (dim 512, 4 layers)
 // behind a real server on a loopback port, 1, 4 and 16 clients at once, each
-// asking for the same number of tokens. Per-stream and total tokens/s against
+// asking for the same number of tokens with prompts of one length: batched
+// (streams share one [n, 1] model call per token) and unbatched (--batch 1:
+// every stream on its own thread). Per-stream and total tokens/s against
 // mmrec-generate's path alone (prompt in one call, then 1-row calls through
-// packed weights, no server), and what one batched forward of n streams
-// (B = n rows through weights packed for n) would give instead of n threads.
+// packed weights, no server), and the bare batched forward of n streams (B =
+// n rows, no server) as the ceiling of batching.
 #include <algorithm>
 #include <chrono>
 #include <httplib.h>
@@ -30,7 +32,8 @@ BENCH_SUITE(serve) {
   const int64_t tokens = 48;
   const ModelConfig cfg = bench::bench_config();
   auto body = [&](int i) {
-    return nlohmann::json{{"prompt", "The quick brown fox " + std::to_string(i)}, {"max_tokens", tokens},
+    // Prompts of one length: the streams are at the same position, so they batch.
+    return nlohmann::json{{"prompt", "The quick brown fox " + std::to_string(10 + i)}, {"max_tokens", tokens},
                           {"temperature", 0.8}, {"seed", i}};
   };
   const int reps = std::max(1, std::min(ctx.reps(), 3));
@@ -62,49 +65,57 @@ BENCH_SUITE(serve) {
                         {"ratio", n * tokens / bsec / alone}});
     }
   }
-  serve::InferenceService svc(Model(cfg, 1), {.name = "bench", .streams = 16, .queue = 0});
-  httplib::Server server;
-  svc.install(server);
-  serve::use_exclusive_port(server);
-  const int port = server.bind_to_any_port("127.0.0.1");
-  std::thread listener([&] { server.listen_after_bind(); });  // clients before it wait in the listen backlog
+  // Through the server: batched (the default, one cohort per prompt length)
+  // and with --batch 1 (every stream on its own thread).
+  for (const int64_t batch : {16, 1}) {
+    const std::string kind = batch > 1 ? "serve_streams_" : "serve_streams_unbatched_";
+    if (!ctx.wants_prefix(kind)) continue;
+    serve::InferenceService svc(Model(cfg, 1), {.name = "bench", .streams = 16, .queue = 0,
+                                                .batch = {.max_batch = batch}});
+    httplib::Server server;
+    svc.install(server);
+    serve::use_exclusive_port(server);
+    const int port = server.bind_to_any_port("127.0.0.1");
+    std::thread listener([&] { server.listen_after_bind(); });  // clients before it wait in the listen backlog
 
-  // One round of n clients at once: each stream's tokens/s, and the total.
-  auto round = [&](int n) {
-    std::vector<double> per(static_cast<size_t>(n));
-    std::vector<std::thread> clients;
-    const double t0 = now_s();
-    for (int i = 0; i < n; ++i)
-      clients.emplace_back([&, i] {
-        httplib::Client c("127.0.0.1", port);
-        c.set_read_timeout(600);
-        const double s = now_s();
-        auto r = c.Post("/v1/completions", body(i).dump(), "application/json");
-        per[static_cast<size_t>(i)] = r && r->status == 200 ? tokens / (now_s() - s) : 0;
-      });
-    for (auto& t : clients) t.join();
-    const double total = n * tokens / (now_s() - t0);
-    std::sort(per.begin(), per.end());
-    return std::pair<double, double>{per[per.size() / 2], total};
-  };
-  round(1);  // warm-up: primitives for the prompt length and the 1-row calls
-  for (int n : {1, 4, 16}) {
-    const std::string name = "serve_streams_" + std::to_string(n);
-    if (!ctx.wants(name)) continue;
-    std::vector<double> per, total;
-    for (int r = 0; r < reps; ++r) {
-      const auto [p, t] = round(n);
-      per.push_back(p), total.push_back(t);
+    // One round of n clients at once: each stream's tokens/s, and the total.
+    auto round = [&](int n) {
+      std::vector<double> per(static_cast<size_t>(n));
+      std::vector<std::thread> clients;
+      const double t0 = now_s();
+      for (int i = 0; i < n; ++i)
+        clients.emplace_back([&, i] {
+          httplib::Client c("127.0.0.1", port);
+          c.set_read_timeout(600);
+          const double s = now_s();
+          auto r = c.Post("/v1/completions", body(i).dump(), "application/json");
+          per[static_cast<size_t>(i)] = r && r->status == 200 ? tokens / (now_s() - s) : 0;
+        });
+      for (auto& t : clients) t.join();
+      const double total = n * tokens / (now_s() - t0);
+      std::sort(per.begin(), per.end());
+      return std::pair<double, double>{per[per.size() / 2], total};
+    };
+    round(1);  // warm-up: primitives for the prompt length and the 1-row calls
+    for (int n : {1, 4, 16}) {
+      const std::string name = kind + std::to_string(n);
+      if (!ctx.wants(name)) continue;
+      std::vector<double> per, total;
+      for (int r = 0; r < reps; ++r) {
+        const auto [p, t] = round(n);
+        per.push_back(p), total.push_back(t);
+      }
+      std::sort(per.begin(), per.end()), std::sort(total.begin(), total.end());
+      const double p = per[per.size() / 2], t = total[total.size() / 2];
+      ctx.report(name, {{"streams", n},
+                        {"tokens_per_stream", tokens},
+                        {"per_stream_tokens_s", p},
+                        {"total_tokens_s", t},
+                        {"ref_tokens_s", alone},
+                        {"ratio", t / alone},
+                        {"largest_batch", svc.batcher_stats().second}});
     }
-    std::sort(per.begin(), per.end()), std::sort(total.begin(), total.end());
-    const double p = per[per.size() / 2], t = total[total.size() / 2];
-    ctx.report(name, {{"streams", n},
-                      {"tokens_per_stream", tokens},
-                      {"per_stream_tokens_s", p},
-                      {"total_tokens_s", t},
-                      {"ref_tokens_s", alone},
-                      {"ratio", t / alone}});
+    server.stop();
+    listener.join();
   }
-  server.stop();
-  listener.join();
 }

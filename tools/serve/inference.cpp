@@ -20,7 +20,7 @@ std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 // back to keep characters whole.
 struct Stream {
   std::unique_ptr<Admission::Ticket> ticket;
-  Completion completion;
+  std::unique_ptr<Batcher::Stream> completion;
   Utf8Pieces pieces;
   std::string id;
   int64_t created = 0;
@@ -32,6 +32,7 @@ struct Stream {
 InferenceService::InferenceService(Model model, const InferenceOptions& opt)
     : model_(std::move(model)), opt_(opt), admission_(opt.streams, opt.queue) {
   pack_ = model_.pack_for_inference(1);
+  batcher_ = std::make_unique<Batcher>(model_, pack_, opt_.batch);
 }
 
 std::string InferenceService::dtype() const {
@@ -46,6 +47,8 @@ void InferenceService::install(httplib::Server& server) {
                          {"streams_active", admission_.active()},
                          {"queued", admission_.waiting()},
                          {"streams", admission_.streams()},
+                         {"cohorts", batcher_->cohorts()},
+                         {"largest_cohort", batcher_->largest_cohort()},
                          {"queue", admission_.queue()}}
                         .dump());
   });
@@ -84,7 +87,8 @@ void InferenceService::completions(const httplib::Request& http, httplib::Respon
   const std::string id = next_id();
   const int64_t created = static_cast<int64_t>(std::time(nullptr));
   if (!req.stream) {
-    Completion c(model_, pack_, req);
+    std::unique_ptr<Batcher::Stream> stream = batcher_->start(req);
+    Batcher::Stream& c = *stream;
     std::string text;
     std::vector<int64_t> tokens;
     while (c.next()) {
@@ -108,7 +112,7 @@ void InferenceService::completions(const httplib::Request& http, httplib::Respon
   // Streaming: one event per token, generated as the client reads. The
   // stream (and its slot) lives as long as the provider, which cpp-httplib
   // drops when the response ends or a write fails (client gone).
-  auto st = std::make_shared<Stream>(Stream{std::move(ticket), Completion(model_, pack_, req), {}, id, created});
+  auto st = std::make_shared<Stream>(Stream{std::move(ticket), batcher_->start(req), {}, id, created});
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   const std::string name = opt_.name;
@@ -124,9 +128,9 @@ void InferenceService::completions(const httplib::Request& http, httplib::Respon
                                "\n\n";
       return sink.write(line.data(), line.size());
     };
-    if (st->completion.next()) {
-      const std::string piece = st->pieces.push(token_text(st->completion.last_token()));
-      return event(piece, st->completion.last_token(), nullptr);
+    if (st->completion->next()) {
+      const std::string piece = st->pieces.push(token_text(st->completion->last_token()));
+      return event(piece, st->completion->last_token(), nullptr);
     }
     const bool ok = event(st->pieces.flush(), nullptr, "length");
     static const std::string done = "data: [DONE]\n\n";

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -30,6 +31,7 @@ namespace {
 const char* kUsage =
     "usage: mmrec-serve [--checkpoint FILE] [--runs DIR] [--host ADDR] [--port N] [--parallel N] [--queue N]\n"
     "                   [--max-tokens N] [--max-prompt N] [--max-body BYTES] [--threads N] [--dtype f32|bf16]\n"
+    "                   [--batch N] [--batch-window MS]\n"
     "  --checkpoint FILE  serve completions from this model (POST /v1/completions, GET /v1/models);\n"
     "                     an int8 file (made by mmrec-quantize) runs on the int8 kernels\n"
     "  --runs DIR         serve the training dashboard of a run directory or of a directory of runs (GET /)\n"
@@ -42,6 +44,9 @@ const char* kUsage =
     "  --max-body BYTES   largest request body (default 1048576); larger get 413\n"
     "  --threads N        compute threads (default 0 = all cores)\n"
     "  --dtype D          f32 (default) or bf16: the GEMM weights held and run in bf16, as mmrec-generate\n"
+    "  --batch N          streams with the same prompt length, started within the window, share one model\n"
+    "                     call per token (default 16, at most 64; 1: every stream runs alone)\n"
+    "  --batch-window MS  how long a new stream waits for others to join its batch (default 10)\n"
     "At least one of --checkpoint and --runs is needed. Ctrl-C stops the server.\n";
 
 }  // namespace
@@ -68,12 +73,19 @@ int main(int argc, char** argv) {
       else if (args.is("--max-body")) opt.limits.max_body_bytes = static_cast<size_t>(args.int_value(64));
       else if (args.is("--threads")) threads = args.int_value(0);
       else if (args.is("--dtype")) dtype = args.choice_value({"f32", "bf16"});
+      else if (args.is("--batch")) opt.batch.max_batch = args.int_value(1);
+      else if (args.is("--batch-window")) {
+        const double ms = args.float_value();
+        if (ms > 10000) throw tools::UsageError("--batch-window: at most 10000 ms, got " + std::to_string(ms));
+        opt.batch.window = std::chrono::microseconds(static_cast<int64_t>(ms * 1000));
+      }
       else args.unknown();
     }
     if (checkpoint.empty() && runs.empty()) throw tools::UsageError("--checkpoint or --runs is required (see --help)");
     if (port > 65535) throw tools::UsageError("--port: expected an integer in [0, 65535], got " + std::to_string(port));
     if (opt.streams > 256 || opt.queue > 4096)
       throw tools::UsageError("--parallel is at most 256 and --queue at most 4096");
+    if (opt.batch.max_batch > 64) throw tools::UsageError("--batch is at most 64, got " + std::to_string(opt.batch.max_batch));
   } catch (const tools::UsageError& e) {
     std::fprintf(stderr, "mmrec-serve: %s\n", e.what());
     return 2;

@@ -2,6 +2,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <vector>
 
 #include "ops/kernels/dnnl_context.h"
@@ -125,7 +128,49 @@ struct PackedLinear::Impl {
   int threads = 0;       // OpenMP threads the primitive was created for
   dnnl::matmul prim;     // empty when there is nothing to pack
   dnnl::memory packed;   // w in the layout prim chose (format_tag::any)
+  // Primitives for other row counts (up to kOtherRows) that read `packed`
+  // as it is; empty where oneDNN wants another layout (then linear_fwd).
+  mutable std::mutex mu;
+  mutable std::map<std::pair<int64_t, int>, std::optional<dnnl::matmul>> others;  // (rows, threads)
+
+  dnnl::matmul::primitive_desc make(int64_t M) const;
+  const dnnl::matmul* for_rows(int64_t M) const;
 };
+
+namespace {
+// Rows that may run through another row count's packed weights: the batched
+// token calls of several streams. oneDNN 2.6 picks one layout for 1-64 rows
+// of the model's shapes (f32 and bf16); prompts and training shapes keep
+// their own path.
+constexpr int64_t kOtherRows = 64;
+}  // namespace
+
+dnnl::matmul::primitive_desc PackedLinear::Impl::make(int64_t M) const {
+  const dt type = w.dtype() == DType::f32 ? dt::f32 : dt::bf16;
+  const memory::desc xd({M, K}, type, memory::format_tag::ab), any({K, N}, type, memory::format_tag::any);
+  const memory::desc bd({1, N}, dt::f32, memory::format_tag::ab), yd({M, N}, dt::f32, memory::format_tag::ab);
+  dnnl::primitive_attr attr = user_scratchpad();
+  dnnl::post_ops po;
+  if (act != ops::Activation::none)
+    po.append_eltwise(1.0f, act == ops::Activation::gelu ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_logistic, 0.0f, 0.0f);
+  attr.set_post_ops(po);
+  auto d = b.defined() ? dnnl::matmul::desc(xd, any, bd, yd) : dnnl::matmul::desc(xd, any, yd);
+  return dnnl::matmul::primitive_desc(d, attr, dnnl_engine());
+}
+
+const dnnl::matmul* PackedLinear::Impl::for_rows(int64_t M) const {
+  if (M == rows) return &prim;
+  if (M < 1 || M > kOtherRows) return nullptr;
+  const int t = gemm_threads(M, K, N);
+  std::lock_guard<std::mutex> lock(mu);
+  auto [it, fresh] = others.try_emplace({M, t});
+  if (fresh) {
+    DnnlThreads scope(t);
+    const auto pd = make(M);
+    if (pd.weights_desc() == packed.get_desc()) it->second = dnnl::matmul(pd);
+  }
+  return it->second ? &*it->second : nullptr;  // std::map nodes stay put
+}
 
 PackedLinear::PackedLinear(const Tensor& w, const Tensor& b, ops::Activation act, int64_t rows) {
   check(w.dim() == 2 && (w.dtype() == DType::f32 || w.dtype() == DType::bf16),
@@ -144,15 +189,7 @@ PackedLinear::PackedLinear(const Tensor& w, const Tensor& b, ops::Activation act
     p->threads = dnnl_max_threads();
     const dt type = w.dtype() == DType::f32 ? dt::f32 : dt::bf16;
     auto& eng = dnnl_engine();
-    const memory::desc xd({rows, p->K}, type, memory::format_tag::ab), any({p->K, p->N}, type, memory::format_tag::any);
-    const memory::desc bd({1, p->N}, dt::f32, memory::format_tag::ab), yd({rows, p->N}, dt::f32, memory::format_tag::ab);
-    dnnl::primitive_attr attr = user_scratchpad();
-    dnnl::post_ops po;
-    if (act != ops::Activation::none)
-      po.append_eltwise(1.0f, act == ops::Activation::gelu ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_logistic, 0.0f, 0.0f);
-    attr.set_post_ops(po);
-    auto d = b.defined() ? dnnl::matmul::desc(xd, any, bd, yd) : dnnl::matmul::desc(xd, any, yd);
-    dnnl::matmul::primitive_desc pd(d, attr, eng);
+    const auto pd = p->make(rows);
     p->prim = dnnl::matmul(pd);
     // The user's Wᵀ [K, N] is a strided view of w [N, K]; one reorder packs it.
     memory user({{p->K, p->N}, type, {p->w.strides()[1], p->w.strides()[0]}}, eng, p->w.raw_data());
@@ -170,20 +207,22 @@ DType PackedLinear::dtype() const { return impl_ ? impl_->w.dtype() : DType::f32
 void PackedLinear::forward(const Tensor& x, Tensor& y) const {
   check(impl_ != nullptr, "PackedLinear: forward on an empty PackedLinear");
   const Impl& p = *impl_;
-  const bool dense_rows = x.dim() == 2 && x.strides()[1] == 1 && (x.shape()[0] == 1 || x.strides()[0] == p.K);
-  if (!p.prim || x.shape()[0] != p.rows || !dense_rows) return linear_fwd(x, p.w, p.b, p.act, y);
+  const int64_t M = x.dim() == 2 ? x.shape()[0] : -1;
+  const bool dense_rows = x.dim() == 2 && x.strides()[1] == 1 && (M == 1 || x.strides()[0] == p.K);
+  const dnnl::matmul* prim = p.prim && dense_rows ? p.for_rows(M) : nullptr;
+  if (!prim) return linear_fwd(x, p.w, p.b, p.act, y);
   check(x.dtype() == p.w.dtype() && x.shape()[1] == p.K, "PackedLinear: x ", x.shape(), " ", dtype_name(x.dtype()),
         " does not match weight ", p.w.shape(), " ", dtype_name(p.w.dtype()));
-  DnnlThreads threads(p.threads);
+  DnnlThreads threads(M == p.rows ? p.threads : gemm_threads(M, p.K, p.N));
   const dt type = x.dtype() == DType::f32 ? dt::f32 : dt::bf16;
   auto& eng = dnnl_engine();
-  memory xm({{p.rows, p.K}, type, memory::format_tag::ab}, eng, x.raw_data());
-  memory ym({{p.rows, p.N}, dt::f32, memory::format_tag::ab}, eng, y.raw_data());
+  memory xm({{M, p.K}, type, memory::format_tag::ab}, eng, x.raw_data());
+  memory ym({{M, p.N}, dt::f32, memory::format_tag::ab}, eng, y.raw_data());
   if (p.b.defined()) {
     memory bm({{1, p.N}, dt::f32, memory::format_tag::ab}, eng, p.b.raw_data());
-    run_primitive(p.prim, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, p.packed}, {DNNL_ARG_BIAS, bm}, {DNNL_ARG_DST, ym}});
+    run_primitive(*prim, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, p.packed}, {DNNL_ARG_BIAS, bm}, {DNNL_ARG_DST, ym}});
   } else {
-    run_primitive(p.prim, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, p.packed}, {DNNL_ARG_DST, ym}});
+    run_primitive(*prim, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, p.packed}, {DNNL_ARG_DST, ym}});
   }
 }
 

@@ -40,7 +40,9 @@ void convert(const Tensor& src, Tensor& dst);
 // layout is much slower (8x512x512 on 1 thread: 38 µs packed, 62 µs plain
 // through linear_fwd; bench linear_token). The
 // packed copy is a snapshot of w: pack again after w changes. Thread-safe to
-// run from several threads; other row counts fall back to linear_fwd.
+// run from several threads. Other row counts up to 64 (batched streams) run
+// on the same packed copy when oneDNN picks the same layout for them (it does
+// for the model's shapes); others fall back to linear_fwd.
 //   kernels::PackedLinear p(w, b, Activation::none, 8);   // once per weight
 //   p.forward(x, y);                                       // x [8, K] -> y [8, N]
 class PackedLinear {
