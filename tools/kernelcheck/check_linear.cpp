@@ -49,6 +49,15 @@ KERNELCHECK_SUITE(linear) {
         const double tr = kc::time_us([&] { kernels::ref::linear_fwd(x, w, b, Activation::gelu, want); }, 1);
         ctx.compare(name, shape, got, want, tol_for(K), tk, tr);
       }
+      // Packed for 1 row, run on M rows (batched streams): the same packed
+      // copy where oneDNN keeps its layout, else the plain path.
+      if (const std::string name = std::string("linear_packed_other_rows") + suffix(t); ctx.wants(name) && M > 0) {
+        kernels::PackedLinear p(w, b, Activation::sigmoid, 1);
+        Tensor got = Tensor::empty({M, N}), want = Tensor::empty({M, N});
+        const double tk = kc::time_us([&] { p.forward(x, got); });
+        const double tr = kc::time_us([&] { kernels::ref::linear_fwd(x, w, b, Activation::sigmoid, want); }, 1);
+        ctx.compare(name, shape, got, want, tol_for(K), tk, tr);
+      }
       // dX = dY W: [M, N] · [N, K]
       if (const std::string name = std::string("linear_dx") + suffix(t); ctx.wants(name)) {
         Tensor got = Tensor::empty({M, K}), want = Tensor::empty({M, K});
