@@ -3,7 +3,9 @@
 --dashboard on a free loopback port, loads the page in headless Chromium
 (driven over the DevTools protocol on a pipe), checks that the charts gain
 points while training runs and that every request the page made went to the
-dashboard itself, and writes a screenshot.
+dashboard itself, and writes a screenshot. Then stops the run from the page:
+a wrong token is refused and training goes on; the token mmrec-train printed
+makes it write a checkpoint and exit 0, as Ctrl-C does.
 
 usage: dashboard_browser.py MMREC_TRAIN CONFIG.json SCREENSHOT.png"""
 import base64
@@ -150,6 +152,45 @@ def main():
             sys.exit(f"dashboard_browser: the page did not load {sorted(needed - seen)}")
         print(f"dashboard_browser: {first} -> {later} points while training; {len(urls)} requests, all to {origin}; "
               f"screenshot {screenshot}")
+
+        def js(expr):
+            r = browser.call("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session=session)
+            return r["result"].get("value")
+
+        def stop_with(token):
+            js("document.getElementById('stopmsg').textContent = ''")
+            js(f"document.getElementById('token').value = {json.dumps(token)}; document.getElementById('stop').click()")
+            end = time.time() + 20
+            while time.time() < end:
+                msg = js("document.getElementById('stopmsg').textContent")
+                if msg:
+                    return msg
+                time.sleep(0.1)
+            sys.exit("dashboard_browser: the stop button got no answer")
+
+        out.seek(0)
+        m = re.search(r"stop token: ([0-9a-f]{32})", out.read())
+        if not m:
+            sys.exit("dashboard_browser: mmrec-train printed no stop token")
+        if js("document.getElementById('stopbox').hidden") is not False:
+            sys.exit("dashboard_browser: the page offers no stop control beside a training run")
+        refused = stop_with("0" * 32)
+        if "wrong stop token" not in refused:
+            sys.exit(f"dashboard_browser: a wrong token got: {refused}")
+        time.sleep(1)
+        if trainer.poll() is not None:
+            sys.exit("dashboard_browser: the run stopped on a wrong token")
+        accepted = stop_with(m.group(1))
+        try:
+            rc = trainer.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            sys.exit(f"dashboard_browser: the run did not stop after the page's stop ({accepted})")
+        out.seek(0)
+        log = out.read()
+        ckpts = os.listdir(os.path.join(run_dir, "checkpoints")) if os.path.isdir(os.path.join(run_dir, "checkpoints")) else []
+        if rc != 0 or "interrupted at step" not in log or not any(c.startswith("step-") for c in ckpts):
+            sys.exit(f"dashboard_browser: after the page's stop: exit {rc}, checkpoints {ckpts}, log tail:\n{log[-800:]}")
+        print(f"dashboard_browser: stopped from the page ({accepted}); exit 0 with checkpoint {sorted(ckpts)[-1]}")
         print("1 passed, 0 failed")
     finally:
         if browser:

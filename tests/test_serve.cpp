@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -440,6 +441,21 @@ TEST_CASE("soak: 1,000 requests with stable memory") {
   CHECK(ok == 1000);
   MESSAGE("mmrec-serve resident memory after 200 requests ", before, " kB, after 1,000 ", after, " kB");
   CHECK(after - before < 4096);
+}
+
+TEST_CASE("mmrec-serve --runs is read-only: no stop endpoint, /api/runs says so") {
+  test_util::TempDir runs;
+  std::filesystem::create_directories(runs.path / "a");
+  std::ofstream(runs / "a/metrics.jsonl") << "{\"step\": 1, \"loss\": 2.5}\n";
+  Server s({"--runs", runs.path.string()});
+  auto r = s.client().Get("/api/runs");
+  REQUIRE(r);
+  const json j = json::parse(r->body);
+  CHECK(j["stoppable"] == false);
+  CHECK(j["runs"][0]["name"] == "a");
+  auto stop = s.client().Post("/api/stop", json{{"token", "x"}}.dump(), "application/json");
+  REQUIRE(stop);
+  CHECK(stop->status == 404);
 }
 
 TEST_CASE("mmrec-serve: argument errors exit 2 with one line; a missing checkpoint or a busy port exits 1") {

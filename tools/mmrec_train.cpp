@@ -55,7 +55,8 @@ void usage(std::FILE* f) {
                "                  (default: log.run_dir of the config, else runs/<config name>)\n"
                "  --bucket-mb MB  under mpirun: gradient all-reduce bucket size (default 4)\n"
                "  --no-overlap    under mpirun: all-reduce after backward, not during it\n"
-               "  --dashboard [PORT]  live charts of this run at http://127.0.0.1:PORT/ (default 8080; 0: any)\n"
+               "  --dashboard [PORT]  live charts of this run at http://127.0.0.1:PORT/ (default 8080; 0: any);\n"
+               "                  the stop token printed beside it lets the page stop the run as Ctrl-C does\n"
                "Ctrl-C writes a checkpoint and exits; --resume continues bit-identically.\n");
 }
 
@@ -153,9 +154,13 @@ int main(int argc, char** argv) {
       std::error_code no_error;
       if (resume == ResumeMode::fresh) std::filesystem::remove(std::filesystem::path(run_dir) / "samples.jsonl", no_error);
     }
+    std::signal(SIGINT, on_signal);  // from here on, Ctrl-C (or the page's stop) checkpoints and exits 0
+    std::signal(SIGTERM, on_signal);
     if (dashboard_port >= 0 && job.is_root()) {
-      dashboard = std::make_unique<serve::DashboardServer>(run_dir, "127.0.0.1", dashboard_port);
-      std::printf("dashboard: http://127.0.0.1:%d/\n", dashboard->port());
+      // Stop from the page = Ctrl-C: the same signal, the same checkpoint and exit 0.
+      dashboard = std::make_unique<serve::DashboardServer>(run_dir, "127.0.0.1", dashboard_port,
+                                                           [] { std::raise(SIGINT); });
+      std::printf("dashboard: http://127.0.0.1:%d/ (stop token: %s)\n", dashboard->port(), dashboard->token().c_str());
     }
     std::printf("model: %lld parameters (dim %lld, %lld layers, vocab %lld); data: %s tokens (%s held out), "
                 "tokenizer %s\n",
@@ -171,8 +176,6 @@ int main(int argc, char** argv) {
                 run_dir.c_str());
     std::fflush(stdout);
 
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
     const double t0 = now_s();
     const int64_t first = trainer.step();
     double last_draw = 0;

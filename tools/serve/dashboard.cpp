@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -127,6 +128,15 @@ std::string poll(const std::string& dir, Tail& t) {
 
 }  // namespace
 
+std::string random_token() {
+  std::random_device rd;
+  std::string t;
+  static const char* hex = "0123456789abcdef";
+  for (int i = 0; i < 4; ++i)
+    for (uint32_t v = rd(), k = 0; k < 8; ++k, v >>= 4) t += hex[v & 15];
+  return t;
+}
+
 void Dashboard::install(httplib::Server& server) {
   for (unsigned long i = 0; i < kDashboardAssetCount; ++i) {
     const Asset& a = kDashboardAssets[i];
@@ -136,11 +146,27 @@ void Dashboard::install(httplib::Server& server) {
     });
   }
   const std::string dir = dir_;
-  server.Get("/api/runs", [dir](const httplib::Request&, httplib::Response& res) {
+  const bool stoppable = static_cast<bool>(control_.stop);
+  server.Get("/api/runs", [dir, stoppable](const httplib::Request&, httplib::Response& res) {
     json runs = json::array();
     for (const Run& r : find_runs(dir)) runs.push_back(run_info(r));
-    reply_json(res, dump({{"dir", dir}, {"runs", runs}}));
+    reply_json(res, dump({{"dir", dir}, {"runs", runs}, {"stoppable", stoppable}}));
   });
+  if (stoppable) {
+    server.Post("/api/stop", [control = control_, sent = stop_sent_](const httplib::Request& req, httplib::Response& res) {
+      const json j = json::parse(req.body, nullptr, false);
+      if (!j.is_object() || !j.contains("token") || !j["token"].is_string())
+        return reply_error(res, 400, "the body must be {\"token\": \"...\"} (the token mmrec-train printed)", "token");
+      const std::string got = j["token"].get<std::string>();
+      // Compared in constant time: the reply's timing tells nothing about the token.
+      unsigned diff = got.size() != control.token.size();
+      for (size_t i = 0; i < got.size() && i < control.token.size(); ++i) diff |= static_cast<unsigned>(got[i] ^ control.token[i]);
+      if (diff != 0) return reply_error(res, 403, "wrong stop token (mmrec-train printed it beside the dashboard address)", "token");
+      if (!sent->exchange(true)) control.stop();
+      reply_json(res, dump({{"status", "stopping"},
+                            {"message", "the run writes a checkpoint and exits, as on Ctrl-C"}}));
+    });
+  }
   auto stopping = stopping_;
   server.Get("/api/events", [dir, stopping](const httplib::Request&, httplib::Response& res) {
     auto tail = std::make_shared<Tail>();

@@ -49,8 +49,9 @@ void append_eval_sample(const std::string& run_dir, const Model& model, const To
   std::fclose(f);
 }
 
-DashboardServer::DashboardServer(const std::string& dir, const std::string& host, int port)
-    : server_(std::make_unique<httplib::Server>()), dashboard_(std::make_unique<Dashboard>(dir)) {
+DashboardServer::DashboardServer(const std::string& dir, const std::string& host, int port, std::function<void()> stop)
+    : server_(std::make_unique<httplib::Server>()), token_(stop ? random_token() : "") {
+  dashboard_ = std::make_unique<Dashboard>(dir, StopControl{token_, std::move(stop)});
   dashboard_->install(*server_);
   install_error_handlers(*server_);
   use_exclusive_port(*server_);

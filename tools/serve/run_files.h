@@ -8,6 +8,7 @@
 //   serve::DashboardServer d(run_dir, "127.0.0.1", 8080);   // serves until destroyed
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -32,20 +33,23 @@ void append_eval_sample(const std::string& run_dir, const Model& model, const To
                         int64_t tokens = 96);
 
 // The dashboard of one directory on its own thread; port 0 picks a free one.
-// Throws when it cannot listen.
+// With a stop action, the page may stop the run with the token this makes
+// (token(): print it on the terminal). Throws when it cannot listen.
 class DashboardServer {
  public:
-  DashboardServer(const std::string& dir, const std::string& host, int port);
+  DashboardServer(const std::string& dir, const std::string& host, int port, std::function<void()> stop = {});
   ~DashboardServer();
   DashboardServer(const DashboardServer&) = delete;
   DashboardServer& operator=(const DashboardServer&) = delete;
   int port() const { return port_; }
+  const std::string& token() const { return token_; }  // empty without a stop action
 
  private:
   std::unique_ptr<httplib::Server> server_;
   std::unique_ptr<Dashboard> dashboard_;
   std::thread thread_;
   int port_ = 0;
+  std::string token_;
 };
 
 }  // namespace mmrec::serve

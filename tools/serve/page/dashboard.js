@@ -117,9 +117,23 @@ function redraw() {
 }
 
 function refreshInfo() {
-  fetch("/api/runs").then((r) => r.json()).then((j) => j.runs.forEach(addRun)).catch(() => {});
+  fetch("/api/runs").then((r) => r.json()).then((j) => {
+    j.runs.forEach(addRun);
+    document.getElementById("stopbox").hidden = !j.stoppable;  // only beside a training run
+  }).catch(() => {});
   setTimeout(refreshInfo, 5000);
 }
+
+// Stopping the run (mmrec-train --dashboard): the token it printed, checked by
+// the server; the run then checkpoints and exits as on Ctrl-C.
+function stopRun() {
+  const msg = document.getElementById("stopmsg");
+  const token = document.getElementById("token").value.trim();
+  fetch("/api/stop", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token }) })
+    .then((r) => r.json().then((j) => (msg.textContent = r.ok ? j.message : j.error.message)))
+    .catch(() => (msg.textContent = "the dashboard did not answer"));
+}
+document.getElementById("stop").addEventListener("click", stopRun);
 
 const events = new EventSource("/api/events");
 events.addEventListener("open", () => {
