@@ -16,6 +16,7 @@
 #include "bench/bench.h"
 #include "bench/model_fixtures.h"
 #include "models/model.h"
+#include "serve/admission.h"
 #include "serve/http_common.h"
 #include "serve/inference.h"
 
@@ -75,6 +76,7 @@ BENCH_SUITE(serve) {
     httplib::Server server;
     svc.install(server);
     serve::use_exclusive_port(server);
+    server.new_task_queue = [] { return new serve::ConnectionPool(32, 32); };  // as mmrec-serve: a thread per client
     const int port = server.bind_to_any_port("127.0.0.1");
     std::thread listener([&] { server.listen_after_bind(); });  // clients before it wait in the listen backlog
 
