@@ -3,7 +3,7 @@
 // call per token (serve::Batcher). The models, their packed weights and the
 // cached oneDNN primitives are shared; each stream has its own state and each
 // thread its own oneDNN scratchpad. Every stream's tokens must equal what it
-// gives alone.
+// gives alone, on f32 and on bf16 weights.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -150,6 +150,27 @@ TEST_CASE("batched streams: cohorts of one prompt length share each call; every 
   CHECK(ba.cohorts() == 2);
   CHECK(bb.largest_cohort() == 2);
   CHECK(bb.cohorts() == 1);
+}
+
+TEST_CASE("batched streams on bf16 weights equal their runs alone") {
+  Model m(stream_config(), 21);
+  m.use_bf16(/*keep_f32=*/false);
+  const InferencePack pack = m.pack_for_inference(1);
+  serve::Batcher batcher(m, pack, {.max_batch = 3, .window = std::chrono::milliseconds(300)});
+  std::vector<serve::CompletionRequest> reqs(3);
+  for (int i = 0; i < 3; ++i) {
+    for (unsigned char c : "bf16 stream " + std::to_string(i)) reqs[i].prompt.push_back(c);
+    reqs[i].max_tokens = 12 + 5 * i;
+    reqs[i].temperature = i == 1 ? 0.7 : 0.0;
+  }
+  std::vector<std::unique_ptr<serve::Batcher::Stream>> streams;
+  for (const auto& r : reqs) streams.push_back(batcher.start(r));
+  for (int i = 0; i < 3; ++i) {
+    std::vector<int64_t> got;
+    while (streams[i]->next()) got.push_back(streams[i]->last_token());
+    CHECK_MESSAGE(got == run(m, pack, reqs[i]), "stream ", i);
+  }
+  CHECK(batcher.largest_cohort() == 3);
 }
 
 TEST_CASE("select_rows keeps the chosen rows of every state tensor and drops the cached levels") {
