@@ -150,6 +150,8 @@ void Batcher::run(const std::shared_ptr<Cohort>& c) {
     for (const auto& s : all) s->finish();
   } catch (const std::exception& e) {
     for (const auto& s : all) s->finish(e.what());
+  } catch (...) {  // every consumer must wake up, whatever was thrown
+    for (const auto& s : all) s->finish("generation failed");
   }
   std::lock_guard<std::mutex> lock(mu_);
   --running_;
