@@ -104,9 +104,15 @@ std::unique_ptr<Batcher::Stream> Batcher::start(const CompletionRequest& req) {
 
 void Batcher::run(const std::shared_ptr<Cohort>& c) {
   if (opt_.max_batch > 1) {
-    // Others with this prompt length join meanwhile; a full cohort starts at once.
+    // Others with this prompt length join meanwhile: the cohort starts when
+    // none has joined for a window (clients started together arrive spread
+    // out on a busy machine), when it is full, or after 10 windows.
     std::unique_lock<std::mutex> lock(mu_);
-    joined_.wait_for(lock, opt_.window, [&] { return static_cast<int64_t>(c->members.size()) >= opt_.max_batch; });
+    const auto cap = std::chrono::steady_clock::now() + 10 * opt_.window;
+    for (size_t seen = 0; static_cast<int64_t>(seen = c->members.size()) < opt_.max_batch;) {
+      const bool joined = joined_.wait_for(lock, opt_.window, [&] { return c->members.size() != seen; });
+      if (!joined || std::chrono::steady_clock::now() >= cap) break;
+    }
     forming_.erase(std::find(forming_.begin(), forming_.end(), c));
   }
   const std::vector<std::shared_ptr<Slot>>& all = c->members;  // fixed from here on

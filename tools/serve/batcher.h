@@ -1,8 +1,8 @@
 // Batched generation for mmrec-serve: streams that are at the same position
 // (same prompt length, started together) share one model call per token, a
 // [n, 1] batch through the packed weights, so the weights are read once per
-// token for all n instead of once per stream. Requests arriving within a
-// short window with the same prompt length form a cohort; each cohort runs
+// token for all n instead of once per stream. Requests with the same prompt
+// length arriving less than a window apart form a cohort; each cohort runs
 // on its own thread (cohorts run at once), and a stream that finishes or
 // whose client leaves drops out of its cohort's batch at the next token.
 //
@@ -26,7 +26,7 @@ namespace mmrec::serve {
 
 struct BatchOptions {
   int64_t max_batch = 16;  // streams in one cohort (1: every stream alone), at most 64
-  std::chrono::microseconds window{10000};  // how long a new cohort waits for others to join
+  std::chrono::microseconds window{10000};  // a forming cohort starts when none joined for this long
 };
 
 class Batcher {

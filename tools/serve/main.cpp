@@ -44,9 +44,10 @@ const char* kUsage =
     "  --max-body BYTES   largest request body (default 1048576); larger get 413\n"
     "  --threads N        compute threads (default 0 = all cores)\n"
     "  --dtype D          f32 (default) or bf16: the GEMM weights held and run in bf16, as mmrec-generate\n"
-    "  --batch N          streams with the same prompt length, started within the window, share one model\n"
-    "                     call per token (default 16, at most 64; 1: every stream runs alone)\n"
-    "  --batch-window MS  how long a new stream waits for others to join its batch (default 10)\n"
+    "  --batch N          streams with the same prompt length, arriving less than the window apart, share\n"
+    "                     one model call per token (default 16, at most 64; 1: every stream runs alone)\n"
+    "  --batch-window MS  a forming batch starts when no stream joined it for this long (default 10;\n"
+    "                     it waits at most 10 windows)\n"
     "At least one of --checkpoint and --runs is needed. Ctrl-C stops the server.\n";
 
 }  // namespace
