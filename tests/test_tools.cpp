@@ -315,7 +315,8 @@ TEST_CASE("mmrec-generate --prompt-file (and - for stdin): same text as --prompt
   };
   const long small = peak_rss_kb(3000), large = peak_rss_kb(40000);
   MESSAGE("peak RSS: 3 KB prompt ", small, " KiB, 40 KB prompt ", large, " KiB");
-  CHECK(large < small + 4 * 1024);  // fed in one call, activations grow with the prompt
+  if (test_util::kResidentSetBounded)
+    CHECK(large < small + 4 * 1024);  // fed in one call, activations grow with the prompt
   std::remove(ckpt.c_str());
   std::remove(pf.c_str());
 }

@@ -68,8 +68,15 @@ typedef enum mmrec_status {
   MMREC_ERR_INTERNAL = 9      /* any other failure (the message says what) */
 } mmrec_status;
 
-/* Weight storage types of checkpoints. */
-typedef enum mmrec_dtype { MMREC_DTYPE_F32 = 0, MMREC_DTYPE_BF16 = 1, MMREC_DTYPE_I8 = 2 } mmrec_dtype;
+/* Weight storage types of checkpoints. (The last enumerator is no dtype: it
+   makes every int a valid value of the type, so that an unknown value a host
+   passes is an MMREC_ERR_ARGUMENT, never undefined behaviour.) */
+typedef enum mmrec_dtype {
+  MMREC_DTYPE_F32 = 0,
+  MMREC_DTYPE_BF16 = 1,
+  MMREC_DTYPE_I8 = 2,
+  MMREC_DTYPE_INT_RANGE_ = 0x7fffffff
+} mmrec_dtype;
 
 typedef struct mmrec_model mmrec_model;
 typedef struct mmrec_state mmrec_state;
