@@ -263,7 +263,8 @@ TEST_CASE("--dtype bf16 and int8 checkpoints: greedy output equals mmrec-generat
 
 TEST_CASE("16 concurrent clients: each gets its own result (per-request state), batched or not") {
  for (const char* batch : {"4", "1"}) {
-  CAPTURE(batch);
+  const std::string batch_arg = batch;
+  CAPTURE(batch_arg);
   // A window long enough that clients started together surely share a batch.
   Server s({"--parallel", "4", "--queue", "16", "--batch", batch, "--batch-window", "100"});
   const int n = 16;

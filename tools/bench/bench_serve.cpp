@@ -75,9 +75,8 @@ BENCH_SUITE(serve) {
                                                 .batch = {.max_batch = batch}});
     httplib::Server server;
     svc.install(server);
-    serve::use_exclusive_port(server);
     server.new_task_queue = [] { return new serve::ConnectionPool(32, 32); };  // as mmrec-serve: a thread per client
-    const int port = server.bind_to_any_port("127.0.0.1");
+    const int port = serve::bind_server(server, "127.0.0.1", 0);
     std::thread listener([&] { server.listen_after_bind(); });  // clients before it wait in the listen backlog
 
     // One round of n clients at once: each stream's tokens/s, and the total.

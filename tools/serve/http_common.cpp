@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <exception>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 namespace mmrec::serve {
@@ -48,11 +49,17 @@ void install_error_handlers(httplib::Server& server) {
   });
 }
 
-void use_exclusive_port(httplib::Server& server) {
-  server.set_socket_options([](socket_t sock) {
+int bind_server(httplib::Server& server, const std::string& host, int port) {
+  auto fd = std::make_shared<socket_t>(INVALID_SOCKET);
+  server.set_socket_options([fd](socket_t sock) {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    *fd = sock;
   });
+  const int bound = port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
+  // listen() again on a listening socket sets its backlog anew.
+  if (bound >= 0 && *fd != INVALID_SOCKET) ::listen(*fd, SOMAXCONN);
+  return bound;
 }
 
 }  // namespace mmrec::serve

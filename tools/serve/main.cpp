@@ -119,7 +119,6 @@ int main(int argc, char** argv) {
       dashboard->install(server);
     }
     serve::install_error_handlers(server);
-    serve::use_exclusive_port(server);
     server.set_payload_max_length(opt.limits.max_body_bytes);
     server.set_keep_alive_timeout(2);
     server.set_read_timeout(10);
@@ -127,7 +126,7 @@ int main(int argc, char** argv) {
     // Streams + queued requests + a few threads for quick replies (health, 503s, the page).
     const size_t pool = static_cast<size_t>(opt.streams + opt.queue + 8);
     server.new_task_queue = [pool] { return new serve::ConnectionPool(pool, pool); };
-    const int bound = port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, static_cast<int>(port)) ? static_cast<int>(port) : -1);
+    const int bound = serve::bind_server(server, host, static_cast<int>(port));
     if (bound < 0) throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port));
     const std::string what = inference ? " (completions: POST /v1/completions, " + inference->dtype() + " weights)" : "";
     std::printf("mmrec-serve: listening on http://%s:%d/%s%s\n", host.c_str(), bound, what.c_str(),

@@ -54,10 +54,9 @@ DashboardServer::DashboardServer(const std::string& dir, const std::string& host
   dashboard_ = std::make_unique<Dashboard>(dir, StopControl{token_, std::move(stop)});
   dashboard_->install(*server_);
   install_error_handlers(*server_);
-  use_exclusive_port(*server_);
   server_->set_keep_alive_timeout(2);
   server_->new_task_queue = [] { return new ConnectionPool(8, 8); };
-  port_ = port == 0 ? server_->bind_to_any_port(host) : (server_->bind_to_port(host, port) ? port : -1);
+  port_ = bind_server(*server_, host, port);
   if (port_ < 0) throw std::runtime_error("--dashboard: cannot listen on " + host + ":" + std::to_string(port));
   thread_ = std::thread([this] { server_->listen_after_bind(); });
 }
