@@ -20,6 +20,15 @@ void check_range(const char* op, int32_t qmin, int32_t qmax) {
 
 // The values of scale and zero_point, on the host (not inside a capture,
 // where they come from a kernel that runs only on replay).
+// The checks both fake-quant ops start with: f32 x and scale, a zero point,
+// a valid [quant_min, quant_max].
+void check_args(const char* op, const Tensor& x, const Tensor& scale, const Tensor& zp, int32_t qmin, int32_t qmax) {
+  detail::check_f32(op, x, "x");
+  detail::check_f32(op, scale, "scale");
+  detail::check_defined(op, zp, "zero_point");
+  check_range(op, qmin, qmax);
+}
+
 void check_qparams(const char* op, const Tensor& scale, const Tensor& zp, int32_t qmin, int32_t qmax) {
   if (autograd::capturing()) return;
   const int64_t C = scale.numel();
@@ -118,10 +127,7 @@ Tensor fake_quantize_per_tensor_affine(const Tensor& x, float scale, int32_t zer
 Tensor fake_quantize_per_tensor_affine(const Tensor& x, const Tensor& scale_in, const Tensor& zp_in,
                                        int32_t quant_min, int32_t quant_max) {
   const char* op = "fake_quantize_per_tensor_affine";
-  detail::check_f32(op, x, "x");
-  detail::check_f32(op, scale_in, "scale");
-  detail::check_defined(op, zp_in, "zero_point");
-  check_range(op, quant_min, quant_max);
+  check_args(op, x, scale_in, zp_in, quant_min, quant_max);
   check(scale_in.numel() == 1 && zp_in.numel() == 1 && zp_in.dtype() == DType::i32, op,
         ": scale must be f32 [1] and zero_point i32 [1], got ", scale_in.shape(), " and ", zp_in.shape(), " ",
         dtype_name(zp_in.dtype()));
@@ -133,10 +139,7 @@ Tensor fake_quantize_per_tensor_affine(const Tensor& x, const Tensor& scale_in, 
 Tensor fake_quantize_per_channel_affine(const Tensor& x, const Tensor& scale_in, const Tensor& zp_in, int64_t axis,
                                         int32_t quant_min, int32_t quant_max) {
   const char* op = "fake_quantize_per_channel_affine";
-  detail::check_f32(op, x, "x");
-  detail::check_f32(op, scale_in, "scale");
-  detail::check_defined(op, zp_in, "zero_point");
-  check_range(op, quant_min, quant_max);
+  check_args(op, x, scale_in, zp_in, quant_min, quant_max);
   const int64_t n = x.dim();
   check(axis >= -n && axis < n, op, ": axis ", axis, " is out of range for x ", x.shape());
   if (axis < 0) axis += n;
