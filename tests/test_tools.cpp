@@ -114,6 +114,22 @@ TEST_CASE("mmrec-generate: greedy output matches the library, sampling is seeded
     expect.append(std::to_string(want[i]));
   }
   CHECK(ids.out == expect + "\n");
+  // --compile: the replayed fixed-shape step gives the same tokens, through
+  // the memory filling (3 slots of 4-token chunks) and dropping slots.
+  Run compiled = run("MMREC_GENERATE", {"--checkpoint", ckpt, "--prompt", prompt, "--tokens", "20", "--temperature",
+                                        "0", "--ids", "--compile"});
+  REQUIRE(compiled.status == 0);
+  CHECK(compiled.out == ids.out);
+  CHECK(compiled.err.find("tokens/s), generated 20 tokens in ") != std::string::npos);
+  auto long_run = [&](bool c) {
+    std::vector<std::string> a = {"--checkpoint", ckpt, "--prompt", prompt, "--tokens", "120", "--temperature", "0.8",
+                                  "--seed", "3", "--ids"};
+    if (c) a.push_back("--compile");
+    return run("MMREC_GENERATE", a);
+  };
+  const Run le = long_run(false), lc = long_run(true);
+  CHECK(le.status == 0);
+  CHECK(lc.out == le.out);
 
   Run text = run("MMREC_GENERATE", {"--checkpoint", ckpt, "--prompt", prompt, "--tokens", "20", "--temperature", "0"});
   REQUIRE(text.status == 0);
@@ -185,6 +201,20 @@ TEST_CASE("mmrec-eval: loss over the stream matches the library and does not dep
     CHECK(j["loss"].get<double>() == doctest::Approx(want).epsilon(1e-5));
     CHECK(j["bpb"].get<double>() == doctest::Approx(want / std::log(2.0)).epsilon(1e-5));
   }
+  // --compile: calls of --seq tokens replayed over the fixed-shape state (3
+  // slots of 4-token chunks: filled, then dropping), the last call eager.
+  for (const char* seq : {"4", "8", "1", "512"}) {
+    CAPTURE(seq);
+    Run r = run("MMREC_EVAL", {"--checkpoint", ckpt, "--data", data, "--seq", seq, "--json", "--compile"});
+    REQUIRE(r.status == 0);
+    json j = json::parse(r.out);
+    CHECK(j["compile"] == true);
+    CHECK(j["predicted"] == text.size() - 1);
+    CHECK(j["loss"].get<double>() == doctest::Approx(want).epsilon(1e-5));
+  }
+  Run unaligned = run("MMREC_EVAL", {"--checkpoint", ckpt, "--data", data, "--seq", "7", "--compile"});
+  CHECK(unaligned.status == 1);
+  CHECK(unaligned.err == "mmrec-eval: --compile: --seq 7 must be 1 or a multiple of the model's chunk_size 4\n");
   Run t = run("MMREC_EVAL", {"--checkpoint", ckpt, "--data", data});
   CHECK(t.status == 0);
   CHECK(t.out.find("bits per byte") != std::string::npos);

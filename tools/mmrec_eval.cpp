@@ -8,11 +8,14 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "autograd/compile.h"
 #include "autograd/tape.h"
+#include "models/generation.h"
 #include "models/profile.h"
 #include "models/quant.h"
 #include "models/safetensors.h"
@@ -27,11 +30,15 @@ namespace {
 
 const char* kUsage =
     "usage: mmrec-eval --checkpoint FILE --data TEXTFILE [--seq N] [--json] [--dtype f32|bf16] [--fake-quant]\n"
+    "                  [--compile]\n"
     "  --checkpoint FILE  a model saved by mmrec (safetensors with its config)\n"
     "  --data TEXTFILE    evaluated as one byte stream (one token per byte)\n"
     "  --seq N            tokens per forward call, state carried between calls (default 512)\n"
     "  --fake-quant       an int8 checkpoint through fake quantization in f32 (the QAT forward)\n"
     "                     instead of its int8 matmuls\n"
+    "  --compile          capture a call of --seq tokens once and replay it for every call (the same\n"
+    "                     loss up to float rounding; --seq must be 1 or a multiple of chunk_size;\n"
+    "                     the last, shorter call runs eagerly)\n"
     "  --json             print one JSON object instead of text\n"
     "  --dtype D          f32 (default) or bf16: the GEMM weights held and run in bf16\n"
     "Prints the mean next-token loss in nats and bits per byte over every byte but the first.\n";
@@ -42,7 +49,7 @@ int main(int argc, char** argv) {
   mmrec::tools::ensure_omp_passive(argv);  // re-executes with OMP_WAIT_POLICY=PASSIVE if unset
   std::string checkpoint, data;
   int64_t seq = 512;
-  bool json = false, fake_quant = false;
+  bool json = false, fake_quant = false, compiled = false;
   std::string dtype = "f32";
   try {
     tools::Args args(argc, argv);
@@ -56,6 +63,7 @@ int main(int argc, char** argv) {
       else if (args.is("--json")) json = true;
       else if (args.is("--dtype")) dtype = args.choice_value({"f32", "bf16"});
       else if (args.is("--fake-quant")) fake_quant = true;
+      else if (args.is("--compile")) compiled = true;
       else args.unknown();
     }
     if (checkpoint.empty()) throw tools::UsageError("--checkpoint is required (see --help)");
@@ -85,6 +93,21 @@ int main(int argc, char** argv) {
     const int64_t V = model.config().vocab_size;
     const auto t0 = std::chrono::steady_clock::now();
     State state = model.initial_state(1);
+    // --compile: calls of --seq tokens over a fixed-shape copy of the state,
+    // captured by the first and replayed by the others.
+    std::optional<FixedState> fixed;
+    std::optional<autograd::CompiledFn> step;
+    if (compiled) {
+      check(seq == 1 || seq % model.config().chunk_size == 0, "--compile: --seq ", seq,
+            " must be 1 or a multiple of the model's chunk_size ", model.config().chunk_size);
+      fixed = FixedState::from(model, state);
+      autograd::CompileOptions opt;
+      opt.name = "eval";
+      opt.config = model.config().to_json().dump();
+      step.emplace(autograd::compile(
+          [&](const std::vector<Tensor>& in) { return std::vector<Tensor>{model.forward_fixed(in[0], *fixed)}; },
+          opt));
+    }
     double nll = 0;
     // The file is read one call at a time (memory does not grow with it):
     // buf holds a call's tokens and, last, the first token of the next call,
@@ -106,8 +129,14 @@ int main(int argc, char** argv) {
     };
     for (int64_t have = read_into(0); have >= 2; have = read_into(1)) {
       const int64_t n = have - 1;
-      Tensor logits = model.forward(Tensor::from_vector(std::vector<int32_t>(ids.begin(), ids.begin() + n), {1, n}),
-                                    state);  // [1, n, V]
+      const Tensor call = Tensor::from_vector(std::vector<int32_t>(ids.begin(), ids.begin() + n), {1, n});
+      Tensor logits;  // [1, n, V]
+      if (step && n == seq) {
+        logits = (*step)({call})[0];
+      } else {
+        if (step) state = fixed->to_state(), step.reset();  // the last call, eagerly
+        logits = model.forward(call, state);
+      }
       const float* l = logits.data<float>();
       for (int64_t t = 0; t < n; ++t) {
         const float* row = l + t * V;
@@ -128,7 +157,7 @@ int main(int argc, char** argv) {
       nlohmann::json j = {{"checkpoint", checkpoint}, {"data", data},       {"bytes", N}, {"fake_quant", fake_quant},
                           {"predicted", predicted},   {"seq", seq},         {"loss", loss},
                           {"bpb", bpb},               {"seconds", seconds}, {"tokens_per_second", predicted / seconds},
-                          {"dtype", dtype}};
+                          {"dtype", dtype}, {"compile", compiled}};
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf("%s: %lld bytes, %lld predicted, loss %.6f nats, %.6f bits per byte (%.0f tokens/s)\n",

@@ -80,7 +80,8 @@ std::pair<Tensor, Tensor> sequential_recurrence(const BlockWeights& w, const Ten
 }
 
 Tensor block_forward(const BlockWeights& w, const ModelConfig& cfg, const Tensor& x, const LayerState& in,
-                     LayerState& out, const BlockPack* pack, bool state_graph, BlockQuant* quant) {
+                     LayerState& out, const BlockPack* pack, bool state_graph, BlockQuant* quant,
+                     const ops::SlotMemory* slots) {
   using Id = QuantSiteId;
   const BlockPack* p = pack && !autograd::grad_enabled() ? pack : nullptr;
   Tensor xn, q, k, v, z;
@@ -121,7 +122,8 @@ Tensor block_forward(const BlockWeights& w, const ModelConfig& cfg, const Tensor
   Tensor c;
   {
     prof::Scope s("fwd.memory");
-    c = linear(memory_pass(q, k, v, in, out, cfg, state_graph), w.attn_out_w, w.attn_out_b, Activation::none,
+    const Tensor m = slots ? slot_memory_pass(q, k, v, *slots) : memory_pass(q, k, v, in, out, cfg, state_graph);
+    c = linear(m, w.attn_out_w, w.attn_out_b, Activation::none,
                p ? &p->attn_out : nullptr, site(quant, Id::attn_out));
   }
   out.h = state_graph ? h_last : h_last.detach();

@@ -7,6 +7,7 @@
 #include "models/model.h"
 #include "models/quant.h"
 #include "ops/kernels/linear.h"
+#include "ops/memory_slots.h"
 #include "tensor/tensor.h"
 
 namespace mmrec {
@@ -23,9 +24,11 @@ BlockPack pack_block(const BlockWeights& w, int64_t rows);
 // `state_graph`, `out` keeps its history and gradients flow into a state `in`
 // that requires grad ("chunk" checkpointing: BPTT across calls). With `quant`,
 // its enabled sites run through quant_linear (QAT, calibration or int8).
+// With `slots` (one token per stream, generation's fixed-shape memory), the
+// memory is read and updated there, and only out.h is written.
 Tensor block_forward(const BlockWeights& w, const ModelConfig& cfg, const Tensor& x, const LayerState& in,
                      LayerState& out, const BlockPack* pack = nullptr, bool state_graph = false,
-                     BlockQuant* quant = nullptr);
+                     BlockQuant* quant = nullptr, const ops::SlotMemory* slots = nullptr);
 
 // γ [B, T, D] from z and k by the MDI with context modulation.
 Tensor mdi_decay(const BlockWeights& w, const Tensor& z, const Tensor& k, const BlockPack* pack = nullptr,

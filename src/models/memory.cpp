@@ -99,11 +99,12 @@ MemoryLevels memory_levels(const Tensor& mem_k, const Tensor& mem_v, int64_t hea
   return {kt, ops::contiguous(ops::transpose(vt, 1, 2))};
 }
 
-Tensor memory_read(const Tensor& q, const MemoryLevels& mem, int64_t heads) {
+Tensor memory_read(const Tensor& q, const MemoryLevels& mem, int64_t heads, const Tensor& mask) {
   const int64_t B = q.size(0), Tc = q.size(1), D = q.size(2), H = heads, d = D / H;
   // q [B, Tc, D] -> [B*H, Tc, d]
   Tensor qh = ops::reshape(ops::permute(ops::reshape(q, {B, Tc, H, d}), {0, 2, 1, 3}), {B * H, Tc, d});
   Tensor scores = ops::scale(ops::matmul(qh, mem.kt), 1.0f / std::sqrt(static_cast<float>(d)));  // [B*H, Tc, St]
+  if (mask.defined()) scores = ops::add(scores, mask);
   Tensor o = ops::matmul(ops::softmax(scores), mem.v);                                          // [B*H, Tc, d]
   return ops::reshape(ops::permute(ops::reshape(o, {B, H, Tc, d}), {0, 2, 1, 3}), {B, Tc, D});
 }
@@ -111,6 +112,27 @@ Tensor memory_read(const Tensor& q, const MemoryLevels& mem, int64_t heads) {
 Tensor memory_attention(const Tensor& q, const Tensor& mem_k, const Tensor& mem_v, int64_t heads,
                         int64_t levels) {
   return memory_read(q, memory_levels(mem_k, mem_v, heads, levels), heads);
+}
+
+Tensor slot_memory_pass(const Tensor& q, const Tensor& k, const Tensor& v, const ops::SlotMemory& mem) {
+  const int64_t T = q.size(1), C = mem.chunk;
+  check(T == 1 || T % C == 0, "slot_memory_pass: a call is one token or whole chunks of ", C, ", got ", T,
+        " tokens");
+  auto read = [&](const Tensor& qp) {
+    return mem.mask.size(0) == 0 ? Tensor::zeros(qp.shape()) : memory_read(qp, {mem.kt, mem.v}, mem.heads, mem.mask);
+  };
+  if (T == 1) {
+    const Tensor out = read(q);
+    ops::memory_slots_update(mem, k, v);
+    return out;
+  }
+  // Chunk by chunk: each reads the memory as it stood when it began.
+  std::vector<Tensor> outs;
+  for (int64_t s = 0; s < T; s += C) {
+    outs.push_back(read(ops::slice(q, 1, s, s + C)));
+    ops::memory_slots_update(mem, k.slice(1, s, s + C), v.slice(1, s, s + C));
+  }
+  return outs.size() == 1 ? outs[0] : ops::concat(outs, 1);
 }
 
 Tensor memory_pass(const Tensor& q, const Tensor& k, const Tensor& v, const LayerState& in, LayerState& out,

@@ -7,6 +7,7 @@
 #pragma once
 #include "models/config.h"
 #include "models/model.h"
+#include "ops/memory_slots.h"
 #include "tensor/tensor.h"
 
 namespace mmrec {
@@ -23,8 +24,9 @@ struct MemoryLevels {
   Tensor kt, v;
 };
 MemoryLevels memory_levels(const Tensor& mem_k, const Tensor& mem_v, int64_t heads, int64_t levels);
-// softmax(q_h K_hᵀ / sqrt(d)) V_h per head: q [B, Tc, D] -> [B, Tc, D].
-Tensor memory_read(const Tensor& q, const MemoryLevels& mem, int64_t heads);
+// softmax(q_h K_hᵀ / sqrt(d) + mask) V_h per head: q [B, Tc, D] -> [B, Tc, D];
+// mask [St] (optional) is added to the scores.
+Tensor memory_read(const Tensor& q, const MemoryLevels& mem, int64_t heads, const Tensor& mask = Tensor());
 
 // memattn(q) over filled slots mem_k, mem_v [B, S, D] (S >= 1), all HDS levels,
 // per head softmax(q_h K_hᵀ / sqrt(d)) V_h. q [B, Tc, D] -> [B, Tc, D].
@@ -39,5 +41,11 @@ Tensor memory_attention(const Tensor& q, const Tensor& mem_k, const Tensor& mem_
 // memory in `in` that requires grad gets gradients ("chunk" checkpointing).
 Tensor memory_pass(const Tensor& q, const Tensor& k, const Tensor& v, const LayerState& in, LayerState& out,
                    const ModelConfig& cfg, bool state_graph = false);
+
+// memory_pass over generation's fixed-shape memory, for one token per stream
+// or T whole chunks from a chunk boundary: each reads the levels as they
+// stand (masked; zero with no filled slot), then adds its k, v [B, T, D] to
+// the memory (a slot at each chunk end). Shape-static.
+Tensor slot_memory_pass(const Tensor& q, const Tensor& k, const Tensor& v, const ops::SlotMemory& mem);
 
 }  // namespace mmrec

@@ -4,6 +4,7 @@
 #include "autograd/checkpoint.h"
 #include "autograd/tape.h"
 #include "models/block.h"
+#include "models/generation.h"
 #include "models/profile.h"
 #include "models/quant.h"
 #include "ops/embedding.h"
@@ -213,15 +214,42 @@ Tensor Model::forward_call(const Tensor& tokens, State& state, const InferencePa
     x = block_forward(forward_weights(i), config_, x, state.layers[i], next[i], pk ? &pk->blocks[i] : nullptr,
                       state_graph, bq);
   }
+  Tensor logits = head_logits(x, pk ? &pk->head : nullptr);
+  state.layers = std::move(next);
+  return logits;
+}
+
+Tensor Model::head_logits(const Tensor& x, const kernels::PackedLinear* packed) const {
   prof::Scope s("fwd.head");
   const Tensor head = head_weight();
   const Tensor xn = ops::rmsnorm(x, norm_, config_.norm_eps);
-  Tensor logits = quant_ && quant_->head.enabled
-                      ? quant_linear(quant_->head, xn, lm_head_, Tensor(), ops::Activation::none)
-                  : pk ? ops::linear(ops::cast(xn, head.dtype()), pk->head)
-                       : ops::linear(ops::cast(xn, head.dtype()), head);  // [B, T, V]
-  state.layers = std::move(next);
-  return logits;
+  return quant_ && quant_->head.enabled ? quant_linear(quant_->head, xn, lm_head_, Tensor(), ops::Activation::none)
+         : packed                       ? ops::linear(ops::cast(xn, head.dtype()), *packed)
+                                        : ops::linear(ops::cast(xn, head.dtype()), head);  // [B, T, V]
+}
+
+Tensor Model::forward_fixed(const Tensor& tokens, FixedState& s, const InferencePack* pack) const {
+  check(tokens.defined() && tokens.dim() == 2 && tokens.size(0) == s.batch &&
+            (tokens.size(1) == 1 || (tokens.size(1) > 0 && tokens.size(1) % config_.chunk_size == 0)) &&
+            static_cast<int64_t>(s.layers.size()) == config_.layers,
+        "model.forward_fixed: tokens must be [", s.batch, ", 1] or [", s.batch, ", T] with T a multiple of chunk_size ",
+        config_.chunk_size, " for a fixed state of batch ", s.batch, " and ",
+        s.layers.size(), " layers (model: ", config_.layers, "), got ",
+        tokens.defined() ? shape_str(tokens.shape()) : std::string("undefined"));
+  check(!autograd::grad_enabled(), "model.forward_fixed: inference only (use NoGradGuard)");
+  check(!pack || !pack->impl_ || pack->impl_->model == this,
+        "model.forward_fixed: the inference pack was made by another model");
+  const InferencePack::Impl* pk = pack && pack->impl_ ? pack->impl_.get() : nullptr;
+  Tensor x = ops::embedding(embed_, tokens);  // [B, 1, D]
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    FixedLayerState& l = s.layers[i];
+    LayerState in, out;
+    in.h = l.h;
+    x = block_forward(forward_weights(i), config_, x, in, out, pk ? &pk->blocks[i] : nullptr, false,
+                      quant_ ? &quant_->blocks[i] : nullptr, &l.mem);
+    l.h.copy_from(out.h);
+  }
+  return head_logits(x, pk ? &pk->head : nullptr);
 }
 
 Tensor Model::loss(const Tensor& tokens, State* state, std::optional<int64_t> ignore) const {

@@ -47,6 +47,10 @@ using NamedTensor = std::pair<std::string, Tensor>;
 
 class Model;
 struct ModelQuant;  // models/quant.h
+struct FixedState;  // models/generation.h
+namespace kernels {
+class PackedLinear;
+}
 
 // Gradient checkpointing of training (train.checkpointing): trades compute for
 // activation memory.
@@ -125,6 +129,12 @@ class Model {
   // (B x T) use its packed weights (the same logits up to float rounding);
   // larger calls, and any call in grad mode, take the plain path.
   Tensor forward(const Tensor& tokens, State& state, const InferencePack* pack = nullptr) const;
+  // Over a fixed-shape state (models/generation.h): tokens [B, 1], or [B, T]
+  // of whole chunks (T a multiple of chunk_size) from a chunk boundary (else
+  // an error when it runs) -> logits [B, T, V], updating s in place; the same
+  // logits as forward() up to float rounding. Every shape is fixed: the step a
+  // GenerationGraph captures once and replays (and mmrec-eval --compile).
+  Tensor forward_fixed(const Tensor& tokens, FixedState& s, const InferencePack* pack = nullptr) const;
   // Packs the current weights for calls of `rows` rows (>= 1); see InferencePack.
   InferencePack pack_for_inference(int64_t rows) const;
   // Quantized linears (models/quant.h): QAT fake quantization, calibration or
@@ -165,6 +175,8 @@ class Model {
   // copies the copies standing in for their masters (ops::stand_in).
   BlockWeights forward_weights(size_t i) const;
   Tensor head_weight() const;
+  // The final norm and head over x [B, T, D], through `head` when packed.
+  Tensor head_logits(const Tensor& x, const kernels::PackedLinear* head) const;
 
   ModelConfig config_;  // resolved (ffn_dim, mdi_dim filled in)
   std::vector<NamedTensor> params_;

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "autograd/compile.h"
+#include "models/generation.h"
 #include "autograd/tape.h"
 #include "bench/bench.h"
 #include "bench/model_fixtures.h"
@@ -107,12 +108,24 @@ size_t training_state_bytes(const Model& m) {
   return 4 * params + m.bf16_copy_bytes();
 }
 
+// Bytes of weights one generated token reads: every parameter but the norms
+// and the embedding table (of which it reads one row), plus the head (the
+// table itself when tied).
+double generation_weight_bytes(const Model& m) {
+  double bytes = 0;
+  for (const auto& [name, p] : m.parameters())
+    if (name.find("norm") == std::string::npos && name != "embed.weight") bytes += static_cast<double>(p.nbytes());
+  if (m.config().tie_embeddings) bytes += static_cast<double>(m.parameter("embed.weight").nbytes());
+  return bytes;
+}
+
 }  // namespace
 
 BENCH_SUITE(model) {
   const char* names[] = {"model_train_step_8x1024", "model_inference_1x8192", "model_generate_token_by_token",
                          "model_train_step_sequential_8x128", "model_profile",
-                         "model_compiled_step_8x1024", "model_compiled_step_sequential_8x128"};
+                         "model_compiled_step_8x1024", "model_compiled_step_sequential_8x128",
+                         "model_generate_compiled"};
   if (std::none_of(std::begin(names), std::end(names), [&](const char* n) { return ctx.wants_prefix(n); })) return;
   const int reps = std::min(ctx.reps(), 3);
   const int64_t B = 8, T = 1024;
@@ -167,7 +180,7 @@ BENCH_SUITE(model) {
     if (ctx.wants("model_inference_1x8192_bf16")) measure(inf16, "model_inference_1x8192_bf16", f32_tps);
   }
 
-  if (ctx.wants("model_generate_token_by_token")) {
+  if (ctx.wants("model_generate_token_by_token") || ctx.wants("model_generate_compiled")) {
     // As mmrec-generate: weights packed for 1-row calls, against the plain path.
     autograd::NoGradGuard ng;
     const int64_t n = 256;
@@ -189,6 +202,29 @@ BENCH_SUITE(model) {
                                                  {"ms_per_token", t * 1e3 / n},
                                                  {"plain_tokens_s", n / t_plain},
                                                  {"speedup_packed", t_plain / t}});
+    if (ctx.wants("model_generate_compiled")) {
+      // The same tokens through the captured one-token step (GenerationGraph),
+      // against the packed eager figure above; the weight-streaming limit is
+      // the triad bandwidth of this run over the weight bytes read per token.
+      State s = m.initial_state(1);
+      m.forward(random_tokens(1, 64, V, 4), s);
+      GenerationGraph g(m, s, &pack);
+      g.step(one[0]);  // the capture
+      const double tc = bench::median_seconds(
+          [&] {
+            g.set_state(s);
+            for (const Tensor& tok : one) g.step(tok);
+          },
+          reps);
+      nlohmann::json fig = {{"tokens_s", n / tc}, {"ms_per_token", tc * 1e3 / n}, {"eager_tokens_s", n / t},
+                            {"ratio", t / tc}, {"weight_mib", generation_weight_bytes(m) / 1048576.0},
+                            {"calls", g.compiled().last_graph()->size()}};
+      const double bw = bench::triad_gbps(256 << 20, reps);
+      fig["triad_gbps"] = bw;
+      fig["limit_tokens_s"] = bw * 1e9 / generation_weight_bytes(m);
+      fig["of_limit"] = n / tc / (bw * 1e9 / generation_weight_bytes(m));
+      ctx.report("model_generate_compiled", fig);
+    }
     if (ctx.wants("model_generate_token_by_token_bf16")) {
       const InferencePack pack16 = inf16.pack_for_inference(1);
       const double t16 = run(inf16, &pack16);
