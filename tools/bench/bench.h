@@ -28,6 +28,9 @@ class Context {
   // The model section the model suite runs (mmrec-bench --model); null: the bench config.
   const nlohmann::json& model() const { return model_; }
   void set_model(nlohmann::json m) { model_ = std::move(m); }
+  // mmrec-bench --compile: the model suite's rows run captured and replayed.
+  bool compiled() const { return compiled_; }
+  void set_compiled(bool c) { compiled_ = c; }
   // Prints one measurement: a JSON line {"name": ..., figures...} or a table
   // row; nothing when the filter does not match the name.
   void report(const std::string& name, const nlohmann::json& figures);
@@ -39,6 +42,7 @@ class Context {
   int reps_;
   int reported_ = 0;
   nlohmann::json model_;
+  bool compiled_ = false;
 };
 
 using Suite = void (*)(Context&);

@@ -5,6 +5,10 @@
 // and token-by-token generation (f32 and bf16 weights), the sequential core,
 // and a per-op profile of a training step (models/profile.h: forward scopes + each backward node).
 #include <algorithm>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
 #include <cstdio>
 
 #include "autograd/compile.h"
@@ -108,6 +112,36 @@ size_t training_state_bytes(const Model& m) {
   return 4 * params + m.bf16_copy_bytes();
 }
 
+// The training-step rows' work: train_step, or with --compile forward, loss
+// and backward captured once (the gradients are made by the capture and
+// written, not accumulated, by each replay: no zeroing in between).
+std::function<void(const Tensor&)> training_call(const bench::Context& ctx, const Model& m) {
+  if (!ctx.compiled()) return [&m](const Tensor& tokens) { train_step(m, tokens); };
+  for (const auto& [name, p] : m.parameters()) Tensor(p).zero_grad();
+  auto fn = std::make_shared<autograd::CompiledFn>(autograd::compile([&m](const std::vector<Tensor>& in) {
+    Tensor loss = m.loss(in[0]);
+    autograd::backward(loss);
+    return std::vector<Tensor>{loss};
+  }));
+  return [fn](const Tensor& tokens) { (*fn)({tokens}); };
+}
+
+// Milliseconds per replay of a graph's calls, by op kind (each call timed
+// alone, `reps` replays), largest first.
+std::vector<std::pair<std::string, double>> ms_by_kind(const autograd::Graph& g, int reps) {
+  using Clock = std::chrono::steady_clock;
+  std::map<std::string, double> by;
+  for (int r = 0; r < reps; ++r)
+    for (const autograd::Call& c : g.calls()) {
+      const auto t0 = Clock::now();
+      c.run(c.attrs.bytes, c.in.data(), c.out.data());
+      by[autograd::op_kind_name(c.kind)] += std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / reps;
+    }
+  std::vector<std::pair<std::string, double>> v(by.begin(), by.end());
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  return v;
+}
+
 // Bytes of weights one generated token reads: every parameter but the norms
 // and the embedding table (of which it reads one row), plus the head (the
 // table itself when tied).
@@ -142,11 +176,13 @@ BENCH_SUITE(model) {
   if (ctx.wants("model_train_step_8x1024")) {
     auto measure = [&](const Model& mm, const char* name, double ref_tps) {
       train_step(mm, tokens);  // warm-up: primitive caches, allocator pools
+      auto step = training_call(ctx, mm);
+      step(tokens);  // --compile: the capture
       alloc::reset_peak();
       const size_t base = alloc::stats().current_bytes;
-      const double t = bench::median_seconds([&] { train_step(mm, tokens); }, reps, 0);
+      const double t = bench::median_seconds([&] { step(tokens); }, reps, 0);
       const double tps = B * T / t;
-      nlohmann::json fig = {{"tokens_s", tps}, {"ms", t * 1e3}, {"gemm_gflops", 6 * macs * tps / 1e9},
+      nlohmann::json fig = {{"tokens_s", tps}, {"ms", t * 1e3}, {"gemm_gflops", 6 * macs * tps / 1e9}, {"compiled", ctx.compiled()},
                             {"peak_mib", (alloc::stats().peak_bytes - base) / 1048576.0},
                             {"peak_bytes", alloc::stats().peak_bytes - base},
                             {"state_mib", training_state_bytes(mm) / 1048576.0}, {"params", mm.num_parameters()}};
@@ -162,15 +198,25 @@ BENCH_SUITE(model) {
     autograd::NoGradGuard ng;
     const Tensor seq = random_tokens(1, 8192, V, 3);
     auto measure = [&](const Model& mm, const char* name, double ref_tps) {
+      // --compile: one call over a fixed-shape state (Model::forward_fixed), replayed.
+      const State fresh = mm.initial_state(1);
+      FixedState fixed = FixedState::from(mm, fresh);
+      autograd::CompiledFn call = autograd::compile(
+          [&](const std::vector<Tensor>& in) { return std::vector<Tensor>{mm.forward_fixed(in[0], fixed)}; });
+      auto run = [&] {
+        if (!ctx.compiled()) {
+          State s = fresh;
+          mm.forward(seq, s);
+          return;
+        }
+        fixed.load(fresh);
+        call({seq});
+      };
+      run();  // warm-up (--compile: the capture)
       alloc::reset_peak();
       const size_t base = alloc::stats().current_bytes;
-      const double t = bench::median_seconds(
-          [&] {
-            State s = mm.initial_state(1);
-            mm.forward(seq, s);
-          },
-          reps);
-      nlohmann::json fig = {{"tokens_s", 8192 / t}, {"ms", t * 1e3}, {"gemm_gflops", 2 * macs * 8192 / t / 1e9},
+      const double t = bench::median_seconds(run, reps, 0);
+      nlohmann::json fig = {{"tokens_s", 8192 / t}, {"ms", t * 1e3}, {"gemm_gflops", 2 * macs * 8192 / t / 1e9}, {"compiled", ctx.compiled()},
                             {"peak_mib", (alloc::stats().peak_bytes - base) / 1048576.0}};
       if (ref_tps > 0) fig["ref_tokens_s"] = ref_tps, fig["ratio"] = 8192 / t / ref_tps;
       ctx.report(name, fig);
@@ -189,6 +235,16 @@ BENCH_SUITE(model) {
     auto run = [&](const Model& mm, const InferencePack* pk) {
       State s = mm.initial_state(1);
       mm.forward(random_tokens(1, 64, V, 4), s);  // a prompt, then one token per call
+      if (ctx.compiled()) {  // through GenerationGraph
+        GenerationGraph gg(mm, s, pk);
+        gg.step(one[0]);  // the capture
+        return bench::median_seconds(
+            [&] {
+              gg.set_state(s);
+              for (const Tensor& tok : one) gg.step(tok);
+            },
+            reps);
+      }
       return bench::median_seconds(
           [&] {
             State g = s;
@@ -224,6 +280,9 @@ BENCH_SUITE(model) {
       fig["limit_tokens_s"] = bw * 1e9 / generation_weight_bytes(m);
       fig["of_limit"] = n / tc / (bw * 1e9 / generation_weight_bytes(m));
       ctx.report("model_generate_compiled", fig);
+      // Where a generated token's time goes: the replay's calls by kind.
+      for (const auto& [kind, ms] : ms_by_kind(*g.compiled().last_graph(), 64))
+        ctx.report("model_generate_compiled " + kind, {{"ms_per_token", ms}, {"share", ms / (tc * 1e3 / n)}});
     }
     if (ctx.wants("model_generate_token_by_token_bf16")) {
       const InferencePack pack16 = inf16.pack_for_inference(1);
@@ -236,8 +295,10 @@ BENCH_SUITE(model) {
   if (ctx.wants("model_train_step_sequential_8x128")) {
     const Model ms(bench_config(ctx, "sequential"), 1);
     const Tensor short_tokens = random_tokens(B, 128, V, 5);
-    const double t = bench::median_seconds([&] { train_step(ms, short_tokens); }, reps);
-    ctx.report("model_train_step_sequential_8x128", {{"tokens_s", B * 128 / t}, {"ms", t * 1e3}});
+    auto step = training_call(ctx, ms);
+    const double t = bench::median_seconds([&] { step(short_tokens); }, reps);
+    ctx.report("model_train_step_sequential_8x128",
+               {{"tokens_s", B * 128 / t}, {"ms", t * 1e3}, {"compiled", ctx.compiled()}});
   }
 
   // Full optimizer steps, compiled against eager (ref_ms) in the same run;

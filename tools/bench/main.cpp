@@ -1,5 +1,5 @@
 // mmrec-bench: speed and memory measurements (never timed tests).
-//   mmrec-bench [--filter NAME] [--json] [--threads N] [--reps N] [--model CONFIG.json] [--list]
+//   mmrec-bench [--filter NAME] [--json] [--threads N] [--reps N] [--model CONFIG.json] [--compile] [--list]
 #include <cstdio>
 #include <exception>
 #include <fstream>
@@ -15,7 +15,7 @@
 int main(int argc, char** argv) {
   mmrec::tools::ensure_omp_passive(argv);  // re-executes with OMP_WAIT_POLICY=PASSIVE if unset
   std::string filter, model_file;
-  bool json = false, list = false;
+  bool json = false, list = false, compiled = false;
   int threads = 0, reps = 7;
   try {
     mmrec::tools::Args args(argc, argv);
@@ -26,13 +26,17 @@ int main(int argc, char** argv) {
       else if (args.is("--reps")) reps = static_cast<int>(args.int_value(1));
       else if (args.is("--model")) model_file = args.value();
       else if (args.is("--list")) list = true;
+      else if (args.is("--compile")) compiled = true;
       else if (args.is("--help") || args.is("-h")) {
         std::printf(
-            "usage: mmrec-bench [--filter NAME] [--json] [--threads N] [--reps N] [--model CONFIG.json] [--list]\n"
+            "usage: mmrec-bench [--filter NAME] [--json] [--threads N] [--reps N] [--model CONFIG.json] [--compile]\n"
+            "                   [--list]\n"
             "  Runs the benchmark suites whose measurements match NAME (substring) and prints\n"
             "  a table, or one JSON object per measurement with --json. Figures are medians.\n"
             "  --model runs the model suite on the \"model\" section of CONFIG.json instead of\n"
-            "  the bench config (dim 512, 4 layers).\n");
+            "  the bench config (dim 512, 4 layers). --compile runs the model suite's training\n"
+            "  step, inference and generation rows captured and replayed (autograd::compile);\n"
+            "  the model_compiled_* and model_generate_compiled rows compare both in one run.\n");
         return 0;
       } else args.unknown();
     }
@@ -47,6 +51,7 @@ int main(int argc, char** argv) {
     }
     mmrec::set_num_threads(threads);
     bench::Context ctx(filter, json, reps);
+    ctx.set_compiled(compiled);
     if (!model_file.empty()) {
       std::ifstream f(model_file);
       mmrec::check(f.good(), "--model: cannot read '", model_file, "'");
