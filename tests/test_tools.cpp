@@ -404,6 +404,23 @@ TEST_CASE("bench, kernelcheck and tokenize: argument errors exit 2 with one line
   CHECK(row["name"] == "model_compiled_step_8x1024");
   CHECK(row["planned_mib"].get<double>() > 0);
   CHECK(row["ratio"].get<double>() > 0);
+  // Compiled generation against eager, with its per-kind rows; --compile runs the suite's own rows replayed.
+  const Run gen = run("MMREC_BENCH", {"--model", cfg, "--filter", "model_generate_compiled", "--reps", "1", "--json"});
+  REQUIRE(gen.status == 0);
+  std::istringstream lines(gen.out);
+  std::string line;
+  std::getline(lines, line);
+  const json gj = json::parse(line);
+  CHECK(gj["name"] == "model_generate_compiled");
+  CHECK(gj["ratio"].get<double>() > 0);
+  CHECK(gj["limit_tokens_s"].get<double>() > 0);
+  bool packed_row = false;
+  while (std::getline(lines, line)) packed_row |= json::parse(line)["name"] == "model_generate_compiled linear_packed";
+  CHECK(packed_row);
+  const Run inf = run("MMREC_BENCH", {"--model", cfg, "--filter", "model_inference_1x8192", "--reps", "1", "--json",
+                                      "--compile"});
+  REQUIRE(inf.status == 0);
+  CHECK(json::parse(inf.out.substr(0, inf.out.find('\n')))["compiled"] == true);
   const Run e = run("MMREC_BENCH", {"--model", bad});
   CHECK(e.status == 1);
   CHECK(e.err == "mmrec-bench: model.dim: expected an integer, got \"x\"\n");
