@@ -22,6 +22,28 @@ inline bool bit_equal(const mmrec::Tensor& a, const mmrec::Tensor& b) {
   return std::memcmp(x.raw_data(), y.raw_data(), x.nbytes()) == 0;
 }
 
+// The two graphs of a compiled step: micro-batch (loss and backward into
+// the gradient buffers, zeroed here first) and update (clipping at `clip`,
+// AdamW, zeroing); stage the learning rate (opt.stage) before each update.
+struct StepGraphs {
+  mmrec::autograd::CompiledFn micro, update;
+};
+inline StepGraphs compile_step(const mmrec::Model& m, mmrec::AdamW& opt, double clip) {
+  using namespace mmrec;
+  opt.zero_grad_in_place();
+  return {autograd::compile([&m](const std::vector<Tensor>& in) {
+            Tensor loss = m.loss(in[0]);
+            autograd::backward(loss);
+            return std::vector<Tensor>{loss};
+          }),
+          autograd::compile([&m, &opt, clip](const std::vector<Tensor>&) {
+            Tensor r = clip_grad_norm_tensor(m.parameters(), clip);
+            opt.apply();
+            opt.zero_grad_in_place();
+            return std::vector<Tensor>{r};
+          })};
+}
+
 struct CompiledRun {
   size_t micro_captures = 0, micro_replays = 0, update_captures = 0, update_replays = 0;
   std::map<mmrec::autograd::OpKind, size_t> micro_calls;  // of the last micro-batch graph, by kind
@@ -36,18 +58,7 @@ inline CompiledRun check_compiled_steps(const mmrec::Model& eager, const mmrec::
   AdamW opt_e(eager.parameters(), decay_mask(eager.parameters(), oc), oc);
   AdamW opt_c(compiled.parameters(), decay_mask(compiled.parameters(), oc), oc);
   const double clip = 0.5;  // small enough to clip
-  opt_c.zero_grad_in_place();
-  autograd::CompiledFn micro = autograd::compile([&](const std::vector<Tensor>& in) {
-    Tensor loss = compiled.loss(in[0]);
-    autograd::backward(loss);
-    return std::vector<Tensor>{loss};
-  });
-  autograd::CompiledFn update = autograd::compile([&](const std::vector<Tensor>&) {
-    Tensor r = clip_grad_norm_tensor(compiled.parameters(), clip);
-    opt_c.apply();
-    opt_c.zero_grad_in_place();
-    return std::vector<Tensor>{r};
-  });
+  auto [micro, update] = compile_step(compiled, opt_c, clip);
   for (int step = 0; step < steps; ++step) {
     const Tensor batch = random_tokens(2, 17, 64, seed0 + static_cast<uint64_t>(step));
     const double lr = 1e-2 * (1.0 - step / (2.0 * steps));

@@ -41,6 +41,17 @@ Tensor checked_ids(const char* op, const Tensor& ids, int64_t v, std::optional<i
 void copy_block(const Tensor& dst, int64_t dst_off, int64_t dst_stride, const Tensor& src, int64_t src_off,
                 int64_t src_stride, int64_t rows, int64_t row_bytes);
 
+// A kernel's scratch: memory it needs only during the call. The kernel
+// declares its size (kernels::x_scratch_bytes), the builder makes it and
+// passes it as the call's last output, so that a capture plans it in the
+// arena like any temporary (it dies with the call) and a replay allocates
+// nothing. Undefined when the kernel needs none.
+inline Tensor scratch(size_t bytes) {
+  if (bytes == 0) return Tensor();
+  return Tensor::empty({static_cast<int64_t>((bytes + 3) / 4)});  // f32 words; the kernel reinterprets them
+}
+inline void* scratch_ptr(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
+
 // True if `small` is a suffix of `big` (broadcast over leading axes).
 inline bool is_suffix(const Shape& small, const Shape& big) {
   if (small.size() > big.size()) return false;

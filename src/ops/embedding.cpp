@@ -31,7 +31,8 @@ void run_embedding(const EmbedAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::embedding_f32(in[0].data<float>(), a.d, in[1].data<int64_t>(), a.n, out[0].data<float>());
 }
 void run_embedding_bwd(const EmbedAttrs& a, const Tensor* in, const Tensor* out) {
-  kernels::embedding_bwd_f32(in[0].data<float>(), in[1].data<int64_t>(), a.n, a.d, a.v, out[0].data<float>());
+  kernels::embedding_bwd_f32(in[0].data<float>(), in[1].data<int64_t>(), a.n, a.d, a.v, out[0].data<float>(),
+                             detail::scratch_ptr(out[1]));
 }
 }  // namespace
 
@@ -63,7 +64,8 @@ Tensor embedding(const Tensor& weight_in, const Tensor& ids_in) {
     autograd::record("embedding", {weight_in}, {out}, [ids, attrs](const std::vector<Tensor>& g) {
       const Tensor go = g[0].contiguous();
       Tensor dw = Tensor::empty({attrs.v, attrs.d});
-      detail::dispatch<run_embedding_bwd>(detail::OpKind::embedding_bwd, attrs, {go, ids}, {dw});
+      const Tensor scratch = detail::scratch(kernels::embedding_bwd_scratch_bytes(attrs.n, attrs.v));
+      detail::dispatch<run_embedding_bwd>(detail::OpKind::embedding_bwd, attrs, {go, ids}, {dw, scratch});
       return std::vector<Tensor>{dw};
     });
   }

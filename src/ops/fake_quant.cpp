@@ -60,10 +60,15 @@ struct ObserveAttrs {
   int64_t C, n;
   float c;
 };
-// in: x; out: min_val, max_val (read and written).
+// in: x; out: min_val, max_val (read and written), scratch: the call's
+// min and max [2, C], then min_max_f32's.
+size_t observe_scratch_bytes(int64_t C, int64_t n) {
+  return static_cast<size_t>(2 * C) * sizeof(float) + kernels::min_max_scratch_bytes(C, n);
+}
 void run_observe(const ObserveAttrs& a, const Tensor* in, const Tensor* out) {
-  std::vector<float> lo(static_cast<size_t>(a.C)), hi(static_cast<size_t>(a.C));
-  kernels::min_max_f32(in[0].data<float>(), a.C, a.n, lo.data(), hi.data());
+  float* const lo = out[2].data<float>();
+  float* const hi = lo + a.C;
+  kernels::min_max_f32(in[0].data<float>(), a.C, a.n, lo, hi, hi + a.C);
   float* mn = out[0].data<float>();
   float* mx = out[1].data<float>();
   const float inf = std::numeric_limits<float>::infinity();
@@ -170,8 +175,9 @@ void observe_min_max(const Tensor& x_in, const Tensor& min_val, const Tensor& ma
         " is outside (0, 1]");
   if (x_in.numel() == 0) return;
   const Tensor x = x_in.detach().contiguous();
-  dispatch<run_observe>(OpKind::observe_min_max, ObserveAttrs{C, x.numel() / C, averaging_constant}, {x},
-                        {min_val, max_val});
+  const int64_t n = x.numel() / C;
+  dispatch<run_observe>(OpKind::observe_min_max, ObserveAttrs{C, n, averaging_constant}, {x},
+                        {min_val, max_val, detail::scratch(observe_scratch_bytes(C, n))});
 }
 
 std::pair<Tensor, Tensor> quant_params(const Tensor& min_val, const Tensor& max_val, QuantScheme scheme) {

@@ -15,7 +15,8 @@ void run_rmsnorm(const NormAttrs& a, const Tensor* in, const Tensor* out) {
 }
 void run_rmsnorm_bwd(const NormAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::rmsnorm_bwd_f32(in[0].data<float>(), in[1].data<float>(), in[2].data<float>(), in[3].data<float>(),
-                           detail::f32_or_null(out[0]), detail::f32_or_null(out[1]), a.rows, a.d);
+                           detail::f32_or_null(out[0]), detail::f32_or_null(out[1]), a.rows, a.d,
+                           detail::scratch_ptr(out[2]));
 }
 }  // namespace
 
@@ -40,7 +41,8 @@ Tensor rmsnorm(const Tensor& x_in, const Tensor& w_in, float eps) {
       const Tensor go = g[0].contiguous();
       Tensor dx = gx ? Tensor::empty(xs.shape()) : Tensor();
       Tensor dw = gw ? Tensor::empty(ws.shape()) : Tensor();
-      detail::dispatch<run_rmsnorm_bwd>(detail::OpKind::rmsnorm_bwd, attrs, {xs, ws, rstd, go}, {dx, dw});
+      const Tensor scratch = detail::scratch(kernels::rmsnorm_bwd_scratch_bytes(attrs.rows, attrs.d, gw));
+      detail::dispatch<run_rmsnorm_bwd>(detail::OpKind::rmsnorm_bwd, attrs, {xs, ws, rstd, go}, {dx, dw, scratch});
       return std::vector<Tensor>{dx, dw};
     });
   }

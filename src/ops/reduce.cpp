@@ -11,7 +11,8 @@ struct AxisAttrs {
   float scale;
 };
 void run_sum_axis(const AxisAttrs& a, const Tensor* in, const Tensor* out) {
-  kernels::sum_axis_f32(in[0].data<float>(), a.outer, a.n, a.inner, a.scale, out[0].data<float>());
+  kernels::sum_axis_f32(in[0].data<float>(), a.outer, a.n, a.inner, a.scale, out[0].data<float>(),
+                        detail::scratch_ptr(out[1]));
 }
 void run_expand_axis(const AxisAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::expand_axis_f32(in[0].data<float>(), a.outer, a.n, a.inner, a.scale, out[0].data<float>());
@@ -27,7 +28,8 @@ Tensor reduce_raw(const char* op, const Tensor& x_in, int64_t outer, int64_t n, 
     out.fill(0.0);
     return out;
   }
-  detail::dispatch<run_sum_axis>(detail::OpKind::sum_axis, AxisAttrs{outer, n, inner, scale}, {x}, {out});
+  detail::dispatch<run_sum_axis>(detail::OpKind::sum_axis, AxisAttrs{outer, n, inner, scale}, {x},
+                                 {out, detail::scratch(kernels::sum_axis_scratch_bytes(outer, n, inner))});
   return out;
 }
 

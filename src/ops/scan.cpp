@@ -24,19 +24,19 @@ struct ScanAttrs {
 };
 void run_linear_scan(const ScanAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::linear_scan_f32(in[0].data<float>(), in[1].data<float>(), f32_or_null(in[2]), out[0].data<float>(),
-                           out[1].data<float>(), a.s, a.plan);
+                           out[1].data<float>(), a.s, a.plan, detail::scratch_ptr(out[2]));
 }
 void run_linear_scan_bwd(const ScanAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::linear_scan_bwd_f32(in[0].data<float>(), in[1].data<float>(), f32_or_null(in[2]), in[3].data<float>(),
                                in[4].data<float>(), f32_or_null(out[0]), f32_or_null(out[1]), f32_or_null(out[2]), a.s,
-                               a.plan);
+                               a.plan, detail::scratch_ptr(out[3]));
 }
 void run_cumprod_scan(const ScanAttrs& a, const Tensor* in, const Tensor* out) {
-  kernels::cumprod_scan_f32(in[0].data<float>(), out[0].data<float>(), a.s, a.plan);
+  kernels::cumprod_scan_f32(in[0].data<float>(), out[0].data<float>(), a.s, a.plan, detail::scratch_ptr(out[1]));
 }
 void run_cumprod_scan_bwd(const ScanAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::cumprod_scan_bwd_f32(in[0].data<float>(), in[1].data<float>(), in[2].data<float>(), out[0].data<float>(),
-                                a.s, a.plan);
+                                a.s, a.plan, detail::scratch_ptr(out[1]));
 }
 
 }  // namespace
@@ -57,8 +57,9 @@ std::pair<Tensor, Tensor> linear_scan(const Tensor& a_in, const Tensor& b_in, co
   check_options(op, opt);
 
   Tensor h = Tensor::empty(a.shape()), h_last = Tensor::empty({s.B, s.D});
-  detail::dispatch<run_linear_scan>(detail::OpKind::linear_scan, ScanAttrs{s, kernels::plan_scan(opt, s)}, {a, b, h0},
-                                    {h, h_last});
+  const ScanAttrs fwd{s, kernels::plan_scan(opt, s)};
+  detail::dispatch<run_linear_scan>(detail::OpKind::linear_scan, fwd, {a, b, h0},
+                                    {h, h_last, detail::scratch(kernels::scan_scratch_bytes(s, fwd.plan))});
 
   std::vector<Tensor> inputs{a_in, b_in};
   if (h0_in.defined()) inputs.push_back(h0_in);
@@ -70,8 +71,9 @@ std::pair<Tensor, Tensor> linear_scan(const Tensor& a_in, const Tensor& b_in, co
     Tensor da = ga ? Tensor::empty(as.shape()) : Tensor();
     Tensor db = gb ? Tensor::empty(as.shape()) : Tensor();
     Tensor dh0 = gh ? Tensor::empty({s.B, s.D}) : Tensor();
-    detail::dispatch<run_linear_scan_bwd>(detail::OpKind::linear_scan_bwd, ScanAttrs{s, kernels::plan_scan(opt, s)},
-                                          {as, hs, h0s, dh, dh_last}, {da, db, dh0});
+    const ScanAttrs bwd{s, kernels::plan_scan(opt, s)};
+    detail::dispatch<run_linear_scan_bwd>(detail::OpKind::linear_scan_bwd, bwd, {as, hs, h0s, dh, dh_last},
+                                          {da, db, dh0, detail::scratch(kernels::scan_scratch_bytes(s, bwd.plan))});
     std::vector<Tensor> grads{da, db};
     if (h0s.defined()) grads.push_back(dh0);
     return grads;
@@ -85,14 +87,17 @@ Tensor cumprod_scan(const Tensor& a_in, const ScanOptions& opt) {
   const kernels::ScanShape s = shape3(op, a);
   check_options(op, opt);
   Tensor P = Tensor::empty(a.shape());
-  detail::dispatch<run_cumprod_scan>(detail::OpKind::cumprod_scan, ScanAttrs{s, kernels::plan_scan(opt, s)}, {a}, {P});
+  const ScanAttrs fwd{s, kernels::plan_scan(opt, s)};
+  detail::dispatch<run_cumprod_scan>(detail::OpKind::cumprod_scan, fwd, {a},
+                                     {P, detail::scratch(kernels::scan_scratch_bytes(s, fwd.plan))});
   if (!autograd::needs_grad({a_in})) return P;
   const Tensor as = a.detach(), ps = P.detach();
   autograd::record(op, {a_in}, {P}, [=](const std::vector<Tensor>& g) {
     const Tensor dP = g[0].contiguous();
     Tensor da = Tensor::empty(as.shape());
-    detail::dispatch<run_cumprod_scan_bwd>(detail::OpKind::cumprod_scan_bwd, ScanAttrs{s, kernels::plan_scan(opt, s)},
-                                           {as, ps, dP}, {da});
+    const ScanAttrs bwd{s, kernels::plan_scan(opt, s)};
+    detail::dispatch<run_cumprod_scan_bwd>(detail::OpKind::cumprod_scan_bwd, bwd, {as, ps, dP},
+                                           {da, detail::scratch(kernels::scan_scratch_bytes(s, bwd.plan))});
     return std::vector<Tensor>{da};
   });
   return P;

@@ -139,11 +139,10 @@ void Trainer::setup(const TrainerOptions& opt) {
       metrics_ = MetricsLog((fs::path(run_dir_) / "metrics.jsonl").string(), -1);
     }
   });
-  // One rank: the step is captured and replayed (several ranks all-reduce
-  // gradients on the host between backward and the update: eager).
-  if (cfg_.train.compile && job_->size() == 1) make_compiled_step();
-  if (cfg_.train.compile && job_->size() > 1)
-    note("train.compile: the step stays eager under mpirun (gradients are all-reduced on the host)");
+  // The step is captured and replayed; under mpirun the gradients are
+  // all-reduced between the micro-batch and update graphs (after backward:
+  // a replay runs no tape, so no bucket starts during it).
+  if (cfg_.train.compile) make_compiled_step();
 }
 
 // Captured again when the QAT phase changes (qat_phase): the graph holds it.
@@ -188,6 +187,7 @@ StepResult Trainer::train_step() {
     }
     if (compiled_) {
       loss_sum += compiled_->micro_batch(batch);
+      if (reducer_ && a == A - 1) reducer_->begin();  // every bucket starts in finish()
       continue;
     }
     Tensor loss = model_->loss(batch);

@@ -35,6 +35,22 @@ double gemm_macs_per_token(const ModelConfig& c) {
   return c.layers * (4 * D * D + D * D + 4 * D * I + D * D + 2 * D * F) + c.vocab_size * D;
 }
 
+// Milliseconds per replay of a graph's calls, by op kind (each call timed
+// alone, `reps` replays), largest first.
+std::vector<std::pair<std::string, double>> ms_by_kind(const autograd::Graph& g, int reps) {
+  using Clock = std::chrono::steady_clock;
+  std::map<std::string, double> by;
+  for (int r = 0; r < reps; ++r)
+    for (const autograd::Call& c : g.calls()) {
+      const auto t0 = Clock::now();
+      c.run(c.attrs.bytes, c.in.data(), c.out.data());
+      by[autograd::op_kind_name(c.kind)] += std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / reps;
+    }
+  std::vector<std::pair<std::string, double>> v(by.begin(), by.end());
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  return v;
+}
+
 // A whole optimizer step as mmrec-train runs it (forward, loss, backward,
 // clipping at 1.0, AdamW), eager or through two compiled graphs (the
 // micro-batch and the update); `compiled` = false runs the eager path.
@@ -103,6 +119,10 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
                     {"planned_mib", g.planned_bytes() / 1048576.0},
                     {"planned_vs_eager_peak", static_cast<double>(g.planned_bytes()) / static_cast<double>(eager_peak)},
                     {"calls", g.size()}});
+  // Where the compiled micro-step's time goes, by op kind (the largest 12).
+  int shown = 0;
+  for (const auto& [kind, ms] : ms_by_kind(g, 3))
+    if (shown++ < 12) ctx.report(name + " " + kind, {{"ms", ms}, {"share", ms / (tc * 1e3)}});
 }
 
 // Bytes of parameters + gradients + AdamW moments (+ the bf16 copies of amp).
@@ -124,22 +144,6 @@ std::function<void(const Tensor&)> training_call(const bench::Context& ctx, cons
     return std::vector<Tensor>{loss};
   }));
   return [fn](const Tensor& tokens) { (*fn)({tokens}); };
-}
-
-// Milliseconds per replay of a graph's calls, by op kind (each call timed
-// alone, `reps` replays), largest first.
-std::vector<std::pair<std::string, double>> ms_by_kind(const autograd::Graph& g, int reps) {
-  using Clock = std::chrono::steady_clock;
-  std::map<std::string, double> by;
-  for (int r = 0; r < reps; ++r)
-    for (const autograd::Call& c : g.calls()) {
-      const auto t0 = Clock::now();
-      c.run(c.attrs.bytes, c.in.data(), c.out.data());
-      by[autograd::op_kind_name(c.kind)] += std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / reps;
-    }
-  std::vector<std::pair<std::string, double>> v(by.begin(), by.end());
-  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
-  return v;
 }
 
 // Bytes of weights one generated token reads: every parameter but the norms

@@ -30,7 +30,10 @@ void fake_quant_bwd_f32(const float* x, const float* dy, float* dx, int64_t oute
 void quantize_u8(const float* x, uint8_t* q, int64_t n, float scale, int32_t zero_point);
 // lo[c], hi[c] = min and max of row c of x viewed as [C, n] (NaNs skipped, as
 // std::min / std::max with the running value first; +inf / -inf when n = 0).
-void min_max_f32(const float* x, int64_t C, int64_t n, float* lo, float* hi);
+// One long row is cut in pieces whose partial results go in `scratch`
+// (min_max_scratch_bytes; null: the kernel allocates them).
+void min_max_f32(const float* x, int64_t C, int64_t n, float* lo, float* hi, void* scratch = nullptr);
+size_t min_max_scratch_bytes(int64_t C, int64_t n);
 
 // float32 epsilon: the smallest scale (torch.finfo(torch.float32).eps).
 inline constexpr float kQuantEps = std::numeric_limits<float>::epsilon();

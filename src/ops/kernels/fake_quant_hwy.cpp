@@ -162,7 +162,12 @@ void quantize_u8(const float* x, uint8_t* q, int64_t n, float scale, int32_t zer
   });
 }
 
-void min_max_f32(const float* x, int64_t C, int64_t n, float* lo, float* hi) {
+size_t min_max_scratch_bytes(int64_t C, int64_t n) {
+  if (C != 1 || n < 2 * kGrain) return 0;
+  return static_cast<size_t>(2 * ((n + kGrain - 1) / kGrain)) * sizeof(float);
+}
+
+void min_max_f32(const float* x, int64_t C, int64_t n, float* lo, float* hi, void* scratch) {
   if (C <= 0) return;
   if (n == 0) {
     std::fill(lo, lo + C, std::numeric_limits<float>::infinity());
@@ -177,7 +182,10 @@ void min_max_f32(const float* x, int64_t C, int64_t n, float* lo, float* hi) {
   }
   // One long row (a per-tensor observer): pieces, then their min and max.
   const int64_t pieces = (n + kGrain - 1) / kGrain;
-  std::vector<float> plo(static_cast<size_t>(pieces)), phi(static_cast<size_t>(pieces));
+  std::vector<float> own;
+  if (!scratch) own.resize(static_cast<size_t>(2 * pieces));
+  float* const plo = scratch ? static_cast<float*>(scratch) : own.data();
+  float* const phi = plo + pieces;
   parallel_for(pieces, 1, [&](int64_t s, int64_t e) {
     for (int64_t k = s; k < e; ++k) {
       const int64_t b = k * kGrain, len = std::min(n, b + kGrain) - b;

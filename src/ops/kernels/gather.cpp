@@ -63,21 +63,29 @@ void embedding_f32(const float* weight, int64_t d, const int64_t* ids, int64_t n
   });
 }
 
-void embedding_bwd_f32(const float* g, const int64_t* ids, int64_t n, int64_t d, int64_t v, float* dw) {
+size_t embedding_bwd_scratch_bytes(int64_t n, int64_t v) {
+  return static_cast<size_t>(2 * v + 1 + n) * sizeof(int64_t);
+}
+
+void embedding_bwd_f32(const float* g, const int64_t* ids, int64_t n, int64_t d, int64_t v, float* dw,
+                       void* scratch) {
   if (d == 0 || v == 0) return;
+  std::vector<int64_t> own;
+  if (!scratch) own.resize(embedding_bwd_scratch_bytes(n, v) / sizeof(int64_t));
   // begin[k] .. begin[k+1]: the positions holding id k, in increasing order.
-  std::vector<int64_t> begin(static_cast<size_t>(v) + 1, 0), pos(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) ++begin[static_cast<size_t>(ids[i]) + 1];
-  for (int64_t k = 0; k < v; ++k) begin[static_cast<size_t>(k) + 1] += begin[static_cast<size_t>(k)];
-  {
-    std::vector<int64_t> next(begin.begin(), begin.end() - 1);
-    for (int64_t i = 0; i < n; ++i) pos[static_cast<size_t>(next[static_cast<size_t>(ids[i])]++)] = i;
-  }
+  int64_t* begin = scratch ? static_cast<int64_t*>(scratch) : own.data();
+  int64_t* pos = begin + v + 1;
+  int64_t* next = pos + n;
+  std::fill_n(begin, v + 1, int64_t{0});
+  for (int64_t i = 0; i < n; ++i) ++begin[ids[i] + 1];
+  for (int64_t k = 0; k < v; ++k) begin[k + 1] += begin[k];
+  std::copy(begin, begin + v, next);
+  for (int64_t i = 0; i < n; ++i) pos[next[ids[i]]++] = i;
   const int64_t row = d * static_cast<int64_t>(sizeof(float));
   // Work per vocabulary row is ~ (1 + occurrences) rows of d.
   const int64_t avg = 1 + n / v;
   parallel_for(v, std::max<int64_t>(1, kGrainBytes / (row * avg)), [&](int64_t b, int64_t e) {
-    HWY_DYNAMIC_DISPATCH(ScatterRows)(g, pos.data(), begin.data(), dw, static_cast<size_t>(b),
+    HWY_DYNAMIC_DISPATCH(ScatterRows)(g, pos, begin, dw, static_cast<size_t>(b),
                                       static_cast<size_t>(e), static_cast<size_t>(d));
   });
 }

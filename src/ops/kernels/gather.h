@@ -12,7 +12,11 @@ namespace mmrec::kernels {
 void embedding_f32(const float* weight, int64_t d, const int64_t* ids, int64_t n, float* out);
 // dw [v, d] = Σ_{i: ids[i] = k} g[i] for every row k (zeros where no id). Each
 // row of dw adds its gradients in increasing i, whatever the thread count.
-void embedding_bwd_f32(const float* g, const int64_t* ids, int64_t n, int64_t d, int64_t v, float* dw);
+// The positions sorted by id go in `scratch` (embedding_bwd_scratch_bytes;
+// null: the kernel allocates them).
+void embedding_bwd_f32(const float* g, const int64_t* ids, int64_t n, int64_t d, int64_t v, float* dw,
+                       void* scratch = nullptr);
+size_t embedding_bwd_scratch_bytes(int64_t n, int64_t v);
 
 // Copies `rows` rows of row_bytes bytes: row r from src + r * src_stride to
 // dst + r * dst_stride (strides in bytes).

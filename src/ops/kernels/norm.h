@@ -3,6 +3,7 @@
 // double-precision scalar references.
 //   kernels::rmsnorm_f32(x, w, 1e-6f, y, rstd, rows, d);
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace mmrec::kernels {
@@ -15,9 +16,12 @@ void rmsnorm_f32(const float* x, const float* w, float eps, float* y, float* rst
 //   dx[r] = rstd (w ⊙ g - x rstd² mean(w ⊙ g ⊙ x))      (skipped when dx is null)
 //   dw    = Σ_r g[r] ⊙ x[r] rstd[r]                     (skipped when dw is null)
 // dw is summed over fixed blocks of rows whose partial sums are added in
-// block order, so it does not depend on the number of threads.
+// block order, so it does not depend on the number of threads. The partial
+// sums go in `scratch` (rmsnorm_bwd_scratch_bytes; null: the kernel
+// allocates them).
 void rmsnorm_bwd_f32(const float* x, const float* w, const float* rstd, const float* g, float* dx, float* dw,
-                     int64_t rows, int64_t d);
+                     int64_t rows, int64_t d, void* scratch = nullptr);
+size_t rmsnorm_bwd_scratch_bytes(int64_t rows, int64_t d, bool dw);
 
 namespace ref {
 void rmsnorm_f32(const float* x, const float* w, float eps, float* y, float* rstd, int64_t rows, int64_t d);

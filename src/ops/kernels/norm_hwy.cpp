@@ -8,6 +8,7 @@
 #include <hwy/highway.h>
 
 #include <algorithm>
+#include <vector>
 #include <cmath>
 
 #include "ops/kernels/hwy_rows-inl.h"
@@ -136,8 +137,20 @@ void rmsnorm_f32(const float* x, const float* w, float eps, float* y, float* rst
   });
 }
 
+namespace {
+// Row blocks depend on the shape only (at most 256 of them, at least 16
+// rows each), never on the thread count: dw is the same on any machine.
+int64_t rows_per_block(int64_t rows) { return std::max<int64_t>(16, (rows + 255) / 256); }
+}  // namespace
+
+size_t rmsnorm_bwd_scratch_bytes(int64_t rows, int64_t d, bool dw) {
+  if (!dw || rows == 0 || d == 0) return 0;
+  const int64_t rb = rows_per_block(rows);
+  return static_cast<size_t>((rows + rb - 1) / rb * d) * sizeof(float);
+}
+
 void rmsnorm_bwd_f32(const float* x, const float* w, const float* rstd, const float* g, float* dx, float* dw,
-                     int64_t rows, int64_t d) {
+                     int64_t rows, int64_t d, void* scratch) {
   if (d == 0 || (!dx && !dw)) return;
   if (rows == 0) {
     if (dw) std::fill_n(dw, d, 0.0f);
@@ -150,12 +163,12 @@ void rmsnorm_bwd_f32(const float* x, const float* w, const float* rstd, const fl
     });
     return;
   }
-  // Row blocks depend on the shape only (at most 256 of them, at least 16
-  // rows each), never on the thread count: dw is the same on any machine.
-  const int64_t rb = std::max<int64_t>(16, (rows + 255) / 256);
+  const int64_t rb = rows_per_block(rows);
   const int64_t nblocks = (rows + rb - 1) / rb;
-  Tensor part = Tensor::zeros({nblocks, d});
-  float* pp = part.data<float>();
+  std::vector<float> own;
+  if (!scratch) own.resize(rmsnorm_bwd_scratch_bytes(rows, d, true) / sizeof(float));
+  float* pp = scratch ? static_cast<float*>(scratch) : own.data();
+  std::fill_n(pp, nblocks * d, 0.0f);
   parallel_for(nblocks, std::max<int64_t>(1, row_grain(d) / rb), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t r0 = b * rb, r1 = std::min(rows, r0 + rb);

@@ -97,25 +97,34 @@ int64_t chunks_of(int64_t tasks, int64_t n, int64_t width) {
 }
 }  // namespace
 
-void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float scale, float* out) {
+size_t sum_axis_scratch_bytes(int64_t outer, int64_t n, int64_t inner) {
+  if (outer * inner == 0 || n == 0) return 0;
+  if (inner == 1) return static_cast<size_t>(outer * chunks_of(outer, n, 1)) * sizeof(double);
+  const int64_t width = std::min(inner, kBlock), tasks = outer * ((inner + width - 1) / width);
+  const int64_t nch = chunks_of(tasks, n, width);
+  return nch == 1 ? 0 : static_cast<size_t>(tasks * nch * width) * sizeof(double);
+}
+
+void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float scale, float* out, void* scratch) {
   if (outer * inner == 0) return;
   if (n == 0) {
     std::fill_n(out, outer * inner, 0.0f);
     return;
   }
+  std::vector<double> own;
+  if (!scratch) own.resize(sum_axis_scratch_bytes(outer, n, inner) / sizeof(double));
+  double* const part = scratch ? static_cast<double*>(scratch) : own.data();
   if (inner == 1) {
     const int64_t nch = chunks_of(outer, n, 1), len = (n + nch - 1) / nch;
-    std::vector<double> part(static_cast<size_t>(outer * nch));
     parallel_for(outer * nch, std::max<int64_t>(1, kGrain / std::min(n, len)), [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) {
         const int64_t o = t / nch, k0 = (t % nch) * len, k1 = std::min(n, k0 + len);
-        part[static_cast<size_t>(t)] =
-            k0 < k1 ? HWY_DYNAMIC_DISPATCH(SumRange)(x + o * n + k0, static_cast<size_t>(k1 - k0)) : 0.0;
+        part[t] = k0 < k1 ? HWY_DYNAMIC_DISPATCH(SumRange)(x + o * n + k0, static_cast<size_t>(k1 - k0)) : 0.0;
       }
     });
     for (int64_t o = 0; o < outer; ++o) {
       double s = 0;
-      for (int64_t c = 0; c < nch; ++c) s += part[static_cast<size_t>(o * nch + c)];
+      for (int64_t c = 0; c < nch; ++c) s += part[o * nch + c];
       out[o] = static_cast<float>(s * scale);
     }
     return;
@@ -133,22 +142,21 @@ void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float
   };
   if (nch == 1) {
     parallel_for(tasks, std::max<int64_t>(1, kGrain / (n * width)), [&](int64_t b, int64_t e) {
-      std::vector<double> acc(static_cast<size_t>(width));
+      double acc[kBlock];  // width <= kBlock
       for (int64_t t = b; t < e; ++t) {
         const int64_t o = t / nb, blk = t % nb;
-        const int64_t w = sum_block(o, blk, 0, n, acc.data());
+        const int64_t w = sum_block(o, blk, 0, n, acc);
         float* dst = out + o * inner + blk * width;
-        for (int64_t j = 0; j < w; ++j) dst[j] = static_cast<float>(acc[static_cast<size_t>(j)] * scale);
+        for (int64_t j = 0; j < w; ++j) dst[j] = static_cast<float>(acc[j] * scale);
       }
     });
     return;
   }
   // Few tasks: chunks of n in parallel, then their partials in chunk order.
-  std::vector<double> part(static_cast<size_t>(tasks * nch * width));
   parallel_for(tasks * nch, std::max<int64_t>(1, kGrain / (len * width)), [&](int64_t b, int64_t e) {
     for (int64_t u = b; u < e; ++u) {
       const int64_t t = u / nch, c = u % nch;
-      sum_block(t / nb, t % nb, c * len, std::min(n, (c + 1) * len), part.data() + u * width);
+      sum_block(t / nb, t % nb, c * len, std::min(n, (c + 1) * len), part + u * width);
     }
   });
   parallel_for(tasks, 1, [&](int64_t b, int64_t e) {
@@ -157,7 +165,7 @@ void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float
       float* dst = out + o * inner + c0;
       for (int64_t j = 0; j < w; ++j) {
         double s = 0;
-        for (int64_t c = 0; c < nch; ++c) s += part[static_cast<size_t>((t * nch + c) * width + j)];
+        for (int64_t c = 0; c < nch; ++c) s += part[(t * nch + c) * width + j];
         dst[j] = static_cast<float>(s * scale);
       }
     }

@@ -22,6 +22,7 @@
 //   while it is still in its L2, so a and b come from DRAM once. Backward
 //   kernels run the same machinery in reverse time.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "ops/scan.h"
@@ -48,10 +49,15 @@ struct ScanPlan {
 // channel split for the current thread count.
 ScanPlan plan_scan(const ops::ScanOptions& opt, const ScanShape& s);
 
+// Every scan below takes `scratch` of scan_scratch_bytes(s, p) bytes (the
+// carries and per-worker rows of its driver; it depends on the plan and the
+// thread count) or null, and then allocates it.
+size_t scan_scratch_bytes(const ScanShape& s, const ScanPlan& p);
+
 // h_t = a_t ⊙ h_{t-1} + b_t; h0 [B, D] or null (zeros); h [B, T, D];
 // h_last [B, D] = h_{T-1} (h0 when T = 0).
 void linear_scan_f32(const float* a, const float* b, const float* h0, float* h, float* h_last,
-                     const ScanShape& s, const ScanPlan& p);
+                     const ScanShape& s, const ScanPlan& p, void* scratch = nullptr);
 
 // Decay products of long blocks underflow; below 1e-30 they are flushed to 0
 // (the carry's contribution is then beneath float resolution; no denormals).
@@ -61,16 +67,17 @@ void linear_scan_f32(const float* a, const float* b, const float* h0, float* h, 
 // db_t = g_t, dh0 = a_0 g_0. h is the forward output; h0 may be null (zeros).
 // da, db, dh0 may each be null (not wanted).
 void linear_scan_bwd_f32(const float* a, const float* h, const float* h0, const float* dh, const float* dh_last,
-                         float* da, float* db, float* dh0, const ScanShape& s, const ScanPlan& p);
+                         float* da, float* db, float* dh0, const ScanShape& s, const ScanPlan& p,
+                         void* scratch = nullptr);
 
 // P_t = exp(Σ_{s≤t} clamp(log a_s, -50, 0)); a ≤ 0 counts as log a = -50.
 // P below FLT_MIN is flushed to 0 (no denormals).
-void cumprod_scan_f32(const float* a, float* P, const ScanShape& s, const ScanPlan& p);
+void cumprod_scan_f32(const float* a, float* P, const ScanShape& s, const ScanPlan& p, void* scratch = nullptr);
 
 // da_s = (Σ_{t≥s} dP_t P_t) / a_s where -50 ≤ log a_s ≤ 0, else 0 (the clamp's
 // gradient passes at its boundary, as in PyTorch).
 void cumprod_scan_bwd_f32(const float* a, const float* P, const float* dP, float* da, const ScanShape& s,
-                          const ScanPlan& p);
+                          const ScanPlan& p, void* scratch = nullptr);
 
 namespace ref {
 void linear_scan_f32(const float* a, const float* b, const float* h0, float* h, float* h_last, const ScanShape& s);

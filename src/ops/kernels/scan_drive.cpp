@@ -33,15 +33,51 @@ struct Tile {
   int64_t offset(int64_t T, int64_t D) const { return (bi * T + t0) * D + c0; }
 };
 
-// Runs worker() on every thread of the pool (or inline on one thread).
+// Runs worker(i) for i in [0, num_threads()), one per thread of the pool (or
+// inline on one thread).
 template <class F>
 void on_all_threads(const F& worker) {
   const int n = num_threads();
-  if (n == 1) return worker();
+  if (n == 1) return worker(0);
   tbb::parallel_for(
-      tbb::blocked_range<int>(0, n, 1), [&](const tbb::blocked_range<int>&) { worker(); },
+      tbb::blocked_range<int>(0, n, 1), [&](const tbb::blocked_range<int>& r) { worker(r.begin()); },
       tbb::static_partitioner());
 }
+
+// The driver's scratch, carved from one block (the call's declared scratch):
+// the groups' carries, the blocks' carries and ready flags, each worker's
+// three rows, and a row of zeros.
+struct ScanScratch {
+  float *state = nullptr, *carry = nullptr, *rows = nullptr, *zeros = nullptr;
+  std::atomic<bool>* ready = nullptr;
+  size_t bytes = 0;
+};
+ScanScratch carve(const ScanShape& s, const ScanPlan& p, void* base) {
+  const int64_t C = std::max<int64_t>(p.channels, 1), G = std::max<int64_t>(s.B, 0) * ceil_div(std::max<int64_t>(s.D, 0), C);
+  const int64_t block = p.chunked ? std::max<int64_t>(1, p.block) : std::max<int64_t>(1, s.T);
+  const int64_t nb = std::max<int64_t>(s.T, 0) == 0 ? 0 : ceil_div(s.T, block);
+  const int64_t carries = nb > 1 ? G * nb : 0, threads = nb > 1 ? num_threads() : 0;
+  const int64_t floats = G * C + carries * C + threads * 3 * C + C;
+  ScanScratch r;
+  r.bytes = static_cast<size_t>(floats) * sizeof(float) + static_cast<size_t>(carries) * sizeof(std::atomic<bool>);
+  if (!base) return r;
+  float* f = static_cast<float*>(base);
+  r.state = f, r.carry = f + G * C, r.rows = r.carry + carries * C, r.zeros = r.rows + threads * 3 * C;
+  r.ready = reinterpret_cast<std::atomic<bool>*>(r.zeros + C);
+  for (int64_t i = 0; i < carries; ++i) new (&r.ready[i]) std::atomic<bool>(false);
+  std::fill_n(r.zeros, C, 0.0f);
+  return r;
+}
+
+// The call's scratch, or one the driver allocates when it was given none.
+struct ScratchOr {
+  std::vector<float> own;
+  ScanScratch sc;
+  ScratchOr(const ScanShape& s, const ScanPlan& p, void* scratch) {
+    if (!scratch) own.resize(carve(s, p, nullptr).bytes / sizeof(float) + 1);
+    sc = carve(s, p, scratch ? scratch : own.data());
+  }
+};
 
 // The scan over groups (batch, channel block) x time blocks. Positions j count
 // blocks in scan order (reverse: from the last block).
@@ -59,8 +95,8 @@ void on_all_threads(const F& worker) {
 // running worker, so the chain always progresses. Carries always chain
 // through the aggregates: results depend on the block length only.
 template <class Init, class Agg, class Run, class Finish>
-void drive(const ScanShape& s, const ScanPlan& p, bool reverse, bool affine, const Init& init, const Agg& agg,
-           const Run& run, const Finish& finish) {
+void drive(const ScanShape& s, const ScanPlan& p, const ScanScratch& sc, bool reverse, bool affine, const Init& init,
+           const Agg& agg, const Run& run, const Finish& finish) {
   const int64_t T = s.T, D = s.D, C = p.channels;
   if (s.B == 0 || D == 0) return;
   const int64_t ncb = ceil_div(D, C), G = s.B * ncb;
@@ -72,45 +108,46 @@ void drive(const ScanShape& s, const ScanPlan& p, bool reverse, bool affine, con
     return Tile{bi, c0, std::min(C, D - c0), t0, std::min(block, T - t0)};
   };
   // state [G][C]: carry-in of the first block, then the final carry-out.
-  std::vector<float> state(static_cast<size_t>(G * C));
-  for (int64_t g = 0; g < G; ++g) init(g, tile(g, 0), state.data() + g * C);
+  float* const state = sc.state;
+  for (int64_t g = 0; g < G; ++g) init(g, tile(g, 0), state + g * C);
   if (nb == 1) {  // one block per group (the sequential algorithm): pass 3 only
     parallel_for(G, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, T * C)),
                  [&](int64_t lo, int64_t hi) {
-                   for (int64_t g = lo; g < hi; ++g) run(tile(g, 0), state.data() + g * C);
+                   for (int64_t g = lo; g < hi; ++g) run(tile(g, 0), state + g * C);
                  });
   } else if (nb > 1) {
     // carry[g][j]: carry-in of block j, valid once ready[g * nb + j] is set.
-    std::vector<float> carry(static_cast<size_t>(G * nb * C));
-    const std::unique_ptr<std::atomic<bool>[]> ready(new std::atomic<bool>[static_cast<size_t>(G * nb)]);
-    for (int64_t i = 0; i < G * nb; ++i) ready[i].store(false, std::memory_order_relaxed);
+    float* const carry = sc.carry;
+    std::atomic<bool>* const ready = sc.ready;
     for (int64_t g = 0; g < G; ++g) {
-      std::memcpy(carry.data() + g * nb * C, state.data() + g * C, C * sizeof(float));
+      std::memcpy(carry + g * nb * C, state + g * C, C * sizeof(float));
       ready[g * nb].store(true, std::memory_order_relaxed);
     }
     std::atomic<int64_t> next{0};
-    on_all_threads([&] {
-      std::vector<float> x(C), y(C), st(C);
+    on_all_threads([&](int w) {
+      float* const x = sc.rows + w * 3 * C;
+      float* const y = x + C;
+      float* const st = y + C;
       for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < G * nb;) {
         const int64_t j = i / G, g = i % G;  // block-major: groups advance side by side
         const Tile t = tile(g, j);
-        agg(t, x.data(), y.data());
+        agg(t, x, y);
         for (int spins = 0; !ready[g * nb + j].load(std::memory_order_acquire);)
           if (++spins > 64) std::this_thread::yield();
-        const float* cin = carry.data() + (g * nb + j) * C;
+        const float* cin = carry + (g * nb + j) * C;
         if (j + 1 < nb) {
-          float* cout = carry.data() + (g * nb + j + 1) * C;
+          float* cout = carry + (g * nb + j + 1) * C;
           for (int64_t c = 0; c < t.nc; ++c)  // a zero carry stays out of inf * 0
             cout[c] = !affine ? cin[c] + y[c] : cin[c] == 0.0f ? y[c] : x[c] * cin[c] + y[c];
           ready[g * nb + j + 1].store(true, std::memory_order_release);
         }
-        std::memcpy(st.data(), cin, t.nc * sizeof(float));
-        run(t, st.data());
-        if (j + 1 == nb) std::memcpy(state.data() + g * C, st.data(), t.nc * sizeof(float));
+        std::memcpy(st, cin, t.nc * sizeof(float));
+        run(t, st);
+        if (j + 1 == nb) std::memcpy(state + g * C, st, t.nc * sizeof(float));
       }
     });
   }
-  for (int64_t g = 0; g < G; ++g) finish(g, tile(g, 0), state.data() + g * C);
+  for (int64_t g = 0; g < G; ++g) finish(g, tile(g, 0), state + g * C);
 }
 
 const float* row_or_null(const float* p, const Tile& t, int64_t D) { return p ? p + t.bi * D + t.c0 : nullptr; }
@@ -170,12 +207,15 @@ ScanPlan plan_scan(const ops::ScanOptions& opt, const ScanShape& s) {
   return threads > 1 && !fills && long_enough ? ch : sq;
 }
 
+size_t scan_scratch_bytes(const ScanShape& s, const ScanPlan& p) { return carve(s, p, nullptr).bytes; }
+
 void linear_scan_f32(const float* a, const float* b, const float* h0, float* h, float* h_last, const ScanShape& s,
-                     const ScanPlan& p) {
+                     const ScanPlan& p, void* scratch) {
   const int64_t T = s.T, D = s.D;
   const bool stream = can_stream(s, p, {h});
+  const ScratchOr sc(s, p, scratch);
   drive(
-      s, p, false, true,
+      s, p, sc.sc, false, true,
       [&](int64_t, const Tile& t, float* c) { copy_or_zero(row_or_null(h0, t, D), t, c); },
       [&](const Tile& t, float* x, float* y) {
         const int64_t o = t.offset(T, D);
@@ -191,15 +231,16 @@ void linear_scan_f32(const float* a, const float* b, const float* h0, float* h, 
 }
 
 void linear_scan_bwd_f32(const float* a, const float* h, const float* h0, const float* dh, const float* dh_last,
-                         float* da, float* db, float* dh0, const ScanShape& s, const ScanPlan& p) {
+                         float* da, float* db, float* dh0, const ScanShape& s, const ScanPlan& p, void* scratch) {
   const int64_t T = s.T, D = s.D;
-  const std::vector<float> zeros(static_cast<size_t>(std::max<int64_t>(p.channels, 1)), 0.0f);
+  const ScratchOr sc(s, p, scratch);
+  const float* const zeros = sc.sc.zeros;
   // Streaming da and db pays off only when both cores stream (op forward +
   // backward at [8, 1024, 512], medians of 3 runs: 2 threads 3.8 -> 2.8 ms;
   // 1 thread, kernel alone: 2.4 -> 2.8 ms).
   const bool stream = num_threads() > 1 && can_stream(s, p, {da, db});
   drive(
-      s, p, true, true,
+      s, p, sc.sc, true, true,
       [&](int64_t, const Tile& t, float* c) { copy_or_zero(row_or_null(dh_last, t, D), t, c); },
       [&](const Tile& t, float* x, float* y) {
         const int64_t o = t.offset(T, D);
@@ -207,7 +248,7 @@ void linear_scan_bwd_f32(const float* a, const float* h, const float* h0, const 
       },
       [&](const Tile& t, float* c) {
         const int64_t o = t.offset(T, D);
-        const float* hprev0 = t.t0 > 0 ? h + o - D : h0 ? h0 + t.bi * D + t.c0 : zeros.data();
+        const float* hprev0 = t.t0 > 0 ? h + o - D : h0 ? h0 + t.bi * D + t.c0 : zeros;
         scan_tiles::lin_bwd(a + o, h + o, hprev0, dh + o, da ? da + o : nullptr, db ? db + o : nullptr, D,
                                      t.nt, t.nc, c, stream);
       },
@@ -216,11 +257,12 @@ void linear_scan_bwd_f32(const float* a, const float* h, const float* h0, const 
       });
 }
 
-void cumprod_scan_f32(const float* a, float* P, const ScanShape& s, const ScanPlan& p) {
+void cumprod_scan_f32(const float* a, float* P, const ScanShape& s, const ScanPlan& p, void* scratch) {
   const int64_t T = s.T, D = s.D;
   const bool stream = can_stream(s, p, {P});
+  const ScratchOr sc(s, p, scratch);
   drive(
-      s, p, false, false, [&](int64_t, const Tile& t, float* c) { std::fill(c, c + t.nc, 0.0f); },
+      s, p, sc.sc, false, false, [&](int64_t, const Tile& t, float* c) { std::fill(c, c + t.nc, 0.0f); },
       [&](const Tile& t, float*, float* y) {
         scan_tiles::cum_agg(a + t.offset(T, D), D, t.nt, t.nc, y);
       },
@@ -232,10 +274,11 @@ void cumprod_scan_f32(const float* a, float* P, const ScanShape& s, const ScanPl
 }
 
 void cumprod_scan_bwd_f32(const float* a, const float* P, const float* dP, float* da, const ScanShape& s,
-                          const ScanPlan& p) {
+                          const ScanPlan& p, void* scratch) {
   const int64_t T = s.T, D = s.D;
+  const ScratchOr sc(s, p, scratch);
   drive(
-      s, p, true, false, [&](int64_t, const Tile& t, float* c) { std::fill(c, c + t.nc, 0.0f); },
+      s, p, sc.sc, true, false, [&](int64_t, const Tile& t, float* c) { std::fill(c, c + t.nc, 0.0f); },
       [&](const Tile& t, float*, float* y) {
         const int64_t o = t.offset(T, D);
         scan_tiles::cum_bwd_agg(P + o, dP + o, D, t.nt, t.nc, y);

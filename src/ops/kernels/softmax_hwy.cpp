@@ -125,11 +125,13 @@ void SoftmaxRowsUnmasked(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, flo
 void SoftmaxRows(const float* HWY_RESTRICT x, const uint8_t* HWY_RESTRICT mask, size_t mask_rows,
                  float* HWY_RESTRICT y, size_t r0, size_t r1, size_t n, bool stream) {
   if (r0 >= r1) return;
-  hwy::AlignedFreeUniquePtr<float[]> scratch;
-  if (stream) scratch = hwy::AllocateAligned<float>(2 * n);
-  if (!mask) return SoftmaxRowsUnmasked(x, y, scratch.get(), r0, r1, n, stream);
-  for (size_t r = r0; r < r1; ++r)
-    SoftmaxRow(x + r * n, mask + (r % mask_rows) * n, y + r * n, scratch.get(), n, stream);
+  // Two rows of this thread's own, kept between calls (a replay allocates nothing).
+  thread_local hwy::AlignedFreeUniquePtr<float[]> rows;
+  thread_local size_t rows_n = 0;
+  if (stream && rows_n < n) rows = hwy::AllocateAligned<float>(2 * n), rows_n = n;
+  float* const scratch = stream ? rows.get() : nullptr;
+  if (!mask) return SoftmaxRowsUnmasked(x, y, scratch, r0, r1, n, stream);
+  for (size_t r = r0; r < r1; ++r) SoftmaxRow(x + r * n, mask + (r % mask_rows) * n, y + r * n, scratch, n, stream);
 }
 
 void SoftmaxBwdRows(const float* HWY_RESTRICT y, const float* HWY_RESTRICT g, float* HWY_RESTRICT dx, size_t r0,
