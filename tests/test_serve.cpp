@@ -261,12 +261,16 @@ TEST_CASE("--dtype bf16 and int8 checkpoints: greedy output equals mmrec-generat
   for (const std::string& p : {data, int8, err}) std::remove(p.c_str());
 }
 
-TEST_CASE("16 concurrent clients: each gets its own result (per-request state), batched or not") {
- for (const char* batch : {"4", "1"}) {
-  const std::string batch_arg = batch;
-  CAPTURE(batch_arg);
+TEST_CASE("16 concurrent clients: each gets its own result (per-request state), batched or not, compiled or not") {
+ std::vector<std::vector<int64_t>> eager_alone;
+ for (const char* mode : {"4", "1", "4 --compile"}) {
+  const std::string mode_arg = mode, batch = mode_arg.substr(0, 1);
+  const bool compiled = mode_arg.find("--compile") != std::string::npos;
+  CAPTURE(mode_arg);
   // A window long enough that clients started together surely share a batch.
-  Server s({"--parallel", "4", "--queue", "16", "--batch", batch, "--batch-window", "100"});
+  std::vector<std::string> args = {"--parallel", "4", "--queue", "16", "--batch", batch, "--batch-window", "100"};
+  if (compiled) args.push_back("--compile");
+  Server s(args);
   const int n = 16;
   std::vector<std::vector<int64_t>> alone(n), together(n);
   std::vector<std::string> failures(n);
@@ -310,8 +314,10 @@ TEST_CASE("16 concurrent clients: each gets its own result (per-request state), 
                   " ", failures[i]);
   CHECK(alone[0] != alone[2]);  // the requests differ, so mixing would show
   const json h = s.health();
-  if (std::string(batch) == "1") CHECK(h["largest_cohort"] == 1);
+  if (batch == "1") CHECK(h["largest_cohort"] == 1);
   else CHECK(h["largest_cohort"] > 1);  // streams of one prompt length did share calls
+  if (!compiled && eager_alone.empty()) eager_alone = alone;
+  if (compiled) CHECK(alone == eager_alone);  // the captured step gives the eager tokens
  }
 }
 

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <atomic>
 #include <exception>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
 #include "autograd/tape.h"
+#include "models/generation.h"
 #include "models/sampling.h"
 
 namespace mmrec::serve {
@@ -129,6 +131,8 @@ void Batcher::run(const std::shared_ptr<Cohort>& c) {
     std::vector<int64_t> rows(static_cast<size_t>(n)), last(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) rows[static_cast<size_t>(i)] = i;
     int64_t stride = T, at = T - 1;  // where row i's logits start: (i * stride + at) * V
+    std::optional<GenerationGraph> graph;  // compile: the state lives in its fixed-shape buffers
+    if (opt_.compile) graph.emplace(model_, state, &pack_);
     while (true) {
       for (size_t r = 0; r < rows.size(); ++r) {
         Slot& s = *all[static_cast<size_t>(rows[r])];
@@ -147,10 +151,14 @@ void Batcher::run(const std::shared_ptr<Cohort>& c) {
           next.push_back(static_cast<int32_t>(last[r]));
         }
       if (keep.empty()) break;
-      if (keep.size() != rows.size()) state = select_rows(state, keep);
+      if (keep.size() != rows.size()) {
+        state = select_rows(graph ? graph->state() : state, keep);
+        if (graph) graph.emplace(model_, state, &pack_);  // the smaller batch: captured again
+      }
       rows = next_rows;
       const auto m = static_cast<int64_t>(rows.size());
-      logits = model_.forward(Tensor::from_vector(next, {m, 1}), state, &pack_);
+      const Tensor tokens = Tensor::from_vector(next, {m, 1});
+      logits = graph ? graph->step(tokens) : model_.forward(tokens, state, &pack_);
       stride = 1, at = 0;
     }
     for (const auto& s : all) s->finish();

@@ -5,6 +5,9 @@
 // length arriving less than a window apart form a cohort; each cohort runs
 // on its own thread (cohorts run at once), and a stream that finishes or
 // whose client leaves drops out of its cohort's batch at the next token.
+// With `compile` a cohort's one-token calls replay a GenerationGraph of its
+// batch (captured again when a stream drops out): its streams share one
+// position, so one fixed-shape state serves them all.
 //
 //   Batcher b(model, pack, {.max_batch = 16, .window = std::chrono::milliseconds(10)});
 //   std::unique_ptr<Batcher::Stream> s = b.start(req);
@@ -27,6 +30,7 @@ namespace mmrec::serve {
 struct BatchOptions {
   int64_t max_batch = 16;  // streams in one cohort (1: every stream alone), at most 64
   std::chrono::microseconds window{10000};  // a forming cohort starts when none joined for this long
+  bool compile = false;  // the one-token calls through a captured GenerationGraph (mmrec-serve --compile)
 };
 
 class Batcher {

@@ -31,7 +31,7 @@ namespace {
 const char* kUsage =
     "usage: mmrec-serve [--checkpoint FILE] [--runs DIR] [--host ADDR] [--port N] [--parallel N] [--queue N]\n"
     "                   [--max-tokens N] [--max-prompt N] [--max-body BYTES] [--threads N] [--dtype f32|bf16]\n"
-    "                   [--batch N] [--batch-window MS]\n"
+    "                   [--batch N] [--batch-window MS] [--compile]\n"
     "  --checkpoint FILE  serve completions from this model (POST /v1/completions, GET /v1/models);\n"
     "                     an int8 file (made by mmrec-quantize) runs on the int8 kernels\n"
     "  --runs DIR         serve the training dashboard of a run directory or of a directory of runs (GET /)\n"
@@ -48,6 +48,8 @@ const char* kUsage =
     "                     one model call per token (default 16, at most 64; 1: every stream runs alone)\n"
     "  --batch-window MS  a forming batch starts when no stream joined it for this long (default 10;\n"
     "                     it waits at most 10 windows)\n"
+    "  --compile          each batch's one-token step captured once and replayed (as mmrec-generate\n"
+    "                     --compile: the same tokens, faster)\n"
     "At least one of --checkpoint and --runs is needed. Ctrl-C stops the server.\n";
 
 }  // namespace
@@ -75,6 +77,7 @@ int main(int argc, char** argv) {
       else if (args.is("--threads")) threads = args.int_value(0);
       else if (args.is("--dtype")) dtype = args.choice_value({"f32", "bf16"});
       else if (args.is("--batch")) opt.batch.max_batch = args.int_value(1);
+      else if (args.is("--compile")) opt.batch.compile = true;
       else if (args.is("--batch-window")) {
         const double ms = args.float_value();
         if (ms > 10000) throw tools::UsageError("--batch-window: at most 10000 ms, got " + std::to_string(ms));
