@@ -114,6 +114,9 @@ class Graph {
   // One line per call (MMREC_DEBUG=3), or the summary line (=1).
   std::string summary(const std::string& name) const;
   std::string listing() const;
+  // One line per fused call, naming what it fuses (MMREC_DEBUG=2):
+  // "fused #12: binary.mul -> clamp (2 calls, 1 pass over 4.0 MiB)".
+  std::string fusions() const;
 
  private:
   friend class Capture;
@@ -149,10 +152,18 @@ inline void dispatch(OpKind kind, const A& attrs, std::initializer_list<Tensor> 
 }
 
 // A rewrite of the call list between dead-call elimination and memory
-// planning (ops register theirs: see ops/fuse.cpp). `temporary` tells a
+// planning (ops register theirs: see ops/linear.cpp). `temporary` tells a
 // buffer made and dropped inside the capture. Returns the calls it removed.
 using GraphPass = size_t (*)(std::vector<Call>& calls, const std::function<bool(const Storage*)>& temporary);
 void register_pass(const char* name, GraphPass pass);
+// Removes the calls marked in `drop` (keeping the others' order); returns how many.
+size_t erase_calls(std::vector<Call>& calls, const std::vector<bool>& drop);
+
+// What a call made by a pass fuses ("binary.mul -> clamp (2 calls, ...)"),
+// or "" for a call of that kind that fuses nothing; the ops that fuse
+// register one per kind. Graph::fusions() prints them.
+using CallDescriber = std::string (*)(const Call& call);
+void register_describer(OpKind kind, CallDescriber describe);
 
 // Records every call `fn` makes while running it once, eagerly. `inputs`
 // are the tensors the caller rewrites before each replay; buffers that

@@ -128,16 +128,16 @@ size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const std::funct
     drop[j] = true;
     ++fused;
   }
-  size_t w = 0;
-  for (size_t i = 0; i < calls.size(); ++i) {
-    if (drop[i]) continue;
-    if (w != i) calls[w] = std::move(calls[i]);
-    ++w;
-  }
-  calls.resize(w);
+  autograd::erase_calls(calls, drop);
   return fused;
 }
-const bool fuse_registered = (autograd::register_pass("gemm_accumulate", fuse_gemm_accumulate), true);
+std::string describe_gemm(const autograd::Call& c) {
+  LinearAttrs a;
+  std::memcpy(&a, c.attrs.bytes, sizeof a);
+  return a.accumulate ? "gemm -> grad_accumulate (2 calls, oneDNN's sum post-op into the gradient)" : "";
+}
+const bool fuse_registered = (autograd::register_pass("gemm_accumulate", fuse_gemm_accumulate),
+                              autograd::register_describer(autograd::OpKind::gemm, describe_gemm), true);
 using detail::dispatch;
 using detail::OpKind;
 
