@@ -47,6 +47,7 @@ enum class OpKind : uint16_t {
   adamw, sum_squares, clip_coef, clip_scale,              // optimizer and clipping
   fake_quant, fake_quant_bwd, observe_min_max, quant_params, quantize_u8, linear_int8,  // quantization
   memory_update,                                          // generation's fixed-shape memory
+  fused_pointwise,                                        // a fused chain of elementwise calls (ops/fuse_pointwise.cpp)
   count_
 };
 const char* op_kind_name(OpKind k);
@@ -152,7 +153,7 @@ inline void dispatch(OpKind kind, const A& attrs, std::initializer_list<Tensor> 
 }
 
 // A rewrite of the call list between dead-call elimination and memory
-// planning (ops register theirs: see ops/linear.cpp). `temporary` tells a
+// planning (ops register theirs: see ops/linear.cpp, ops/fuse_pointwise.cpp). `temporary` tells a
 // buffer made and dropped inside the capture. Returns the calls it removed.
 using GraphPass = size_t (*)(std::vector<Call>& calls, const std::function<bool(const Storage*)>& temporary);
 void register_pass(const char* name, GraphPass pass);

@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "ops/common.h"
+#include "ops/fuse_pointwise.h"
 #include "ops/kernels/linear.h"
 #include "tensor/threads.h"
 
@@ -136,8 +137,14 @@ std::string describe_gemm(const autograd::Call& c) {
   std::memcpy(&a, c.attrs.bytes, sizeof a);
   return a.accumulate ? "gemm -> grad_accumulate (2 calls, oneDNN's sum post-op into the gradient)" : "";
 }
+// Passes run in registration order: gemm_accumulate before pointwise fusion,
+// which would otherwise absorb the accumulations it looks for.
 const bool fuse_registered = (autograd::register_pass("gemm_accumulate", fuse_gemm_accumulate),
-                              autograd::register_describer(autograd::OpKind::gemm, describe_gemm), true);
+                              autograd::register_describer(autograd::OpKind::gemm, describe_gemm),
+                              autograd::register_pass("fuse_pointwise", detail::fuse_pointwise),
+                              autograd::register_describer(autograd::OpKind::fused_pointwise,
+                                                           detail::describe_pointwise),
+                              true);
 using detail::dispatch;
 using detail::OpKind;
 
