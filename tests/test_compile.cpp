@@ -226,6 +226,17 @@ TEST_CASE("pointwise fusion: a repeating operand, and the tape's accumulation") 
   f({x, bias});
   CHECK(f.last_graph()->size() == 1);
   CHECK(bit_equal(f({x, bias})[0], fn({x, bias})[0]));
+  // A repeating operand made by a chain of its own: that chain stays apart (fewer elements).
+  auto fn2 = [&](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    return std::vector<Tensor>{ops::mul(in[0], ops::exp(ops::neg(in[1])))};
+  };
+  CompiledFn f2 = autograd::compile(fn2);
+  f2({x, bias});
+  CHECK(f2.last_graph()->fusions() == "fused #0: unary.neg -> unary.exp (2 calls, 1 pass over 0.3 KiB)\n");
+  CHECK(count_kind(*f2.last_graph(), OpKind::binary) == 1);
+  const Tensor x2 = rand_uniform({3, 5, 37}, gen, -2, 2), bias2 = rand_uniform({37}, gen, -1, 1);
+  CHECK(bit_equal(f2({x2, bias2})[0], fn2({x2, bias2})[0]));
 
   // A gradient summed from two uses: copy + grad_accumulate into one call.
   const Tensor w = rand_uniform({3, 5, 37}, gen, -1, 1);

@@ -172,13 +172,15 @@ class Fuser {
   int operand(Group& g, size_t j, const Tensor& t, bool is_out, bool merge) {
     if (merge) {
       auto it = open_.find(storage_of(t));
-      if (it != open_.end() && can_merge(groups_[it->second], j, t, is_out)) return absorb(g, groups_[it->second]);
+      if (it != open_.end() && can_merge(groups_[it->second], j, t, g.prog.n, is_out)) return absorb(g, groups_[it->second]);
     }
     return stream(g, t);
   }
 
-  bool can_merge(const Group& p, size_t j, const Tensor& t, bool is_out) const {
-    if (p.absorbed || !same_view(p.out, t) || p.prog.n != t.numel()) return false;
+  bool can_merge(const Group& p, size_t j, const Tensor& t, int64_t n, bool is_out) const {
+    // t is the group's whole output, over as many elements as g's (not a
+    // repeating operand: the group's program would run on g's elements).
+    if (p.absorbed || !same_view(p.out, t) || p.prog.n != n) return false;
     const Storage* s = storage_of(t);
     if (is_out) {
       // g += x right after the group wrote g: nothing may touch g in between.
