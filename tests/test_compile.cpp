@@ -3,7 +3,8 @@
 // on ops, on the model's logits and on 20 whole training steps (forward,
 // loss, backward, clipping, AdamW) in both recurrence modes, recapture on a
 // new signature, strict mode, memory planning and dead calls; pointwise
-// fusion (chains fused, bit-identical to eager, left alone where unsafe).
+// fusion and the GEMM residual epilogue (fused, bit-identical to eager,
+// left alone where unsafe).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include "ops/elementwise.h"
 #include "ops/linear.h"
 #include "ops/reduce.h"
+#include "ops/softmax.h"
 #include "tensor/random.h"
 #include "compiled_steps.h"
 #include "test_util.h"
@@ -287,6 +289,45 @@ TEST_CASE("pointwise fusion stops where an intermediate has another reader or ou
   CHECK(count_kind(*v.last_graph(), OpKind::fused_pointwise) == 1);
 }
 
+TEST_CASE("gemm residual fusion: a linear whose output only feeds add(r, y) accumulates into r, bit for bit") {
+  Generator gen(24);
+  const Tensor w = rand_uniform({24, 40}, gen, -1, 1), b = rand_uniform({24}, gen, -1, 1);
+  const Tensor x = rand_uniform({2, 7, 40}, gen, -1, 1), h = rand_uniform({2, 7, 24}, gen, -1, 1);
+  // r dies at the add, whose output is read by a later call (softmax, not
+  // elementwise: an elementwise neighbour would join a pointwise chain first).
+  auto fn = [&](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    Tensor r = ops::softmax(in[1]);
+    Tensor y = ops::linear(in[0], w, b);
+    return std::vector<Tensor>{ops::softmax(ops::add(r, y))};
+  };
+  CompiledFn f = autograd::compile(fn);
+  f({x, h});
+  const autograd::Graph& g = *f.last_graph();
+  CHECK(count_kind(g, OpKind::binary) == 0);
+  CHECK(g.fusions().find(": linear -> binary.add (2 calls, oneDNN's sum post-op into the residual)") !=
+        std::string::npos);
+  const Tensor x2 = rand_uniform({2, 7, 40}, gen, -1, 1), h2 = rand_uniform({2, 7, 24}, gen, -1, 1);
+  CHECK(bit_equal(f({x2, h2})[0], fn({x2, h2})[0]));
+  // Left alone: r is an input (it lives on), or r is the linear's own input.
+  CompiledFn in_r = autograd::compile([&](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    return std::vector<Tensor>{ops::softmax(ops::add(in[1], ops::linear(in[0], w, b)))};
+  });
+  in_r({x, h});
+  CHECK(count_kind(*in_r.last_graph(), OpKind::binary) == 1);
+  const Tensor sq = rand_uniform({2, 7, 24}, gen, -1, 1), wq = rand_uniform({24, 24}, gen, -1, 1);
+  auto self = [&](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    Tensor r = ops::softmax(in[0]);
+    return std::vector<Tensor>{ops::softmax(ops::add(r, ops::linear(r, wq, b)))};
+  };
+  CompiledFn self_r = autograd::compile(self);
+  self_r({sq});
+  CHECK(count_kind(*self_r.last_graph(), OpKind::binary) == 1);
+  CHECK(bit_equal(self_r({h2})[0], self({h2})[0]));
+}
+
 TEST_CASE("a compiled model fuses its pointwise chains; logits, gradients and weights equal eager bit for bit") {
   for (const char* mode : {"parallel", "sequential"}) {
     CAPTURE(mode);
@@ -305,6 +346,7 @@ TEST_CASE("a compiled model fuses its pointwise chains; logits, gradients and we
     const std::string fused = f.last_graph()->fusions();
     CHECK(fused.find("binary.mul -> clamp (2 calls") != std::string::npos);
     CHECK(fused.find("binary.add -> binary.add (2 calls") != std::string::npos);
+    CHECK(fused.find("linear -> binary.add (2 calls") != std::string::npos);  // the FFN's residual
     CHECK(count_kind(*f.last_graph(), OpKind::fused_pointwise) >= 2 * static_cast<size_t>(cfg.layers));
     // Training: forward, loss and backward in one graph, then clipping and AdamW.
     const Model eager(cfg, 9), compiled(cfg, 9);

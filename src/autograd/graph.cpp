@@ -99,6 +99,15 @@ std::vector<std::pair<const char*, GraphPass>>& passes() {
 
 void register_pass(const char* name, GraphPass pass) { passes().emplace_back(name, pass); }
 
+std::unordered_map<const Storage*, int> count_uses(const std::vector<Call>& calls) {
+  std::unordered_map<const Storage*, int> uses;
+  for (const Call& c : calls)
+    for (const std::vector<Tensor>* v : {&c.in, &c.out})
+      for (const Tensor& t : *v)
+        if (t.defined()) ++uses[t.impl()->storage.get()];
+  return uses;
+}
+
 size_t erase_calls(std::vector<Call>& calls, const std::vector<bool>& drop) {
   size_t w = 0;
   for (size_t i = 0; i < calls.size(); ++i) {

@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 #include "tensor/export.h"
@@ -159,6 +160,8 @@ using GraphPass = size_t (*)(std::vector<Call>& calls, const std::function<bool(
 void register_pass(const char* name, GraphPass pass);
 // Removes the calls marked in `drop` (keeping the others' order); returns how many.
 size_t erase_calls(std::vector<Call>& calls, const std::vector<bool>& drop);
+// How many inputs and outputs of the calls view each buffer.
+std::unordered_map<const Storage*, int> count_uses(const std::vector<Call>& calls);
 
 // What a call made by a pass fuses ("binary.mul -> clamp (2 calls, ...)"),
 // or "" for a call of that kind that fuses nothing; the ops that fuse

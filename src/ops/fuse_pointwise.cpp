@@ -122,12 +122,7 @@ struct Group {
 class Fuser {
  public:
   Fuser(std::vector<Call>& calls, const std::function<bool(const Storage*)>& temporary)
-      : calls_(calls), temporary_(temporary) {
-    for (const Call& c : calls_)
-      for (const std::vector<Tensor>* v : {&c.in, &c.out})
-        for (const Tensor& t : *v)
-          if (t.defined()) ++uses_[storage_of(t)];
-  }
+      : calls_(calls), temporary_(temporary), uses_(autograd::count_uses(calls)) {}
 
   size_t run() {
     for (size_t j = 0; j < calls_.size(); ++j) {
