@@ -192,7 +192,8 @@ TEST_CASE("pointwise fusion: a chain of elementwise calls becomes one call, bit-
            return ops::sub(ops::sigmoid(ops::exp(ops::div(ops::gelu(ops::scale(in[0], 1.5f)), in[3]))), in[1]);
          },
          6},
-        {"unary.log -> unary.neg -> affine", [](const auto& in) { return ops::add_scalar(ops::neg(ops::log(in[3])), 0.25f); }, 3},
+        {"unary.log -> unary.neg -> affine",
+         [](const auto& in) { return ops::add_scalar(ops::neg(ops::log(in[3])), 0.25f); }, 3},
     };
     for (const Case& k : cases) {
       CAPTURE(k.name);

@@ -167,7 +167,8 @@ class Fuser {
   int operand(Group& g, size_t j, const Tensor& t, bool is_out, bool merge) {
     if (merge) {
       auto it = open_.find(storage_of(t));
-      if (it != open_.end() && can_merge(groups_[it->second], j, t, g.prog.n, is_out)) return absorb(g, groups_[it->second]);
+      if (it != open_.end() && can_merge(groups_[it->second], j, t, g.prog.n, is_out))
+        return absorb(g, groups_[it->second]);
     }
     return stream(g, t);
   }
