@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <map>
+#include <string>
 
 #include "autograd/compile.h"
 #include "autograd/tape.h"
@@ -47,6 +48,8 @@ inline StepGraphs compile_step(const mmrec::Model& m, mmrec::AdamW& opt, double 
 struct CompiledRun {
   size_t micro_captures = 0, micro_replays = 0, update_captures = 0, update_replays = 0;
   std::map<mmrec::autograd::OpKind, size_t> micro_calls;  // of the last micro-batch graph, by kind
+  size_t micro_fused = 0;                                  // its calls fused away by the passes
+  std::string micro_fusions;                               // its Graph::fusions()
 };
 
 // `steps` steps on batches [2, 17] of ids below 64 (seeds seed0, seed0 + 1, ...),
@@ -80,9 +83,12 @@ inline CompiledRun check_compiled_steps(const mmrec::Model& eager, const mmrec::
     CAPTURE(eager.parameters()[i].first);
     CHECK(bit_equal(eager.parameters()[i].second, compiled.parameters()[i].second));
   }
-  CompiledRun r{micro.captures(), micro.replays(), update.captures(), update.replays(), {}};
-  if (micro.last_graph())
+  CompiledRun r{micro.captures(), micro.replays(), update.captures(), update.replays(), {}, 0, {}};
+  if (micro.last_graph()) {
     for (const auto& c : micro.last_graph()->calls()) ++r.micro_calls[c.kind];
+    r.micro_fused = micro.last_graph()->fused_calls();
+    r.micro_fusions = micro.last_graph()->fusions();
+  }
   return r;
 }
 

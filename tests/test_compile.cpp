@@ -2,11 +2,14 @@
 // recorded calls, host reads refused inside a capture, replay equal to eager
 // on ops, on the model's logits and on 20 whole training steps (forward,
 // loss, backward, clipping, AdamW) in both recurrence modes, recapture on a
-// new signature, strict mode, memory planning and dead calls.
+// new signature, strict mode, memory planning and dead calls; pointwise
+// fusion and the GEMM residual epilogue (fused, bit-identical to eager,
+// left alone where unsafe).
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <string>
 
 #include "autograd/compile.h"
@@ -16,6 +19,7 @@
 #include "ops/elementwise.h"
 #include "ops/linear.h"
 #include "ops/reduce.h"
+#include "ops/softmax.h"
 #include "tensor/random.h"
 #include "compiled_steps.h"
 #include "test_util.h"
@@ -107,19 +111,20 @@ TEST_CASE("a new signature captures again; strict mode refuses it; the cache is 
 TEST_CASE("dead calls are removed and temporaries share one planned arena") {
   CompiledFn f = autograd::compile([](const std::vector<Tensor>& in) {
     Tensor unused = ops::exp(in[0]);  // never reaches an output
-    Tensor a = ops::scale(in[0], 2.0f), b = ops::add_scalar(a, 1.0f), c = ops::scale(b, 3.0f);
-    Tensor d = ops::add_scalar(c, -1.0f);
+    // Each intermediate read twice by its reader: not a chain to fuse.
+    Tensor a = ops::scale(in[0], 2.0f), b = ops::add(a, a), c = ops::add(b, b);
+    Tensor d = ops::add(c, c);
     return std::vector<Tensor>{d};
   });
   const Tensor x = Tensor::full({1000}, 1.0);
-  CHECK(f({x})[0].at({5}) == 8.0);
+  CHECK(f({x})[0].at({5}) == 16.0);
   const autograd::Graph& g = *f.last_graph();
   CHECK(g.removed_calls() == 1);
   CHECK(g.size() == 4);
   // a, b, c are temporaries: a and c can share memory (b lives between them).
   CHECK(g.captured_temp_bytes() == 3 * 4000);
   CHECK(g.planned_bytes() < g.captured_temp_bytes());
-  CHECK(f({Tensor::full({1000}, 2.0)})[0].at({999}) == 14.0);
+  CHECK(f({Tensor::full({1000}, 2.0)})[0].at({999}) == 32.0);
   // What MMREC_DEBUG=1 and =3 print.
   const std::string sum = g.summary("s"), list = g.listing();
   CHECK(sum.find("graph s: 4 calls (1 dead removed, 0 fused away)") == 0);
@@ -155,5 +160,201 @@ TEST_CASE("20 compiled training steps equal 20 eager steps bit for bit (both rec
     CHECK(r.micro_captures == 1);
     CHECK(r.update_captures == 1);
     CHECK(r.update_replays == 19);
+  }
+}
+
+namespace {
+size_t count_kind(const autograd::Graph& g, OpKind k) {
+  return static_cast<size_t>(
+      std::count_if(g.calls().begin(), g.calls().end(), [k](const autograd::Call& c) { return c.kind == k; }));
+}
+}  // namespace
+
+TEST_CASE("pointwise fusion: a chain of elementwise calls becomes one call, bit-identical to the chain") {
+  Generator gen(21);
+  // Sizes off the vector width, one below and one above the kernels' task grain (parallel chunks).
+  for (int64_t n : {1, 17, 1000, 40000, 100003}) {
+    CAPTURE(n);
+    const Tensor a = rand_uniform({n}, gen, -4, 4), b = rand_uniform({n}, gen, -4, 4);
+    const Tensor c = rand_uniform({n}, gen, -4, 4), d = rand_uniform({n}, gen, 0.5f, 4);
+    struct Case {
+      const char* name;
+      std::function<Tensor(const std::vector<Tensor>&)> f;
+      size_t calls;  // in the chain
+    };
+    const std::vector<Case> cases = {
+        {"binary.mul -> clamp", [](const auto& in) { return ops::clamp(ops::mul(in[0], in[1]), 1e-6f, 1 - 1e-6f); }, 2},
+        {"binary.add -> binary.add", [](const auto& in) { return ops::add(ops::add(in[0], in[1]), in[2]); }, 2},
+        {"sigmoid_mul -> binary.mul -> binary.add",
+         [](const auto& in) { return ops::add(ops::sigmoid_mul(in[0], in[1]), ops::mul(in[2], in[3])); }, 3},
+        {"affine -> activation.gelu -> binary.div -> unary.exp -> activation.sigmoid -> binary.sub",
+         [](const auto& in) {
+           return ops::sub(ops::sigmoid(ops::exp(ops::div(ops::gelu(ops::scale(in[0], 1.5f)), in[3]))), in[1]);
+         },
+         6},
+        {"unary.log -> unary.neg -> affine",
+         [](const auto& in) { return ops::add_scalar(ops::neg(ops::log(in[3])), 0.25f); }, 3},
+    };
+    for (const Case& k : cases) {
+      CAPTURE(k.name);
+      auto fn = [&](const std::vector<Tensor>& in) {
+        autograd::NoGradGuard ng;
+        return std::vector<Tensor>{k.f(in)};
+      };
+      CompiledFn f = autograd::compile(fn);
+      const std::vector<Tensor> in = {a, b, c, d};
+      const Tensor got = f(in)[0].clone();
+      const autograd::Graph& g = *f.last_graph();
+      CHECK(g.size() == 1);
+      CHECK(count_kind(g, OpKind::fused_pointwise) == 1);
+      CHECK(g.fused_calls() == k.calls - 1);
+      CHECK(g.fusions().find(std::string("fused #0: ") + k.name + " (" + std::to_string(k.calls) + " calls") == 0);
+      CHECK(g.planned_bytes() == 0);  // the intermediates are gone
+      const Tensor want = fn(in)[0];
+      CHECK(bit_equal(got, want));                      // the capture ran the chain eagerly
+      CHECK(bit_equal(f(in)[0], want));                 // the replay runs the fused kernel
+      CHECK(bit_equal(f({c, d, a, b})[0], fn({c, d, a, b})[0]));
+    }
+  }
+}
+
+TEST_CASE("pointwise fusion: a repeating operand, and the tape's accumulation") {
+  Generator gen(22);
+  const Tensor x = rand_uniform({3, 5, 37}, gen, -2, 2), bias = rand_uniform({37}, gen, -1, 1);
+  auto fn = [&](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    return std::vector<Tensor>{ops::gelu(ops::add(in[0], in[1]))};  // bias over leading axes
+  };
+  CompiledFn f = autograd::compile(fn);
+  f({x, bias});
+  CHECK(f.last_graph()->size() == 1);
+  CHECK(bit_equal(f({x, bias})[0], fn({x, bias})[0]));
+  // A repeating operand made by a chain of its own: that chain stays apart (fewer elements).
+  auto fn2 = [&](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    return std::vector<Tensor>{ops::mul(in[0], ops::exp(ops::neg(in[1])))};
+  };
+  CompiledFn f2 = autograd::compile(fn2);
+  f2({x, bias});
+  CHECK(f2.last_graph()->fusions() == "fused #0: unary.neg -> unary.exp (2 calls, 1 pass over 0.3 KiB)\n");
+  CHECK(count_kind(*f2.last_graph(), OpKind::binary) == 1);
+  const Tensor x2 = rand_uniform({3, 5, 37}, gen, -2, 2), bias2 = rand_uniform({37}, gen, -1, 1);
+  CHECK(bit_equal(f2({x2, bias2})[0], fn2({x2, bias2})[0]));
+
+  // A gradient summed from two uses: copy + grad_accumulate into one call.
+  const Tensor w = rand_uniform({3, 5, 37}, gen, -1, 1);
+  auto step = [&](const std::vector<Tensor>& in) {
+    Tensor p = in[0].detach().set_requires_grad(true);
+    Tensor y = ops::sum(ops::add(ops::mul(p, w), ops::sigmoid(p)));
+    autograd::backward(y);
+    return std::vector<Tensor>{p.grad()};
+  };
+  CompiledFn s = autograd::compile(step);
+  const Tensor g1 = s({x})[0].clone();
+  CHECK(bit_equal(g1, step({x})[0]));
+  CHECK(bit_equal(s({w})[0], step({w})[0]));
+  CHECK(count_kind(*s.last_graph(), OpKind::fused_pointwise) >= 1);
+}
+
+TEST_CASE("pointwise fusion stops where an intermediate has another reader or outlives the step") {
+  Generator gen(23);
+  const Tensor a = rand_uniform({100}, gen, -2, 2), b = rand_uniform({100}, gen, -2, 2);
+  // t is read twice: mul stays its own call; clamp and add fuse, reading t.
+  CompiledFn f = autograd::compile([](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    Tensor t = ops::mul(in[0], in[1]);
+    return std::vector<Tensor>{ops::add(ops::clamp(t, -1, 1), t)};
+  });
+  f({a, b});
+  CHECK(f.last_graph()->size() == 2);
+  CHECK(count_kind(*f.last_graph(), OpKind::binary) == 1);
+  CHECK(f.last_graph()->fusions() == "fused #1: clamp -> binary.add (2 calls, 1 pass over 0.8 KiB)\n");
+  // t is an output too: it must be written, so it is no intermediate.
+  CompiledFn o = autograd::compile([](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    Tensor t = ops::mul(in[0], in[1]);
+    return std::vector<Tensor>{t, ops::clamp(t, -1, 1)};
+  });
+  const std::vector<Tensor> r = o({a, b});
+  CHECK(o.last_graph()->size() == 2);
+  CHECK(o.last_graph()->fused_calls() == 0);
+  CHECK(bit_equal(r[0], ops::mul(a, b)));
+  // A strided operand is made contiguous by a copy first; the chain after it still fuses.
+  CompiledFn v = autograd::compile([](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    return std::vector<Tensor>{ops::exp(ops::neg(in[0].transpose(0, 1)))};
+  });
+  const Tensor m = rand_uniform({7, 9}, gen, -1, 1);
+  CHECK(bit_equal(v({m})[0], ops::exp(ops::neg(m.transpose(0, 1)))));
+  CHECK(count_kind(*v.last_graph(), OpKind::copy) == 1);
+  CHECK(count_kind(*v.last_graph(), OpKind::fused_pointwise) == 1);
+}
+
+TEST_CASE("gemm residual fusion: a linear whose output only feeds add(r, y) accumulates into r, bit for bit") {
+  Generator gen(24);
+  const Tensor w = rand_uniform({24, 40}, gen, -1, 1), b = rand_uniform({24}, gen, -1, 1);
+  const Tensor x = rand_uniform({2, 7, 40}, gen, -1, 1), h = rand_uniform({2, 7, 24}, gen, -1, 1);
+  // r dies at the add, whose output is read by a later call (softmax, not
+  // elementwise: an elementwise neighbour would join a pointwise chain first).
+  auto fn = [&](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    Tensor r = ops::softmax(in[1]);
+    Tensor y = ops::linear(in[0], w, b);
+    return std::vector<Tensor>{ops::softmax(ops::add(r, y))};
+  };
+  CompiledFn f = autograd::compile(fn);
+  f({x, h});
+  const autograd::Graph& g = *f.last_graph();
+  CHECK(count_kind(g, OpKind::binary) == 0);
+  CHECK(g.fusions().find(": linear -> binary.add (2 calls, oneDNN's sum post-op into the residual)") !=
+        std::string::npos);
+  const Tensor x2 = rand_uniform({2, 7, 40}, gen, -1, 1), h2 = rand_uniform({2, 7, 24}, gen, -1, 1);
+  CHECK(bit_equal(f({x2, h2})[0], fn({x2, h2})[0]));
+  // Left alone: r is an input (it lives on), or r is the linear's own input.
+  CompiledFn in_r = autograd::compile([&](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    return std::vector<Tensor>{ops::softmax(ops::add(in[1], ops::linear(in[0], w, b)))};
+  });
+  in_r({x, h});
+  CHECK(count_kind(*in_r.last_graph(), OpKind::binary) == 1);
+  const Tensor sq = rand_uniform({2, 7, 24}, gen, -1, 1), wq = rand_uniform({24, 24}, gen, -1, 1);
+  auto self = [&](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    Tensor r = ops::softmax(in[0]);
+    return std::vector<Tensor>{ops::softmax(ops::add(r, ops::linear(r, wq, b)))};
+  };
+  CompiledFn self_r = autograd::compile(self);
+  self_r({sq});
+  CHECK(count_kind(*self_r.last_graph(), OpKind::binary) == 1);
+  CHECK(bit_equal(self_r({h2})[0], self({h2})[0]));
+}
+
+TEST_CASE("a compiled model fuses its pointwise chains; logits, gradients and weights equal eager bit for bit") {
+  for (const char* mode : {"parallel", "sequential"}) {
+    CAPTURE(mode);
+    const ModelConfig cfg = small_config(mode);
+    // Inference: the decay gate clamp(mul(σ, σ)) and x + h + c fuse.
+    const Model m(cfg, 5);
+    auto fwd = [&](const std::vector<Tensor>& in) {
+      autograd::NoGradGuard ng;
+      State s = m.initial_state(in[0].size(0));
+      return std::vector<Tensor>{m.forward(in[0], s)};
+    };
+    CompiledFn f = autograd::compile(fwd);
+    const Tensor tokens = random_tokens(2, 21, 64, 4);
+    f({tokens});
+    CHECK(bit_equal(f({tokens})[0], fwd({tokens})[0]));
+    const std::string fused = f.last_graph()->fusions();
+    CHECK(fused.find("binary.mul -> clamp (2 calls") != std::string::npos);
+    CHECK(fused.find("binary.add -> binary.add (2 calls") != std::string::npos);
+    CHECK(fused.find("linear -> binary.add (2 calls") != std::string::npos);  // the FFN's residual
+    CHECK(count_kind(*f.last_graph(), OpKind::fused_pointwise) >= 2 * static_cast<size_t>(cfg.layers));
+    // Training: forward, loss and backward in one graph, then clipping and AdamW.
+    const Model eager(cfg, 9), compiled(cfg, 9);
+    const test_util::CompiledRun r = test_util::check_compiled_steps(eager, compiled, 3, 300);
+    CHECK(r.micro_fused > 0);
+    CHECK(r.micro_calls.count(OpKind::fused_pointwise) == 1);
+    CHECK(r.micro_fusions.find("binary.add -> binary.add") != std::string::npos);
+    CHECK(r.micro_fusions.find("copy -> grad_accumulate") != std::string::npos);
   }
 }

@@ -63,7 +63,7 @@ std::vector<Tensor> CompiledFn::operator()(const std::vector<Tensor>& inputs) {
     for (const Call& c : e.graph.calls()) ++kinds[op_kind_name(c.kind)];
     std::string line = "graph " + opt_.name + " calls by kind:";
     for (const auto& [k, n] : kinds) line += " " + k + "=" + std::to_string(n);
-    std::fprintf(stderr, "%s\n", line.c_str());
+    std::fprintf(stderr, "%s\n%s", line.c_str(), e.graph.fusions().c_str());
   }
   if (debug_level() >= 3) std::fprintf(stderr, "%s", e.graph.listing().c_str());
   entries_.push_front(std::move(e));

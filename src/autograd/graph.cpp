@@ -53,7 +53,8 @@ const char* const kKindNames[] = {
     "embedding_bwd", "copy_rows", "linear_scan", "linear_scan_bwd", "cumprod_scan", "cumprod_scan_bwd",
     "grad_accumulate", "adamw", "sum_squares", "clip_coef", "clip_scale",
     "fake_quant", "fake_quant_bwd", "observe_min_max", "quant_params", "quantize_u8", "linear_int8",
-    "memory_update"};
+    "memory_update",
+    "fused_pointwise"};
 static_assert(std::size(kKindNames) == static_cast<size_t>(OpKind::count_), "one name per OpKind");
 
 std::string mib(size_t b) {
@@ -98,6 +99,36 @@ std::vector<std::pair<const char*, GraphPass>>& passes() {
 
 void register_pass(const char* name, GraphPass pass) { passes().emplace_back(name, pass); }
 
+std::unordered_map<const Storage*, int> count_uses(const std::vector<Call>& calls) {
+  std::unordered_map<const Storage*, int> uses;
+  for (const Call& c : calls)
+    for (const std::vector<Tensor>* v : {&c.in, &c.out})
+      for (const Tensor& t : *v)
+        if (t.defined()) ++uses[t.impl()->storage.get()];
+  return uses;
+}
+
+size_t erase_calls(std::vector<Call>& calls, const std::vector<bool>& drop) {
+  size_t w = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (drop[i]) continue;
+    if (w != i) calls[w] = std::move(calls[i]);
+    ++w;
+  }
+  const size_t removed = calls.size() - w;
+  calls.resize(w);
+  return removed;
+}
+
+namespace {
+CallDescriber& describer(OpKind k) {
+  static CallDescriber d[static_cast<size_t>(OpKind::count_)] = {};
+  return d[static_cast<size_t>(k)];
+}
+}  // namespace
+
+void register_describer(OpKind kind, CallDescriber describe) { describer(kind) = describe; }
+
 bool capturing() { return t_recorder && !t_recorder->in_kernel; }
 
 void dispatch_call(OpKind kind, KernelFn run, const Attrs& attrs, std::initializer_list<Tensor> in,
@@ -133,28 +164,18 @@ namespace {
 // reads (buffer-level, so conservative for partial writes).
 size_t remove_dead_calls(std::vector<Call>& calls, const std::unordered_set<const Storage*>& external) {
   std::unordered_set<const Storage*> read;
-  std::vector<bool> keep(calls.size(), false);
+  std::vector<bool> dead(calls.size(), true);
   for (size_t i = calls.size(); i-- > 0;) {
     const Call& c = calls[i];
     bool k = false;
     for (const Tensor& t : c.out)
       if (t.defined() && (external.count(t.impl()->storage.get()) || read.count(t.impl()->storage.get()))) k = true;
     if (!k) continue;
-    keep[i] = true;
+    dead[i] = false;
     for (const Tensor& t : c.in)
       if (t.defined()) read.insert(t.impl()->storage.get());
   }
-  size_t removed = 0, w = 0;
-  for (size_t i = 0; i < calls.size(); ++i) {
-    if (keep[i]) {
-      if (w != i) calls[w] = std::move(calls[i]);
-      ++w;
-    } else {
-      ++removed;
-    }
-  }
-  calls.resize(w);
-  return removed;
+  return erase_calls(calls, dead);
 }
 
 // Offsets for buffers with live ranges [first, last], greedily by size
@@ -319,6 +340,17 @@ std::string Graph::listing() const {
     os << " ) ->";
     for (int32_t id : c.out_ids) arg(id);
     os << '\n';
+  }
+  return os.str();
+}
+
+std::string Graph::fusions() const {
+  std::ostringstream os;
+  for (size_t i = 0; i < calls_.size(); ++i) {
+    const CallDescriber d = describer(calls_[i].kind);
+    if (!d) continue;
+    const std::string what = d(calls_[i]);
+    if (!what.empty()) os << "fused #" << i << ": " << what << '\n';
   }
   return os.str();
 }

@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 #include "tensor/export.h"
@@ -47,6 +48,7 @@ enum class OpKind : uint16_t {
   adamw, sum_squares, clip_coef, clip_scale,              // optimizer and clipping
   fake_quant, fake_quant_bwd, observe_min_max, quant_params, quantize_u8, linear_int8,  // quantization
   memory_update,                                          // generation's fixed-shape memory
+  fused_pointwise,                                        // a fused chain of elementwise calls (ops/fuse_pointwise.cpp)
   count_
 };
 const char* op_kind_name(OpKind k);
@@ -114,6 +116,9 @@ class Graph {
   // One line per call (MMREC_DEBUG=3), or the summary line (=1).
   std::string summary(const std::string& name) const;
   std::string listing() const;
+  // One line per fused call, naming what it fuses (MMREC_DEBUG=2):
+  // "fused #12: binary.mul -> clamp (2 calls, 1 pass over 4.0 MiB)".
+  std::string fusions() const;
 
  private:
   friend class Capture;
@@ -149,10 +154,20 @@ inline void dispatch(OpKind kind, const A& attrs, std::initializer_list<Tensor> 
 }
 
 // A rewrite of the call list between dead-call elimination and memory
-// planning (ops register theirs: see ops/fuse.cpp). `temporary` tells a
+// planning (ops register theirs: see ops/linear.cpp, ops/fuse_pointwise.cpp). `temporary` tells a
 // buffer made and dropped inside the capture. Returns the calls it removed.
 using GraphPass = size_t (*)(std::vector<Call>& calls, const std::function<bool(const Storage*)>& temporary);
 void register_pass(const char* name, GraphPass pass);
+// Removes the calls marked in `drop` (keeping the others' order); returns how many.
+size_t erase_calls(std::vector<Call>& calls, const std::vector<bool>& drop);
+// How many inputs and outputs of the calls view each buffer.
+std::unordered_map<const Storage*, int> count_uses(const std::vector<Call>& calls);
+
+// What a call made by a pass fuses ("binary.mul -> clamp (2 calls, ...)"),
+// or "" for a call of that kind that fuses nothing; the ops that fuse
+// register one per kind. Graph::fusions() prints them.
+using CallDescriber = std::string (*)(const Call& call);
+void register_describer(OpKind kind, CallDescriber describe);
 
 // Records every call `fn` makes while running it once, eagerly. `inputs`
 // are the tensors the caller rewrites before each replay; buffers that

@@ -1,17 +1,14 @@
 #include "ops/activation.h"
 
 #include "ops/common.h"
+#include "ops/elementwise_attrs.h"
 #include "ops/kernels/activation.h"
 
 namespace mmrec::ops {
 namespace {
 using kernels::Activation;
+using detail::ActAttrs;
 
-struct ActAttrs {
-  Activation op;
-  float lo, hi;  // clamp's bounds
-  int64_t n;
-};
 void run_activation(const ActAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::activation_f32(a.op, in[0].data<float>(), out[0].data<float>(), a.n);
 }

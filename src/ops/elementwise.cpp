@@ -1,6 +1,7 @@
 #include "ops/elementwise.h"
 
 #include "ops/common.h"
+#include "ops/elementwise_attrs.h"
 #include "ops/kernels/elementwise.h"
 #include "ops/reduce.h"
 
@@ -8,6 +9,9 @@ namespace mmrec::ops {
 namespace {
 using kernels::BinaryOp;
 using kernels::UnaryOp;
+using detail::AffineAttrs;
+using detail::BinaryAttrs;
+using detail::UnaryAttrs;
 
 const char* binary_name(BinaryOp op) {
   switch (op) {
@@ -19,24 +23,12 @@ const char* binary_name(BinaryOp op) {
   return "?";
 }
 
-struct BinaryAttrs {
-  BinaryOp op;
-  int64_t na, nb, n;
-};
 void run_binary(const BinaryAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::binary_f32(a.op, in[0].data<float>(), a.na, in[1].data<float>(), a.nb, out[0].data<float>(), a.n);
 }
-struct UnaryAttrs {
-  UnaryOp op;
-  int64_t n;
-};
 void run_unary(const UnaryAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::unary_f32(a.op, in[0].data<float>(), out[0].data<float>(), a.n);
 }
-struct AffineAttrs {
-  float s, t;
-  int64_t n;
-};
 void run_affine(const AffineAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::affine_f32(in[0].data<float>(), a.s, a.t, out[0].data<float>(), a.n);
 }

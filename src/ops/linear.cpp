@@ -4,6 +4,8 @@
 #include <unordered_map>
 
 #include "ops/common.h"
+#include "ops/elementwise_attrs.h"
+#include "ops/fuse_pointwise.h"
 #include "ops/kernels/linear.h"
 #include "tensor/threads.h"
 
@@ -56,7 +58,10 @@ struct LinearAttrs {
 };
 void run_linear(const LinearAttrs& a, const Tensor* in, const Tensor* out) {
   Tensor y = out[0];
-  kernels::linear_fwd(in[0], in[1], in[2], a.act, y);
+  if (a.accumulate)  // y += x wᵀ + b (the gemm_residual pass)
+    kernels::gemm(in[0], in[1].transpose(0, 1), y, in[2], a.act, true);
+  else
+    kernels::linear_fwd(in[0], in[1], in[2], a.act, y);
 }
 void run_linear_packed(const LinearAttrs& a, const Tensor* in, const Tensor* out) {
   Tensor y = out[0];
@@ -89,11 +94,7 @@ constexpr LinearAttrs attrs_of(Activation act) { return LinearAttrs{act, false, 
 // becomes one GEMM with oneDNN's sum post-op into g (g += a · b): one pass
 // over g instead of writing t and reading t and g.
 size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const std::function<bool(const Storage*)>& temporary) {
-  std::unordered_map<const Storage*, int> uses;
-  for (const autograd::Call& c : calls)
-    for (const std::vector<Tensor>* v : {&c.in, &c.out})
-      for (const Tensor& t : *v)
-        if (t.defined()) ++uses[t.impl()->storage.get()];
+  std::unordered_map<const Storage*, int> uses = autograd::count_uses(calls);
   std::vector<bool> drop(calls.size(), false);
   size_t fused = 0;
   for (size_t i = 0; i + 1 < calls.size(); ++i) {
@@ -128,16 +129,95 @@ size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const std::funct
     drop[j] = true;
     ++fused;
   }
-  size_t w = 0;
-  for (size_t i = 0; i < calls.size(); ++i) {
-    if (drop[i]) continue;
-    if (w != i) calls[w] = std::move(calls[i]);
-    ++w;
-  }
-  calls.resize(w);
+  autograd::erase_calls(calls, drop);
   return fused;
 }
-const bool fuse_registered = (autograd::register_pass("gemm_accumulate", fuse_gemm_accumulate), true);
+
+// A whole buffer: contiguous f32 from its first byte to its last.
+bool whole_f32(const Tensor& t) {
+  return t.dtype() == DType::f32 && t.is_contiguous() && t.offset() == 0 && t.nbytes() == t.impl()->storage->bytes;
+}
+
+// Graph pass: a linear call into a temporary t whose only reader is a
+// residual add(r, t) (or add(t, r)), r a temporary that dies there, becomes
+// the GEMM accumulating into r by oneDNN's sum post-op (r += x wᵀ + b), run
+// where the add ran; later readers of the add's output read r. One write of
+// the product instead of writing t, then reading t and r and writing the sum.
+size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const std::function<bool(const Storage*)>& temporary) {
+  std::unordered_map<const Storage*, int> uses = autograd::count_uses(calls);
+  std::unordered_map<const Storage*, size_t> first, last;  // calls touching each buffer
+  for (size_t i = 0; i < calls.size(); ++i)
+    for (const std::vector<Tensor>* v : {&calls[i].in, &calls[i].out})
+      for (const Tensor& t : *v)
+        if (t.defined()) first.try_emplace(t.impl()->storage.get(), i), last[t.impl()->storage.get()] = i;
+  std::vector<bool> drop(calls.size(), false);
+  size_t fused = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (calls[i].kind != autograd::OpKind::linear || drop[i]) continue;
+    LinearAttrs a;
+    std::memcpy(&a, calls[i].attrs.bytes, sizeof a);
+    const Tensor t = calls[i].out[0];
+    const Storage* ts = t.impl()->storage.get();
+    // K = 0 sums the bias in double (gemm_k0): not the add's rounding.
+    if (a.act != Activation::none || a.accumulate || calls[i].in[0].shape().back() == 0) continue;
+    if (!temporary(ts) || uses[ts] != 2 || !whole_f32(t)) continue;
+    const size_t j = last[ts];
+    autograd::Call& add = calls[j];
+    if (j <= i || add.kind != autograd::OpKind::binary ||
+        detail::attrs_of_call<detail::BinaryAttrs>(add).op != kernels::BinaryOp::add)
+      continue;
+    const Tensor r = add.in[0].impl()->storage.get() == ts ? add.in[1] : add.in[0], o = add.out[0];
+    const Storage *rs = r.impl()->storage.get(), *os = o.impl()->storage.get();
+    if (rs == ts || !temporary(rs) || !temporary(os) || last[rs] != j || first[os] != j) continue;
+    if (!whole_f32(r) || !whole_f32(o) || r.numel() != t.numel() || o.numel() != t.numel()) continue;
+    // The GEMM reads its inputs at j instead of i: nothing in between may
+    // write them, and r must not be one of them.
+    bool clear = true;
+    for (const Tensor& x : calls[i].in) {
+      if (!x.defined()) continue;
+      const Storage* xs = x.impl()->storage.get();
+      clear &= xs != rs;
+      for (size_t k = i + 1; k < j && clear; ++k)
+        for (const Tensor& w : calls[k].out)
+          if (w.defined() && w.impl()->storage.get() == xs) clear = false;
+    }
+    if (!clear) continue;
+    a.accumulate = true;
+    autograd::Call gemm = std::move(calls[i]);
+    gemm.attrs = autograd::Attrs::of(a);
+    gemm.out[0] = r.as_strided(t.shape(), t.strides(), 0);
+    add = std::move(gemm);
+    drop[i] = true;
+    for (size_t k = j + 1; k < calls.size(); ++k)
+      for (std::vector<Tensor>* v : {&calls[k].in, &calls[k].out})
+        for (Tensor& x : *v)
+          if (x.defined() && x.impl()->storage.get() == os) x = r.as_strided(x.shape(), x.strides(), x.offset());
+    last[rs] = last[os];
+    ++fused;
+  }
+  autograd::erase_calls(calls, drop);
+  return fused;
+}
+
+std::string describe_gemm(const autograd::Call& c) {
+  LinearAttrs a;
+  std::memcpy(&a, c.attrs.bytes, sizeof a);
+  if (!a.accumulate) return "";
+  return c.kind == autograd::OpKind::gemm
+             ? "gemm -> grad_accumulate (2 calls, oneDNN's sum post-op into the gradient)"
+             : "linear -> binary.add (2 calls, oneDNN's sum post-op into the residual)";
+}
+// Passes run in registration order: gemm_accumulate before pointwise fusion,
+// which would otherwise absorb the accumulations it looks for; the residual
+// epilogue after it, on the adds no elementwise chain took (x + h + c stays
+// one pointwise pass).
+const bool fuse_registered = (autograd::register_pass("gemm_accumulate", fuse_gemm_accumulate),
+                              autograd::register_describer(autograd::OpKind::gemm, describe_gemm),
+                              autograd::register_pass("fuse_pointwise", detail::fuse_pointwise),
+                              autograd::register_describer(autograd::OpKind::fused_pointwise,
+                                                           detail::describe_pointwise),
+                              autograd::register_pass("gemm_residual", fuse_gemm_residual),
+                              autograd::register_describer(autograd::OpKind::linear, describe_gemm), true);
 using detail::dispatch;
 using detail::OpKind;
 

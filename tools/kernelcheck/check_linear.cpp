@@ -1,9 +1,12 @@
 // Rows for the linear layers: the oneDNN forward (f32, bf16, fused gelu and
-// sigmoid), dX, dW (also fused into a gradient by the sum post-op, against
-// the unfused chain), db, the activation backward and the f32 <-> bf16
+// sigmoid; also accumulating into a residual by the sum post-op, against the
+// unfused chain), dX, dW (also fused into a gradient by the sum post-op,
+// against the unfused chain), db, the activation backward and the f32 <-> bf16
 // conversion against scalar references, and gradient checks of ops::linear
 // and ops::qkvz.
+#include <iterator>
 #include <tuple>
+#include <vector>
 
 #include "autograd/gradcheck.h"
 #include "kernelcheck/kernelcheck.h"
@@ -118,6 +121,29 @@ KERNELCHECK_SUITE(linear) {
       ctx.compare(name, shape, got, want, 1e-6, tk, tr);
     }
   }
+  // The residual epilogue of a captured step (the gemm_residual pass):
+  // r += x wᵀ + b by oneDNN's sum post-op, against the unfused chain
+  // (y = x wᵀ + b; r + y), bit for bit; the last two shapes run on all
+  // threads, one with a long K.
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> residual_shapes(std::begin(kShapes), std::end(kShapes));
+  residual_shapes.insert(residual_shapes.end(), {{256, 1024, 1024}, {8, 4096, 1024}});
+  for (auto [M, K, N] : residual_shapes)
+    for (DType t : {DType::f32, DType::bf16}) {
+      const std::string name = std::string("linear_residual") + suffix(t);
+      if (!ctx.wants(name) || K == 0) continue;  // K = 0 stays unfused
+      const Tensor x = rand_uniform({M, K}, g, -1, 1).to(t), w = rand_uniform({N, K}, g, -1, 1).to(t);
+      const Tensor b = rand_uniform({N}, g, -1, 1), r = rand_uniform({M, N}, g, -1, 1);
+      Tensor got = r.clone(), y = Tensor::empty({M, N}), want;
+      const double tk = kc::time_us([&] {
+        got.copy_from(r);
+        kernels::gemm(x, w.transpose(0, 1), got, b, Activation::none, true);
+      });
+      const double tr = kc::time_us([&] {
+        kernels::linear_fwd(x, w, b, Activation::none, y);
+        want = ops::add(r, y);
+      });
+      ctx.compare(name, {M, K, N}, got, want, 0.0, tk, tr);
+    }
   // Gradient checks through ops::linear (x, w, b) and ops::qkvz.
   auto grad_row = [&](const std::string& kernel, const Shape& shape, const autograd::Function& f,
                       const std::vector<Tensor>& in) {

@@ -1,7 +1,8 @@
 // Highway activation kernels, compiled for every target and picked at run time.
 // GELU's tanh form is evaluated as x σ(2u) (tanh(u) = 2σ(2u) - 1): one vector
 // exp and one division instead of Tanh's expm1 and division plus the extra
-// multiply-adds. The exp is ExpClamped (exp_hwy-inl.h says why not hn::Exp);
+// multiply-adds (the lane functions are in pointwise_hwy-inl.h, shared with
+// the fused kernel). The exp is ExpClamped (exp_hwy-inl.h says why not hn::Exp);
 // a full division measures faster here than the approximate reciprocal with
 // a Newton step (2.80 vs 2.56 Gelem/s per core for GELU).
 #undef HWY_TARGET_INCLUDE
@@ -10,31 +11,14 @@
 #include <hwy/highway.h>
 
 #include "ops/kernels/activation.h"
-#include "ops/kernels/exp_hwy-inl.h"
 #include "ops/kernels/hwy_rows-inl.h"
+#include "ops/kernels/pointwise_hwy-inl.h"
 #include "tensor/threads.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace mmrec::kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-
-// 2 sqrt(2/π) and 2 sqrt(2/π) 0.044715: σ(x (k0 + k1 x²)) = (1 + tanh(u)) / 2.
-constexpr float kGeluK0 = 1.5957691216057308f;
-constexpr float kGeluK1 = 0.0713548162726009f;
-
-// σ(x) = 1 / (1 + exp(-x)), from nx = -x. For x < -88, exp(-x) is capped
-// at exp(88): σ comes out ~6e-39 instead of the subnormal or 0.
-template <class D, class V>
-HWY_INLINE V SigmoidOfNeg(D d, V nx) {
-  const V one = hn::Set(d, 1.0f);
-  return hn::Div(one, hn::Add(one, ExpClamped(d, nx)));
-}
-
-template <class D, class V>
-HWY_INLINE V Sigmoid(D d, V x) {
-  return SigmoidOfNeg(d, hn::Neg(x));
-}
 
 void SigmoidRow(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, size_t n, bool stream) {
   const hn::ScalableTag<float> d;
@@ -43,17 +27,12 @@ void SigmoidRow(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, size_t n, bo
 
 void GeluRow(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, size_t n, bool stream) {
   const hn::ScalableTag<float> d;
-  const auto nk0 = hn::Set(d, -kGeluK0), nk1 = hn::Set(d, -kGeluK1);
-  Map1(d, x, y, n, 0.0f, stream, [&](auto v) {
-    const auto nu2 = hn::Mul(v, hn::MulAdd(hn::Mul(v, v), nk1, nk0));  // -2u
-    return hn::Div(v, hn::Add(hn::Set(d, 1.0f), ExpClamped(d, nu2)));
-  });
+  Map1(d, x, y, n, 0.0f, stream, [d](auto v) { return Gelu(d, v); });
 }
 
 void ClampRow(const float* HWY_RESTRICT x, float lo, float hi, float* HWY_RESTRICT y, size_t n, bool stream) {
   const hn::ScalableTag<float> d;
-  const auto vlo = hn::Set(d, lo), vhi = hn::Set(d, hi);
-  Map1(d, x, y, n, 0.0f, stream, [&](auto v) { return hn::Min(hn::Max(v, vlo), vhi); });
+  Map1(d, x, y, n, 0.0f, stream, [&](auto v) { return Clamp(d, v, lo, hi); });
 }
 
 void SigmoidMulRow(const float* HWY_RESTRICT x, const float* HWY_RESTRICT y, float* HWY_RESTRICT out, size_t n,

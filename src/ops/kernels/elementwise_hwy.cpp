@@ -5,36 +5,16 @@
 
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
-#include <hwy/contrib/math/math-inl.h>
 
 #include "ops/kernels/elementwise.h"
+#include "ops/kernels/hwy_rows-inl.h"
+#include "ops/kernels/pointwise_hwy-inl.h"
 #include "tensor/threads.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace mmrec::kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-
-template <class D, class V>
-HWY_INLINE V apply_binary(D, BinaryOp op, V a, V b) {
-  switch (op) {
-    case BinaryOp::add: return hn::Add(a, b);
-    case BinaryOp::sub: return hn::Sub(a, b);
-    case BinaryOp::mul: return hn::Mul(a, b);
-    case BinaryOp::div: return hn::Div(a, b);
-  }
-  return a;
-}
-
-template <class D, class V>
-HWY_INLINE V apply_unary(D d, UnaryOp op, V x) {
-  switch (op) {
-    case UnaryOp::neg: return hn::Neg(x);
-    case UnaryOp::exp: return hn::Exp(d, x);
-    case UnaryOp::log: return hn::Log(d, x);
-  }
-  return x;
-}
 
 // out[0..n) = a[0..n) op b[0..n) (both full length).
 void BinaryRow(BinaryOp op, const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, float* HWY_RESTRICT out,
@@ -43,12 +23,12 @@ void BinaryRow(BinaryOp op, const float* HWY_RESTRICT a, const float* HWY_RESTRI
   const size_t N = hn::Lanes(d);
   size_t i = 0;
   for (; i + N <= n; i += N)
-    hn::StoreU(apply_binary(d, op, hn::LoadU(d, a + i), hn::LoadU(d, b + i)), d, out + i);
+    hn::StoreU(ApplyBinary(d, op, hn::LoadU(d, a + i), hn::LoadU(d, b + i)), d, out + i);
   if (i < n) {
     HWY_ALIGN float ta[hn::MaxLanes(d)] = {}, tb[hn::MaxLanes(d)] = {}, to[hn::MaxLanes(d)];
     for (size_t k = 0; k < n - i; ++k) ta[k] = a[i + k], tb[k] = b[i + k];
     for (size_t k = n - i; k < N; ++k) tb[k] = 1.0f;  // keep div finite in padding lanes
-    hn::Store(apply_binary(d, op, hn::Load(d, ta), hn::Load(d, tb)), d, to);
+    hn::Store(ApplyBinary(d, op, hn::Load(d, ta), hn::Load(d, tb)), d, to);
     for (size_t k = 0; k < n - i; ++k) out[i + k] = to[k];
   }
 }
@@ -57,22 +37,21 @@ void UnaryRow(UnaryOp op, const float* HWY_RESTRICT x, float* HWY_RESTRICT out, 
   const hn::ScalableTag<float> d;
   const size_t N = hn::Lanes(d);
   size_t i = 0;
-  for (; i + N <= n; i += N) hn::StoreU(apply_unary(d, op, hn::LoadU(d, x + i)), d, out + i);
+  for (; i + N <= n; i += N) hn::StoreU(ApplyUnary(d, op, hn::LoadU(d, x + i)), d, out + i);
   if (i < n) {
     HWY_ALIGN float tx[hn::MaxLanes(d)], to[hn::MaxLanes(d)];
     for (size_t k = 0; k < N; ++k) tx[k] = k < n - i ? x[i + k] : 1.0f;
-    hn::Store(apply_unary(d, op, hn::Load(d, tx)), d, to);
+    hn::Store(ApplyUnary(d, op, hn::Load(d, tx)), d, to);
     for (size_t k = 0; k < n - i; ++k) out[i + k] = to[k];
   }
 }
 
+// The tail goes through a padded vector too: a scalar x * s + t rounds twice
+// where MulAdd rounds once, and the tail's place depends on how the work was
+// split between threads.
 void AffineRow(const float* HWY_RESTRICT x, float s, float t, float* HWY_RESTRICT out, size_t n) {
   const hn::ScalableTag<float> d;
-  const size_t N = hn::Lanes(d);
-  const auto vs = hn::Set(d, s), vt = hn::Set(d, t);
-  size_t i = 0;
-  for (; i + N <= n; i += N) hn::StoreU(hn::MulAdd(hn::LoadU(d, x + i), vs, vt), d, out + i);
-  for (; i < n; ++i) out[i] = x[i] * s + t;
+  Map1(d, x, out, n, 0.0f, false, [&](auto v) { return Affine(d, v, s, t); });
 }
 
 }  // namespace HWY_NAMESPACE

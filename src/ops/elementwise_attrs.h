@@ -1,0 +1,41 @@
+// The attribute blocks of the elementwise and activation calls (internal to
+// src/ops): written by their builders, read back from captured calls by the
+// pointwise fusion pass (fuse_pointwise.cpp).
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "autograd/graph.h"
+#include "ops/kernels/activation.h"
+#include "ops/kernels/elementwise.h"
+
+namespace mmrec::ops::detail {
+
+struct BinaryAttrs {
+  kernels::BinaryOp op;
+  int64_t na, nb, n;
+};
+struct UnaryAttrs {
+  kernels::UnaryOp op;
+  int64_t n;
+};
+struct AffineAttrs {
+  float s, t;
+  int64_t n;
+};
+// activation, clamp and sigmoid_mul (and their backward)
+struct ActAttrs {
+  kernels::Activation op;
+  float lo, hi;  // clamp's bounds
+  int64_t n;
+};
+
+// A captured call's attributes as the struct its builder wrote.
+template <class A>
+A attrs_of_call(const autograd::Call& c) {
+  A a;
+  std::memcpy(&a, c.attrs.bytes, sizeof a);
+  return a;
+}
+
+}  // namespace mmrec::ops::detail

@@ -1,0 +1,18 @@
+// The pointwise fusion pass (internal to src/ops): chains of elementwise
+// calls whose intermediates die become one fused_pointwise call. linear.cpp
+// registers it after gemm_accumulate (passes run in registration order, and
+// gemm_accumulate wants the grad_accumulate calls this pass would absorb).
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/graph.h"
+
+namespace mmrec::ops::detail {
+
+size_t fuse_pointwise(std::vector<autograd::Call>& calls, const std::function<bool(const Storage*)>& temporary);
+// "binary.mul -> clamp (2 calls, 1 pass over 4.0 MiB)" for a fused_pointwise call.
+std::string describe_pointwise(const autograd::Call& call);
+
+}  // namespace mmrec::ops::detail
