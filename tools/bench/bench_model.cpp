@@ -87,17 +87,22 @@ struct FullStep {
 };
 
 // Eager and compiled full steps of one model, measured in the same run.
+// Eager and compiled run on two copies of the model, timed in turn (a
+// neighbour on this shared machine weighs on both alike).
 void compare_steps(bench::Context& ctx, const std::string& name, const Model& m, const Tensor& tokens, int reps) {
-  FullStep st(m);
-  st.eager(tokens);  // warm-up: primitive caches, allocator pools
+  const Model twin(m.config(), 1);
+  FullStep se(m), st(twin);
+  se.eager(tokens);  // warm-up: primitive caches, allocator pools
   alloc::reset_peak();
   size_t base = alloc::stats().current_bytes;
-  const double te = bench::median_seconds([&] { st.eager(tokens); }, reps, 0);
+  se.eager(tokens);
   const size_t eager_peak = alloc::stats().peak_bytes - base;
   st.opt.zero_grad_in_place();
   st.compiled(tokens);  // the capture
   const autograd::Graph& g = *st.micro.last_graph();
-  const double tc = bench::median_seconds([&] { st.compiled(tokens); }, reps, 0);
+  const std::vector<double> both = bench::median_seconds_interleaved(
+      {[&] { st.compiled(tokens); }, [&] { se.eager(tokens); }}, reps, 0);
+  const double tc = both[0], te = both[1];
   // The step's GEMMs alone: its oneDNN calls (cached primitives) replayed
   // without anything else; the rest of the step is what capture and fusion attack.
   auto is_gemm = [](autograd::OpKind k) {
