@@ -34,7 +34,8 @@ losses() { grep -o '"loss":[^,]*,.*"step":[0-9]*' "$1/metrics.jsonl" | sed 's/"l
 "$train" cfg.json --run-dir B > B.log 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do [ -d B/checkpoints/step-00000040 ] && break; sleep 0.05; done
-sleep 0.3
+# A few steps past it (not a fixed sleep: a fast step would finish the run).
+for _ in $(seq 1 3000); do grep -q '"step":45[,}]' B/metrics.jsonl 2>/dev/null && break; sleep 0.01; done
 kill -9 $pid
 wait $pid
 status=$?

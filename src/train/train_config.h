@@ -41,7 +41,7 @@ struct OptimConfig {  // the `train` section
   bool decay_norms_and_biases = false;
   int64_t seed = 1;         // model init and data sampling
   int64_t threads = 0;      // 0: all cores
-  bool compile = false;     // capture the step once, then replay it (autograd/compile.h)
+  bool compile = true;      // capture the step once, then replay it (autograd/compile.h)
   std::string checkpointing = "none";  // "none" | "block" | "chunk" (gradient checkpointing)
   int64_t checkpoint_tokens = 0;       // "chunk": tokens per recomputed segment (0: model.chunk_size)
   std::string amp = "none"; // "none" | "bf16" (mixed precision, dynamic loss scaling)
