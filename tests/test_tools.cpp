@@ -455,6 +455,21 @@ TEST_CASE("mmrec-quantize: post-training int8 export; mmrec-eval runs it in int8
   const double l32 = json::parse(f32.out)["loss"], l8 = json::parse(i8.out)["loss"], lfq = json::parse(fq.out)["loss"];
   CHECK(l8 == doctest::Approx(lfq).epsilon(1e-5));  // int8 kernels = the fake-quant forward
   CHECK(l8 == doctest::Approx(l32).epsilon(0.05));   // and close to f32
+  // Compiled, the int8 model gives the same loss and the same tokens.
+  Run i8c = run("MMREC_EVAL", {"--checkpoint", out, "--data", data, "--json", "--compile", "--seq", "8"});
+  REQUIRE(i8c.status == 0);
+  CHECK(json::parse(i8c.out)["loss"].get<double>() == doctest::Approx(l8).epsilon(1e-5));
+  if (std::getenv("MMREC_GENERATE")) {
+    auto gen = [&](bool c) {
+      std::vector<std::string> a = {"--checkpoint", out, "--prompt", "int8 model", "--tokens", "40", "--temperature",
+                                    "0", "--ids"};
+      if (c) a.push_back("--compile");
+      return run("MMREC_GENERATE", a);
+    };
+    const Run ge = gen(false), gc = gen(true);
+    CHECK(ge.status == 0);
+    CHECK(gc.out == ge.out);
+  }
   Run no_data = run("MMREC_QUANTIZE", {"--checkpoint", ckpt, "--out", out});
   CHECK(no_data.status == 2);
   CHECK(no_data.err == "mmrec-quantize: --data is required to calibrate a model file (see --help)\n");
