@@ -405,6 +405,11 @@ TEST_CASE("bench, kernelcheck and tokenize: argument errors exit 2 with one line
   CHECK(m.out.find("\"name\":\"model_compiled_step_8x1024 gemm\"") != std::string::npos);
   CHECK(row["planned_mib"].get<double>() > 0);
   CHECK(row["ratio"].get<double>() > 0);
+  // The floor: the step's GEMM flops at a rate at least that of all its GEMMs together.
+  CHECK(row["gemm_gflop"].get<double>() > 0);
+  CHECK(row["best_gflops"].get<double>() >= row["gemm_gflops"].get<double>());
+  CHECK(row["floor_ms"].get<double>() <= row["gemm_ms"].get<double>() * (1 + 1e-9));
+  CHECK(row["eager_vs_floor"].get<double>() > 0);
   // Compiled generation against eager, with its per-kind rows; --compile runs the suite's own rows replayed.
   const Run gen = run("MMREC_BENCH", {"--model", cfg, "--filter", "model_generate_compiled", "--reps", "1", "--json"});
   REQUIRE(gen.status == 0);

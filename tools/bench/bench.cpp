@@ -44,7 +44,8 @@ double median_seconds(const std::function<void()>& f, int reps, int warmup) {
   return median_seconds_interleaved({f}, reps, warmup)[0];
 }
 
-std::vector<double> median_seconds_interleaved(const std::vector<std::function<void()>>& fs, int reps, int warmup) {
+std::vector<std::vector<double>> seconds_interleaved(const std::vector<std::function<void()>>& fs, int reps,
+                                                     int warmup) {
   for (int i = 0; i < warmup; ++i)
     for (const auto& f : fs) f();
   std::vector<std::vector<double>> t(fs.size());
@@ -54,11 +55,18 @@ std::vector<double> median_seconds_interleaved(const std::vector<std::function<v
       fs[k]();
       t[k].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
     }
+  return t;
+}
+
+double median_of(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+std::vector<double> median_seconds_interleaved(const std::vector<std::function<void()>>& fs, int reps, int warmup) {
   std::vector<double> med;
-  for (auto& v : t) {
-    std::sort(v.begin(), v.end());
-    med.push_back(v[v.size() / 2]);
-  }
+  for (auto& v : seconds_interleaved(fs, reps, warmup)) med.push_back(median_of(std::move(v)));
   return med;
 }
 

@@ -57,6 +57,12 @@ double median_seconds(const std::function<void()>& f, int reps, int warmup = 1);
 // so that a noisy neighbour weighs on all alike: one median per function.
 std::vector<double> median_seconds_interleaved(const std::vector<std::function<void()>>& fs, int reps,
                                                int warmup = 1);
+// The rounds themselves: seconds[k][i] is function k in round i (for
+// paired differences within a round).
+std::vector<std::vector<double>> seconds_interleaved(const std::vector<std::function<void()>>& fs, int reps,
+                                                     int warmup = 1);
+// The median of v (by value: v is sorted in the copy).
+double median_of(std::vector<double> v);
 
 // STREAM triad a[i] = b[i] + s*c[i] over arrays of `bytes_per_array`, on the
 // current thread setting, in GB/s counting 3 arrays (median of reps).
