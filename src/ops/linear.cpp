@@ -85,7 +85,7 @@ void run_convert(const LinearAttrs&, const Tensor* in, const Tensor* out) {
 }
 void run_col_sum(const LinearAttrs&, const Tensor* in, const Tensor* out) {
   Tensor db = out[0];
-  kernels::col_sum(in[0], db);
+  kernels::col_sum(in[0], db, detail::scratch_ptr(out[1]));
 }
 constexpr LinearAttrs attrs_of(Activation act) { return LinearAttrs{act, false, nullptr}; }
 
@@ -254,7 +254,8 @@ Grads backward_rows(const Tensor& gy, const Tensor& x, const Tensor& w, const Te
   }
   if (gb) {
     r.db = Tensor::empty({N});
-    dispatch<run_col_sum>(OpKind::col_sum, attrs_of(act), {g}, {r.db});
+    dispatch<run_col_sum>(OpKind::col_sum, attrs_of(act), {g},
+                          {r.db, detail::scratch(kernels::col_sum_scratch_bytes(M, N))});
   }
   return r;
 }

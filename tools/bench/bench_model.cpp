@@ -88,13 +88,12 @@ struct FullStep {
 
 // Eager and compiled full steps of one model, measured in the same run.
 bool is_gemm(autograd::OpKind k) {
-  return k == autograd::OpKind::linear || k == autograd::OpKind::gemm || k == autograd::OpKind::matmul ||
-         k == autograd::OpKind::col_sum;
+  return k == autograd::OpKind::linear || k == autograd::OpKind::gemm || k == autograd::OpKind::matmul;
 }
 
 // Flops of a GEMM call (2 per multiply-add): linear x [M, K] · w [N, K]ᵀ,
 // gemm a [M, K] · b [K, N], matmul a [.., M, K] · b [.., K, N]; 0 for the
-// rest (col_sum is a matrix-vector product bound by memory, not flops).
+// rest.
 double call_flop(const autograd::Call& c) {
   using K = autograd::OpKind;
   if (c.kind != K::linear && c.kind != K::gemm && c.kind != K::matmul) return 0;

@@ -90,11 +90,12 @@ KERNELCHECK_SUITE(linear) {
       }
     }
     Tensor dy = rand_uniform({M, N}, g, -1, 1);
-    for (auto [name, method] : {std::pair{"linear_db_matmul", kernels::ColSum::matmul},
+    for (auto [name, method] : {std::pair{"linear_db", kernels::ColSum::sum_axis},
+                                std::pair{"linear_db_matmul", kernels::ColSum::matmul},
                                 std::pair{"linear_db_reduction", kernels::ColSum::reduction}}) {
       if (!ctx.wants(name)) continue;
       Tensor got = Tensor::empty({N}), want = Tensor::empty({N});
-      const double tk = kc::time_us([&] { kernels::col_sum(dy, got, method); });
+      const double tk = kc::time_us([&] { kernels::col_sum(dy, got, nullptr, method); });
       const double tr = kc::time_us([&] { kernels::ref::col_sum(dy, want); }, 1);
       ctx.compare(name, shape, got, want, tol_for(M), tk, tr);
     }

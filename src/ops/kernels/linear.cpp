@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ops/kernels/dnnl_context.h"
+#include "ops/kernels/reduce.h"
 
 namespace mmrec::kernels {
 namespace {
@@ -27,9 +28,15 @@ void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& b, ops::Activati
   gemm(x, w.transpose(0, 1), y, b, act);  // [M, K] · [K, N] with Wᵀ a strided view of w
 }
 
-void col_sum(const Tensor& dy, Tensor& db, ColSum method) {
+size_t col_sum_scratch_bytes(int64_t M, int64_t N) { return sum_axis_scratch_bytes(1, M, N); }
+
+void col_sum(const Tensor& dy, Tensor& db, void* scratch, ColSum method) {
   const int64_t M = dy.shape()[0], N = dy.shape()[1];
   if (N == 0) return;
+  if (method == ColSum::sum_axis) {  // M = 0 gives zeros
+    sum_axis_f32(dy.data<float>(), 1, M, N, 1.0f, db.data<float>(), scratch);
+    return;
+  }
   if (M <= 1) {  // oneDNN rejects a reduction that reduces nothing
     if (M == 0) db.fill(0.0);
     else std::memcpy(db.raw_data(), dy.raw_data(), static_cast<size_t>(N) * sizeof(float));

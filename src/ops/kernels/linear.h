@@ -20,10 +20,15 @@ namespace mmrec::kernels {
 void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& b, ops::Activation act, Tensor& y);
 
 // db[N] = Σ_m dy[m, n] for dy f32 [M, N] contiguous, db f32 [N]. The
-// ones-vector GEMM runs at memory speed; oneDNN 2.6's reduction takes its
-// reference path here, ~20x slower on 8192x2048 (bench linear_db).
-enum class ColSum { matmul, reduction };
-void col_sum(const Tensor& dy, Tensor& db, ColSum method = ColSum::matmul);
+// default is the Highway column reduction of kernels/reduce.h (double
+// accumulators, the same result on any thread count; its partial sums in
+// `scratch`, col_sum_scratch_bytes, null: allocated), at the triad's
+// bandwidth: on 8192x2048, 46 GB/s on 2 threads against 9.6 GB/s for the
+// ones-vector GEMM (oneDNN's matrix-vector product, one thread) and ~0.5
+// GB/s for oneDNN 2.6's reduction, which takes its reference path (bench linear_db).
+enum class ColSum { sum_axis, matmul, reduction };
+void col_sum(const Tensor& dy, Tensor& db, void* scratch = nullptr, ColSum method = ColSum::sum_axis);
+size_t col_sum_scratch_bytes(int64_t M, int64_t N);
 
 // y = act(x) elementwise (x, y f32 contiguous, same size; may alias).
 void act_forward(ops::Activation act, const Tensor& x, Tensor& y);
