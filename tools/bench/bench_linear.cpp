@@ -14,6 +14,7 @@
 
 #include "autograd/tape.h"
 #include "bench/bench.h"
+#include "ops/kernels/activation.h"
 #include "ops/kernels/linear.h"
 #include "ops/linear.h"
 #include "ops/view.h"
@@ -56,6 +57,38 @@ struct BareLinear {
   }
   void run() {
     prim.execute(s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_BIAS, bm}, {DNNL_ARG_DST, ym}});
+    s.wait();
+  }
+};
+
+// oneDNN's eltwise forward and backward (gelu_tanh, or logistic on its
+// output) over n floats, on primitives created once outside the library.
+struct BareEltwise {
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::stream s{eng};
+  dnnl::eltwise_forward fwd;
+  dnnl::eltwise_backward bwd;
+  dnnl::memory src, dst, saved, diff_dst, diff_src;
+  bool gelu;
+  BareEltwise(bool is_gelu, int64_t n, const Tensor& x, Tensor& y, const Tensor& sv, const Tensor& gy, Tensor& dx)
+      : gelu(is_gelu) {
+    const dnnl::memory::desc md({n}, dt::f32, tag::a);
+    const auto alg = gelu ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_logistic_use_dst_for_bwd;
+    dnnl::eltwise_forward::primitive_desc fpd(
+        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, alg, md, 0.0f, 0.0f), eng);
+    fwd = dnnl::eltwise_forward(fpd);
+    bwd = dnnl::eltwise_backward(
+        dnnl::eltwise_backward::primitive_desc(dnnl::eltwise_backward::desc(alg, md, md, 0.0f, 0.0f), eng, fpd));
+    src = dnnl::memory(md, eng, x.raw_data()), dst = dnnl::memory(md, eng, y.raw_data());
+    saved = dnnl::memory(md, eng, sv.raw_data()), diff_dst = dnnl::memory(md, eng, gy.raw_data());
+    diff_src = dnnl::memory(md, eng, dx.raw_data());
+  }
+  void forward() {
+    fwd.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+    s.wait();
+  }
+  void backward() {
+    bwd.execute(s, {{gelu ? DNNL_ARG_SRC : DNNL_ARG_DST, saved}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_SRC, diff_src}});
     s.wait();
   }
 };
@@ -113,6 +146,35 @@ BENCH_SUITE(linear) {
     ctx.report("linear_db_8192x2048", {{"us", t * 1e6}, {"gbps", bytes / t / 1e9}, {"ref_gbps", tri},
                                        {"matmul_us", t_mm * 1e6}, {"matmul_gbps", bytes / t_mm / 1e9},
                                        {"reduction_us", t_red * 1e6}, {"ratio", t_mm / t}});
+  }
+
+  // The activation passes of a linear layer in training (gelu forward after
+  // the GEMM on oneDNN; gelu and sigmoid backward before dX/dW on the Highway
+  // kernels of kernels/activation.h) against bare oneDNN eltwise primitives,
+  // the Highway forward, and the triad.
+  if (ctx.wants_prefix("linear_act_")) {
+    const double tri = bench::triad_gbps(32 << 20, reps), bytes = 4.0 * M * N;
+    Tensor pre = rand_uniform({M, N}, g, -3, 3), sig = rand_uniform({M, N}, g, 0.01f, 0.99f);
+    Tensor gy = rand_uniform({M, N}, g, -1, 1), out = Tensor::empty({M, N});
+    for (Activation act : {Activation::gelu, Activation::sigmoid}) {
+      const bool gelu = act == Activation::gelu;
+      const Tensor& saved = gelu ? pre : sig;
+      const std::string name = std::string("linear_act_") + (gelu ? "gelu" : "sigmoid") + "_8192x2048";
+      if (!ctx.wants(name)) continue;
+      BareEltwise bare(gelu, M * N, pre, out, saved, gy, out);
+      const double fk = bench::median_seconds([&] { kernels::act_forward(act, pre, out); }, reps);
+      const double fd = bench::median_seconds([&] { bare.forward(); }, reps);
+      const double fh = bench::median_seconds([&] {  // what a Highway forward would give (see kernels/linear.cpp)
+        kernels::activation_f32(gelu ? kernels::Activation::gelu : kernels::Activation::sigmoid, pre.data<float>(),
+                                out.data<float>(), M * N);
+      }, reps);
+      const double bk = bench::median_seconds([&] { kernels::act_backward(act, gy, saved, out); }, reps);
+      const double bd = bench::median_seconds([&] { bare.backward(); }, reps);
+      ctx.report(name, {{"fwd_gbps", 2 * bytes / fk / 1e9}, {"bwd_gbps", 3 * bytes / bk / 1e9},
+                        {"fwd_dnnl_gbps", 2 * bytes / fd / 1e9}, {"bwd_dnnl_gbps", 3 * bytes / bd / 1e9},
+                        {"fwd_hwy_gbps", 2 * bytes / fh / 1e9},
+                        {"ref_gbps", tri}, {"fwd_ratio", fd / fk}, {"bwd_ratio", bd / bk}});
+    }
   }
 
   // gelu with a backward to come: GEMM + separate gelu pass (saves the

@@ -1,6 +1,8 @@
-// Linear-layer kernels on oneDNN (cached primitives): the fused forward
-// y = act(x wᵀ + b), the activation's backward, column sums for db and
-// f32 <-> bf16 conversion; double-precision references beside them.
+// Linear-layer kernels: the fused forward y = act(x wᵀ + b), the separate
+// activation pass of training and f32 <-> bf16 conversion on oneDNN (cached
+// primitives), the activation's backward and the column sums for db on the
+// Highway kernels of kernels/activation.h and kernels/reduce.h;
+// double-precision references beside them.
 //
 //   kernels::linear_fwd(x, w, b, ops::Activation::gelu, y);   // x [M, K], w [N, K], y [M, N]
 //   kernels::col_sum(dy, db);                                  // db[n] = Σ_m dy[m, n]
