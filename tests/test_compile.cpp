@@ -3,8 +3,8 @@
 // on ops, on the model's logits and on 20 whole training steps (forward,
 // loss, backward, clipping, AdamW) in both recurrence modes, recapture on a
 // new signature, strict mode, memory planning and dead calls; pointwise
-// fusion and the GEMM residual epilogue (fused, bit-identical to eager,
-// left alone where unsafe).
+// fusion, copy chains and the GEMM residual epilogue (fused, bit-identical
+// to eager, left alone where unsafe).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -16,9 +16,12 @@
 #include "autograd/tape.h"
 #include "models/model.h"
 #include "ops/activation.h"
+#include "ops/copy_chains.h"
 #include "ops/elementwise.h"
 #include "ops/linear.h"
 #include "ops/reduce.h"
+#include "ops/shape.h"
+#include "ops/view.h"
 #include "ops/softmax.h"
 #include "tensor/random.h"
 #include "compiled_steps.h"
@@ -329,6 +332,47 @@ TEST_CASE("gemm residual fusion: a linear whose output only feeds add(r, y) accu
   CHECK(bit_equal(self_r({h2})[0], self({h2})[0]));
 }
 
+TEST_CASE("copy chains: a copy only copies read becomes one strided copy per reader, bit for bit") {
+  using ops::detail::ElemView;
+  // A row of t (contiguous) runs across the axes of w, a permuted view: split.
+  const ElemView w{0, {2, 4, 3, 5}, {60, 5, 20, 1}};
+  const auto c = ops::detail::compose_views({0, {2, 60}, {60, 1}}, {15, {2, 60}, {90, 1}}, w);
+  REQUIRE(c.has_value());
+  CHECK(c->src.shape == Shape{2, 4, 3, 5});
+  CHECK(c->src.strides == Shape{60, 5, 20, 1});
+  CHECK(c->dst.strides == Shape{90, 15, 5, 1});
+  CHECK(c->dst.offset == 15);
+  // A stride that carries from one axis of w into the next is no strided view.
+  CHECK(!ops::detail::compose_views({0, {2}, {5}}, {0, {2}, {1}}, {0, {3, 4}, {1, 3}}).has_value());
+  CHECK(!ops::detail::compose_views({3, {2}, {1}}, {0, {2}, {1}}, {0, {2, 4}, {1, 2}}).has_value());  // 3, 4 carry
+
+  Generator gen(25);
+  const Tensor x = rand_uniform({2, 3, 4, 5}, gen, -1, 1), e = rand_uniform({2, 2, 15}, gen, -1, 1);
+  // permute -> contiguous (a copy) -> concatenated (copy_rows): one copy.
+  auto fn = [](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    const Tensor y = ops::reshape(ops::contiguous(ops::permute(in[0], {0, 2, 1, 3})), {2, 4, 15});
+    return std::vector<Tensor>{ops::softmax(ops::concat({y, in[1]}, 1))};
+  };
+  CompiledFn f = autograd::compile(fn);
+  f({x, e});
+  const autograd::Graph& g = *f.last_graph();
+  CHECK(count_kind(g, OpKind::copy) == 1);
+  CHECK(count_kind(g, OpKind::copy_rows) == 1);  // e's rows
+  CHECK(g.fusions().find(": copy -> copy_rows (2 calls, 1 pass over 0.469 KiB)") != std::string::npos);
+  const Tensor x2 = rand_uniform({2, 3, 4, 5}, gen, -1, 1), e2 = rand_uniform({2, 2, 15}, gen, -1, 1);
+  CHECK(bit_equal(f({x2, e2})[0], fn({x2, e2})[0]));
+  // Left alone: the intermediate has a reader that is not a copy.
+  CompiledFn o = autograd::compile([](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    const Tensor y = ops::reshape(ops::contiguous(ops::permute(in[0], {0, 2, 1, 3})), {2, 4, 15});
+    return std::vector<Tensor>{ops::concat({y, in[1]}, 1), ops::exp(y)};
+  });
+  o({x, e});
+  CHECK(count_kind(*o.last_graph(), OpKind::copy) == 1);
+  CHECK(count_kind(*o.last_graph(), OpKind::copy_rows) == 2);
+}
+
 TEST_CASE("a compiled model fuses its pointwise chains; logits, gradients and weights equal eager bit for bit") {
   for (const char* mode : {"parallel", "sequential"}) {
     CAPTURE(mode);
@@ -356,5 +400,7 @@ TEST_CASE("a compiled model fuses its pointwise chains; logits, gradients and we
     CHECK(r.micro_calls.count(OpKind::fused_pointwise) == 1);
     CHECK(r.micro_fusions.find("binary.add -> binary.add") != std::string::npos);
     CHECK(r.micro_fusions.find("copy -> grad_accumulate") != std::string::npos);
+    CHECK(r.micro_fusions.find("copy -> copy_rows") != std::string::npos);  // memory attention's heads into the chunk rows
+    CHECK(r.micro_fusions.find("copy_rows -> copy") != std::string::npos);  // and back in backward
   }
 }

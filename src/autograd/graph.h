@@ -154,7 +154,7 @@ inline void dispatch(OpKind kind, const A& attrs, std::initializer_list<Tensor> 
 }
 
 // A rewrite of the call list between dead-call elimination and memory
-// planning (ops register theirs: see ops/linear.cpp, ops/fuse_pointwise.cpp). `temporary` tells a
+// planning (ops register theirs: see ops/linear.cpp, ops/fuse_pointwise.cpp, ops/copy_chains.cpp). `temporary` tells a
 // buffer made and dropped inside the capture. Returns the calls it removed.
 using GraphPass = size_t (*)(std::vector<Call>& calls, const std::function<bool(const Storage*)>& temporary);
 void register_pass(const char* name, GraphPass pass);

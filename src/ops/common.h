@@ -40,6 +40,10 @@ Tensor checked_ids(const char* op, const Tensor& ids, int64_t v, std::optional<i
 // split and the joined qkvz gradient.
 void copy_block(const Tensor& dst, int64_t dst_off, int64_t dst_stride, const Tensor& src, int64_t src_off,
                 int64_t src_stride, int64_t rows, int64_t row_bytes);
+// The attributes of its copy_rows call (read by the copy-chain pass).
+struct RowsAttrs {
+  int64_t dst_off, dst_stride, src_off, src_stride, rows, row_bytes;
+};
 
 // A kernel's scratch: memory it needs only during the call. The kernel
 // declares its size (kernels::x_scratch_bytes), the builder makes it and

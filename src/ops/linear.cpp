@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "ops/common.h"
+#include "ops/copy_chains.h"
 #include "ops/elementwise_attrs.h"
 #include "ops/fuse_pointwise.h"
 #include "ops/kernels/linear.h"
@@ -207,11 +208,14 @@ std::string describe_gemm(const autograd::Call& c) {
              ? "gemm -> grad_accumulate (2 calls, oneDNN's sum post-op into the gradient)"
              : "linear -> binary.add (2 calls, oneDNN's sum post-op into the residual)";
 }
-// Passes run in registration order: gemm_accumulate before pointwise fusion,
+// Passes run in registration order: copy chains first (they only join copies
+// to copies); gemm_accumulate before pointwise fusion,
 // which would otherwise absorb the accumulations it looks for; the residual
 // epilogue after it, on the adds no elementwise chain took (x + h + c stays
 // one pointwise pass).
-const bool fuse_registered = (autograd::register_pass("gemm_accumulate", fuse_gemm_accumulate),
+const bool fuse_registered = (autograd::register_pass("copy_chains", detail::collapse_copy_chains),
+                              autograd::register_describer(autograd::OpKind::copy, detail::describe_copy_chain),
+                              autograd::register_pass("gemm_accumulate", fuse_gemm_accumulate),
                               autograd::register_describer(autograd::OpKind::gemm, describe_gemm),
                               autograd::register_pass("fuse_pointwise", detail::fuse_pointwise),
                               autograd::register_describer(autograd::OpKind::fused_pointwise,

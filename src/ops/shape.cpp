@@ -5,10 +5,8 @@
 
 namespace mmrec::ops {
 namespace {
+using detail::RowsAttrs;
 // rows x row_bytes from src (+ src_off bytes, rows src_stride apart) to dst.
-struct RowsAttrs {
-  int64_t dst_off, dst_stride, src_off, src_stride, rows, row_bytes;
-};
 void run_copy_rows(const RowsAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::copy_rows(static_cast<char*>(out[0].raw_data()) + a.dst_off, a.dst_stride,
                      static_cast<const char*>(in[0].raw_data()) + a.src_off, a.src_stride, a.rows, a.row_bytes);

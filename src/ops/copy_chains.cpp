@@ -1,0 +1,176 @@
+// The copy-chain pass: see copy_chains.h.
+#include "ops/copy_chains.h"
+
+#include <array>
+#include <sstream>
+#include <unordered_map>
+
+#include "ops/common.h"
+#include "ops/elementwise_attrs.h"
+#include "tensor/capture_hook.h"
+
+namespace mmrec::ops::detail {
+namespace {
+using autograd::Call;
+using autograd::OpKind;
+
+// The two kinds a collapsed copy stands for (for its describer).
+struct ChainAttrs {
+  OpKind first, second;
+};
+void run_chain_copy(const ChainAttrs&, const Tensor* in, const Tensor* out) { copy_raw(out[0], in[0]); }
+constexpr autograd::KernelFn kChainRun = &autograd::kernel_thunk<ChainAttrs, run_chain_copy>;
+
+const Storage* storage_of(const Tensor& t) { return t.impl()->storage.get(); }
+
+ElemView view_of(const Tensor& t) { return {t.offset(), t.shape(), t.strides()}; }
+
+// A copy_rows side (its source or destination) as a view of rows x elements.
+std::optional<ElemView> rows_view(const Tensor& t, int64_t off, int64_t stride, const RowsAttrs& a) {
+  const auto es = static_cast<int64_t>(dtype_size(t.dtype()));
+  if (off % es || stride % es || a.row_bytes % es) return std::nullopt;
+  return ElemView{t.offset() + off / es, {a.rows, a.row_bytes / es}, {stride / es, 1}};
+}
+
+// What call c reads of its input 0, and what it writes, as views; nullopt
+// for a call that is not a plain copy between buffers of one dtype.
+struct CopySides {
+  ElemView src, dst;
+};
+std::optional<CopySides> sides(const Call& c) {
+  if ((c.kind != OpKind::copy && c.kind != OpKind::copy_rows) || c.in.size() != 1 || c.out.size() != 1) return {};
+  const Tensor &s = c.in[0], &d = c.out[0];
+  if (!s.defined() || !d.defined() || s.dtype() != d.dtype()) return {};
+  if (c.kind == OpKind::copy) return CopySides{view_of(s), view_of(d)};
+  const RowsAttrs a = attrs_of_call<RowsAttrs>(c);
+  const auto sv = rows_view(s, a.src_off, a.src_stride, a), dv = rows_view(d, a.dst_off, a.dst_stride, a);
+  if (!sv || !dv) return {};
+  return CopySides{*sv, *dv};
+}
+
+// The view covers its whole buffer, contiguously from element 0.
+bool whole(const ElemView& v, const Tensor& t) {
+  int64_t expect = 1;
+  for (size_t k = v.shape.size(); k-- > 0;) {
+    if (v.shape[k] != 1 && v.strides[k] != expect) return false;
+    expect *= v.shape[k];
+  }
+  return v.offset == 0 && static_cast<size_t>(expect) * dtype_size(t.dtype()) == t.impl()->storage->bytes;
+}
+
+bool writes(const Call& c, const Storage* s) {
+  for (const Tensor& t : c.out)
+    if (t.defined() && storage_of(t) == s) return true;
+  return false;
+}
+}  // namespace
+
+std::optional<CopyViews> compose_views(const ElemView& v, const ElemView& d, const ElemView& w) {
+  // w without its unit axes, and the row-major strides of its shape.
+  Shape ws, wst, cs;
+  for (size_t j = 0; j < w.shape.size(); ++j)
+    if (w.shape[j] != 1) ws.push_back(w.shape[j]), wst.push_back(w.strides[j]);
+  int64_t n = 1;
+  cs.resize(ws.size());
+  for (size_t j = ws.size(); j-- > 0;) cs[j] = n, n *= ws[j];
+  if (v.shape != d.shape || v.offset < 0 || v.offset >= std::max<int64_t>(n, 1)) return std::nullopt;
+  // The offset's digits in w's shape.
+  std::vector<int64_t> digit(ws.size()), used(ws.size(), 0);
+  for (size_t j = 0, rem = static_cast<size_t>(v.offset); j < ws.size(); ++j)
+    digit[j] = static_cast<int64_t>(rem) / cs[j], rem %= static_cast<size_t>(cs[j]);
+  CopyViews r{{w.offset, {}, {}}, {d.offset, {}, {}}};
+  for (size_t j = 0; j < ws.size(); ++j) r.src.offset += digit[j] * wst[j];
+  // Each axis of v placed on one axis j of w (its stride m times j's block),
+  // split where it runs on from j into the axes before it (a row of a
+  // concatenation spanning a permuted copy's axes); the destination's axis
+  // split alike. Sub-axes are built innermost first.
+  std::vector<std::array<int64_t, 3>> axes;  // size, src stride, dst stride
+  for (size_t k = v.shape.size(); k-- > 0;) {
+    int64_t size = v.shape[k], sv = v.strides[k], sd = d.strides[k];
+    while (size > 1) {
+      if (sv == 0) {  // a broadcast axis reads one element
+        axes.push_back({size, 0, sd});
+        break;
+      }
+      size_t j = 0;
+      while (j < ws.size() && !(sv > 0 && sv % cs[j] == 0 && sv / cs[j] < ws[j])) ++j;
+      if (j == ws.size()) return std::nullopt;
+      const int64_t m = sv / cs[j];
+      if (m * (size - 1) < ws[j]) {
+        used[j] += m * (size - 1);
+        axes.push_back({size, m * wst[j], sd});
+        break;
+      }
+      const int64_t fit = ws[j] / m;  // the part of the axis that stays on j
+      if (ws[j] % m || size % fit || digit[j] != 0) return std::nullopt;
+      used[j] += m * (fit - 1);
+      axes.push_back({fit, m * wst[j], sd});
+      size /= fit, sv *= fit, sd *= fit;
+    }
+  }
+  for (size_t j = 0; j < ws.size(); ++j)
+    if (digit[j] + used[j] >= ws[j]) return std::nullopt;
+  for (size_t k = axes.size(); k-- > 0;) {
+    r.src.shape.push_back(axes[k][0]), r.src.strides.push_back(axes[k][1]);
+    r.dst.shape.push_back(axes[k][0]), r.dst.strides.push_back(axes[k][2]);
+  }
+  if (axes.empty()) r.src.shape = r.dst.shape = {1}, r.src.strides = r.dst.strides = {1};
+  return r;
+}
+
+size_t collapse_copy_chains(std::vector<Call>& calls, const std::function<bool(const Storage*)>& temporary) {
+  std::unordered_map<const Storage*, std::vector<size_t>> writers, readers;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    for (const Tensor& t : calls[i].out)
+      if (t.defined()) writers[storage_of(t)].push_back(i);
+    for (const Tensor& t : calls[i].in)
+      if (t.defined()) readers[storage_of(t)].push_back(i);
+  }
+  std::vector<bool> drop(calls.size(), false);
+  size_t fused = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const auto p = sides(calls[i]);
+    if (!p) continue;
+    const Tensor src = calls[i].in[0], mid = calls[i].out[0];
+    const Storage *ss = storage_of(src), *ts = storage_of(mid);
+    // t: a temporary this call alone writes, whole, and only later copies read.
+    if (ss == ts || !temporary(ts) || writers[ts].size() != 1 || !whole(p->dst, mid)) continue;
+    const std::vector<size_t>& rd = readers[ts];
+    std::vector<std::pair<size_t, CopyViews>> plan;
+    for (size_t r : rd) {
+      const auto q = r > i && !drop[r] ? sides(calls[r]) : std::nullopt;
+      if (!q || storage_of(calls[r].in[0]) != ts || calls[r].in[0].dtype() != mid.dtype() || writes(calls[r], ss))
+        break;
+      // Reading the source at r instead of i: nothing in between may write it.
+      bool clear = true;
+      for (size_t k : writers[ss]) clear &= k < i || k >= r;
+      const auto v = clear ? compose_views(q->src, q->dst, p->src) : std::nullopt;
+      if (!v) break;
+      plan.emplace_back(r, *v);
+    }
+    if (rd.empty() || plan.size() != rd.size()) continue;
+    for (const auto& [r, v] : plan) {
+      Call& c = calls[r];
+      Call n{OpKind::copy, kChainRun, autograd::Attrs::of(ChainAttrs{calls[i].kind, c.kind}), {}, {}, {}, {}};
+      n.in.push_back(src.as_strided(v.src.shape, v.src.strides, v.src.offset));
+      n.out.push_back(c.out[0].as_strided(v.dst.shape, v.dst.strides, v.dst.offset));
+      c = std::move(n);
+    }
+    drop[i] = true;
+    ++fused;
+  }
+  autograd::erase_calls(calls, drop);
+  return fused;
+}
+
+std::string describe_copy_chain(const Call& c) {
+  if (c.run != kChainRun) return "";
+  const ChainAttrs a = attrs_of_call<ChainAttrs>(c);
+  std::ostringstream os;
+  os.precision(3);
+  os << autograd::op_kind_name(a.first) << " -> " << autograd::op_kind_name(a.second) << " (2 calls, 1 pass over "
+     << static_cast<double>(c.out[0].nbytes()) / 1024.0 << " KiB)";
+  return os.str();
+}
+
+}  // namespace mmrec::ops::detail

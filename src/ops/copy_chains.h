@@ -1,0 +1,39 @@
+// The copy-chain pass (internal to src/ops): a copy into a temporary that
+// only further copies read (a view made contiguous, then permuted; a head
+// permutation, then concatenated into its chunk's rows; a split, then
+// permuted) becomes one strided copy per reader, straight from the first
+// copy's source: one pass over the data instead of two, and no buffer for
+// the intermediate. Copies move bits, so the replay is unchanged bit for bit.
+// linear.cpp registers it first.
+#pragma once
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "autograd/graph.h"
+
+namespace mmrec::ops::detail {
+
+// A strided view, in elements, of one buffer.
+struct ElemView {
+  int64_t offset = 0;
+  Shape shape, strides;
+};
+
+// t is a contiguous buffer whose element l is element l (row-major) of w, a
+// view of a buffer s. Copying the view v of t into the view d (same shape)
+// is copying `src` of s into `dst`, both of one shape (v's axes, some split
+// in two where they run across axes of w), when that is a strided view: no
+// index of v carries from one axis of w into the next; nullopt otherwise.
+struct CopyViews {
+  ElemView src, dst;
+};
+std::optional<CopyViews> compose_views(const ElemView& v, const ElemView& d, const ElemView& w);
+
+size_t collapse_copy_chains(std::vector<autograd::Call>& calls,
+                            const std::function<bool(const Storage*)>& temporary);
+// "copy -> copy_rows (2 calls, 1 pass over 2.0 MiB)" for a collapsed copy.
+std::string describe_copy_chain(const autograd::Call& call);
+
+}  // namespace mmrec::ops::detail
