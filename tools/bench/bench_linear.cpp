@@ -230,6 +230,40 @@ BENCH_SUITE(linear) {
                                              {"bare_packed_us", t_packed * 1e6}, {"packed_us", t_pl * 1e6}});
   }
 
+  // Generation's matrix-vector products (one token: M = 1): the bench
+  // config's 4 layers of weight shapes (60 MiB, more than the caches hold),
+  // through PackedLinear as the model runs them, each once per pass, with
+  // the threads knob at 1 and 2 (the large weights run as two column halves
+  // on two tasks): the rate weights stream at, against the triad.
+  if (ctx.wants("linear_vector_token_60MiB")) {
+    const double tri = bench::triad_gbps(32 << 20, reps);
+    struct Layer {
+      Tensor x, y;
+      kernels::PackedLinear p;
+    };
+    std::vector<Layer> layers;
+    double bytes = 0;
+    for (int l = 0; l < 4; ++l)
+      for (auto [k, n] : {std::pair<int64_t, int64_t>{512, 2048}, {512, 512}, {512, 128}, {128, 512}, {512, 128},
+                          {128, 512}, {512, 512}, {512, 2048}, {2048, 512}}) {
+        Tensor w = rand_uniform({n, k}, g), b = rand_uniform({n}, g);
+        layers.push_back({rand_uniform({1, k}, g), Tensor::empty({1, n}), kernels::PackedLinear(w, b, Activation::none, 1)});
+        bytes += 4.0 * static_cast<double>(k * n);
+      }
+    auto pass = [&] {
+      for (Layer& l : layers) l.p.forward(l.x, l.y);
+    };
+    double t[2];
+    for (int k = 0; k < 2; ++k) {
+      set_num_threads(k + 1);
+      t[k] = bench::median_seconds(pass, std::max(reps, 1) * 10);
+    }
+    set_num_threads(0);
+    ctx.report("linear_vector_token_60MiB", {{"gbps_1t", bytes / t[0] / 1e9}, {"gbps_2t", bytes / t[1] / 1e9},
+                                             {"ref_gbps", tri}, {"ratio", bytes / t[1] / 1e9 / tri},
+                                             {"speedup_2t", t[0] / t[1]}});
+  }
+
   // Small GEMMs on 1 vs 2 OpenMP threads (bare primitives): the basis of
   // kernels::gemm_threads.
   if (ctx.wants_prefix("linear_small_threads_")) {

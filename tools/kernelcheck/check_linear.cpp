@@ -22,7 +22,8 @@ namespace {
 // (M, K, N): rows, inputs, outputs. Odd sizes, 1, 1000 and empty, kept small
 // enough for the scalar references.
 const std::tuple<int64_t, int64_t, int64_t> kShapes[] = {
-    {1, 1, 1}, {3, 17, 5}, {17, 33, 1000}, {1000, 17, 3}, {8, 512, 17}, {0, 5, 4}, {4, 0, 3}};
+    {1, 1, 1}, {3, 17, 5}, {17, 33, 1000}, {1000, 17, 3}, {8, 512, 17}, {0, 5, 4}, {4, 0, 3},
+    {1, 512, 2048}};  // a generated token through a 4 MiB weight: packed as two halves
 
 const char* suffix(DType t) { return t == DType::bf16 ? "_bf16" : "_f32"; }
 

@@ -49,7 +49,10 @@ void convert(const Tensor& src, Tensor& dst);
 // packed copy is a snapshot of w: pack again after w changes. Thread-safe to
 // run from several threads. Other row counts up to 64 (batched streams) run
 // on the same packed copy when oneDNN picks the same layout for them (it does
-// for the model's shapes); others fall back to linear_fwd.
+// for the model's shapes); others fall back to linear_fwd. A weight of 1 MiB
+// or more packed while the threads knob is 2 or more is packed as two column
+// halves that run as two oneTBB tasks, each half on one oneDNN thread (see
+// packed_linear.cpp).
 //   kernels::PackedLinear p(w, b, Activation::none, 8);   // once per weight
 //   p.forward(x, y);                                       // x [8, K] -> y [8, N]
 class PackedLinear {
