@@ -3,7 +3,9 @@
 // chain of separate kernels (bit for bit: tolerance 0), and against the
 // fused kernel's scalar reference. Sizes are kc::sizes() and one above the
 // kernels' task grain (parallel chunks). The tape's accumulation is a
-// scalar loop in autograd/tape.cpp, written out here.
+// scalar loop in autograd/tape.cpp, written out here. Then the copy_chains
+// pass's collapsed copies against the two copies they replace.
+#include <array>
 #include <functional>
 #include <string>
 #include <vector>
@@ -11,7 +13,10 @@
 #include "kernelcheck/kernelcheck.h"
 #include "ops/kernels/activation.h"
 #include "ops/kernels/elementwise.h"
+#include "ops/copy_chains.h"
 #include "ops/kernels/fused.h"
+#include "ops/kernels/gather.h"
+#include "tensor/capture_hook.h"
 #include "tensor/random.h"
 
 using namespace mmrec;
@@ -137,6 +142,55 @@ KERNELCHECK_SUITE(fused) {
       ctx.compare(name, {n}, got, want, 0.0, tk, tc);
       const double tr = kc::time_us([&] { kernels::ref::fused_f32(p, ptr.data(), ref.data<float>()); }, 1);
       ctx.compare(name + "_ref", {n}, got, ref, 1e-5, tk, tr);
+    }
+  }
+}
+
+// The copy_chains pass on memory attention's two chains: the head
+// permutation [B, H, C, d] -> [B, C, H, d] copied, then concatenated into its
+// chunk's rows of [B, T, D] (forward), and those rows split out, then
+// permuted back (backward); each as the two copies the eager run makes
+// against the one strided copy compose_views makes of them: bit for bit.
+KERNELCHECK_SUITE(copy_chains) {
+  if (!ctx.wants("copy_chain")) return;
+  using ops::detail::ElemView;
+  Generator gen(43);
+  for (auto [B, H, C, d, T] : {std::array<int64_t, 5>{2, 2, 32, 32, 129}, {2, 8, 128, 64, 513}}) {
+    const int64_t D = H * d, off = C;  // the second chunk
+    const Shape shape{B, H, C, d};
+    const auto row_bytes = static_cast<int64_t>(sizeof(float)) * C * D, t_bytes = static_cast<int64_t>(sizeof(float)) * T * D;
+    const ElemView chunk_rows{off * D, {B, C * D}, {T * D, 1}}, mid_rows{0, {B, C * D}, {C * D, 1}};
+    if (ctx.wants("copy_chain_heads_to_rows")) {
+      const Tensor heads = rand_uniform(shape, gen, -1, 1), perm = heads.permute({0, 2, 1, 3});
+      Tensor mid = Tensor::empty({B, C, H, d}), want = Tensor::zeros({B, T, D}), got = Tensor::zeros({B, T, D});
+      const double tc = kc::time_us([&] {
+        copy_raw(mid, perm);
+        kernels::copy_rows(static_cast<char*>(want.raw_data()) + off * D * 4, t_bytes, mid.raw_data(), row_bytes, B,
+                           row_bytes);
+      });
+      const auto v = ops::detail::compose_views(mid_rows, chunk_rows, {perm.offset(), perm.shape(), perm.strides()});
+      const double tk = kc::time_us([&] {
+        if (v) copy_raw(got.as_strided(v->dst.shape, v->dst.strides, v->dst.offset),
+                        heads.as_strided(v->src.shape, v->src.strides, v->src.offset));
+      });
+      ctx.compare("copy_chain_heads_to_rows", shape, got, want, 0.0, tk, tc);
+    }
+    if (ctx.wants("copy_chain_rows_to_heads")) {
+      const Tensor rows = rand_uniform({B, T, D}, gen, -1, 1);
+      Tensor mid = Tensor::empty({B, C, H, d}), want = Tensor::empty(shape), got = Tensor::zeros(shape);
+      const double tc = kc::time_us([&] {
+        kernels::copy_rows(mid.raw_data(), row_bytes, static_cast<const char*>(rows.raw_data()) + off * D * 4, t_bytes,
+                           B, row_bytes);
+        copy_raw(want, mid.permute({0, 2, 1, 3}));
+      });
+      const Tensor perm = mid.permute({0, 2, 1, 3});
+      const auto v = ops::detail::compose_views({perm.offset(), perm.shape(), perm.strides()},
+                                                {0, shape, got.strides()}, chunk_rows);
+      const double tk = kc::time_us([&] {
+        if (v) copy_raw(got.as_strided(v->dst.shape, v->dst.strides, v->dst.offset),
+                        rows.as_strided(v->src.shape, v->src.strides, v->src.offset));
+      });
+      ctx.compare("copy_chain_rows_to_heads", shape, got, want, 0.0, tk, tc);
     }
   }
 }
