@@ -40,6 +40,9 @@ Tensor checked_ids(const char* op, const Tensor& ids, int64_t v, std::optional<i
 // split and the joined qkvz gradient.
 void copy_block(const Tensor& dst, int64_t dst_off, int64_t dst_stride, const Tensor& src, int64_t src_off,
                 int64_t src_stride, int64_t rows, int64_t row_bytes);
+// The buffer behind a view (graph passes compare them).
+inline const Storage* storage_of(const Tensor& t) { return t.impl()->storage.get(); }
+
 // The attributes of its copy_rows call (read by the copy-chain pass).
 struct RowsAttrs {
   int64_t dst_off, dst_stride, src_off, src_stride, rows, row_bytes;

@@ -21,8 +21,6 @@ struct ChainAttrs {
 void run_chain_copy(const ChainAttrs&, const Tensor* in, const Tensor* out) { copy_raw(out[0], in[0]); }
 constexpr autograd::KernelFn kChainRun = &autograd::kernel_thunk<ChainAttrs, run_chain_copy>;
 
-const Storage* storage_of(const Tensor& t) { return t.impl()->storage.get(); }
-
 ElemView view_of(const Tensor& t) { return {t.offset(), t.shape(), t.strides()}; }
 
 // A copy_rows side (its source or destination) as a view of rows x elements.

@@ -39,7 +39,7 @@ void run_fused_pointwise(const PointwiseProgram& p, const Tensor* in, const Tens
   kernels::fused_f32(p, streams, out[0].data<float>());
 }
 
-const Storage* storage_of(const Tensor& t) { return t.impl()->storage.get(); }
+using detail::storage_of;
 
 bool plain_f32(const Tensor& t) { return t.defined() && t.dtype() == DType::f32 && t.is_contiguous(); }
 
