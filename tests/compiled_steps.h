@@ -17,12 +17,6 @@
 
 namespace test_util {
 
-inline bool bit_equal(const mmrec::Tensor& a, const mmrec::Tensor& b) {
-  if (!a.defined() || !b.defined() || a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  const mmrec::Tensor x = a.contiguous(), y = b.contiguous();
-  return std::memcmp(x.raw_data(), y.raw_data(), x.nbytes()) == 0;
-}
-
 // The two graphs of a compiled step: micro-batch (loss and backward into
 // the gradient buffers, zeroed here first) and update (clipping at `clip`,
 // AdamW, zeroing); stage the learning rate (opt.stage) before each update.

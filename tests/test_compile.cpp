@@ -373,6 +373,31 @@ TEST_CASE("copy chains: a copy only copies read becomes one strided copy per rea
   CHECK(count_kind(*o.last_graph(), OpKind::copy_rows) == 2);
 }
 
+TEST_CASE("bias gradient fusion: act_backward and the col_sum of its output become one call, bit for bit") {
+  for (const ops::Activation act : {ops::Activation::gelu, ops::Activation::sigmoid}) {
+    CAPTURE(static_cast<int>(act));
+    Generator gen(31);
+    // 700 rows: chunks of the column sums that are not multiples of the fused pieces.
+    const Tensor x = rand_uniform({700, 40}, gen, -1, 1), w = rand_uniform({72, 40}, gen, -1, 1);
+    const Tensor b = rand_uniform({72}, gen, -1, 1), up = rand_uniform({700, 72}, gen, -1, 1);
+    auto fn = [&](const std::vector<Tensor>& in) {
+      Tensor wp = w.detach(), bp = b.detach();
+      wp.set_requires_grad(true), bp.set_requires_grad(true);
+      autograd::backward(ops::sum(ops::mul(ops::linear(in[0], wp, bp, act), up)));
+      return std::vector<Tensor>{wp.grad(), bp.grad()};
+    };
+    CompiledFn f = autograd::compile(fn);
+    f({x});
+    const autograd::Graph& g = *f.last_graph();
+    CHECK(count_kind(g, OpKind::col_sum) == 0);
+    CHECK(g.fusions().find(": act_backward -> col_sum (2 calls, 1 pass over 197 KiB)") != std::string::npos);
+    const Tensor x2 = rand_uniform({700, 40}, gen, -1, 1);
+    const std::vector<Tensor> got = f({x2}), want = fn({x2});
+    CHECK(bit_equal(got[0], want[0]));
+    CHECK(bit_equal(got[1], want[1]));
+  }
+}
+
 TEST_CASE("a compiled model fuses its pointwise chains; logits, gradients and weights equal eager bit for bit") {
   for (const char* mode : {"parallel", "sequential"}) {
     CAPTURE(mode);
@@ -402,5 +427,6 @@ TEST_CASE("a compiled model fuses its pointwise chains; logits, gradients and we
     CHECK(r.micro_fusions.find("copy -> grad_accumulate") != std::string::npos);
     CHECK(r.micro_fusions.find("copy -> copy_rows") != std::string::npos);  // memory attention's heads into the chunk rows
     CHECK(r.micro_fusions.find("copy_rows -> copy") != std::string::npos);  // and back in backward
+    CHECK(r.micro_fusions.find("act_backward -> col_sum") != std::string::npos);  // the FFN's and MDI's bias gradients
   }
 }

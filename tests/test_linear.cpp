@@ -251,6 +251,32 @@ TEST_CASE("kernels: column sums and activation backward match the reference") {
   }
 }
 
+TEST_CASE("kernels: the fused activation backward and column sums equal the two calls bit for bit, 1 or 2 threads") {
+  Generator g(8);
+  // Chunked sums (few column blocks) with partial 64-row groups, many column
+  // blocks (one chunk: blocks made in place), rows too short to fuse, empty.
+  for (auto [M, N] : {std::pair<int64_t, int64_t>{700, 72}, {1000, 1030}, {300, 4100}, {1000, 3}, {0, 80}, {5, 0}}) {
+    CAPTURE(M);
+    CAPTURE(N);
+    // Gradients of magnitudes from 2^-43 to 2^43.
+    const Tensor dy = ops::mul(rand_uniform({M, N}, g, -1, 1), ops::exp(rand_uniform({M, N}, g, -30, 30)));
+    const Tensor s = rand_uniform({M, N}, g, 0.01f, 0.99f);
+    for (Activation act : {Activation::gelu, Activation::sigmoid}) {
+      Tensor cx = Tensor::empty({M, N}), cb = Tensor::empty({N});
+      kernels::act_backward(act, dy, s, cx);
+      kernels::col_sum(cx, cb);
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        Tensor dx = Tensor::full({M, N}, 7.0), db = Tensor::full({N}, 7.0);
+        kernels::act_backward_col_sum(act, dy, s, dx, db);
+        CHECK(test_util::bit_equal(dx, cx));
+        CHECK(test_util::bit_equal(db, cb));
+      }
+      set_num_threads(0);
+    }
+  }
+}
+
 TEST_CASE("packed weights give the plain result; other row counts fall back") {
   Generator g(8);
   for (DType t : {DType::f32, DType::bf16}) {

@@ -18,6 +18,7 @@
 #include "ops/kernels/reduce.h"
 #include "ops/kernels/softmax.h"
 #include "ops/loss.h"
+#include "test_util.h"
 #include "ops/norm.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
@@ -29,6 +30,7 @@
 using namespace mmrec;
 using autograd::gradcheck;
 using F = autograd::Function;
+using test_util::bit_equal;
 
 namespace {
 Tensor param(const Shape& s, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
@@ -46,10 +48,6 @@ double max_err(const Tensor& a, const Tensor& b) {
   double m = 0;
   for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::fabs(double(x[i]) - y[i]) / (1.0 + std::fabs(y[i])));
   return m;
-}
-bool bit_equal(const Tensor& a, const Tensor& b) {
-  auto x = a.to_vector(), y = b.to_vector();
-  return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
 }
 Tensor ids_tensor(int64_t n, int64_t v, uint64_t seed, DType dt = DType::i64) {
   Generator g(seed);
@@ -350,6 +348,9 @@ TEST_CASE("concat and split: values, views, every axis, gradient checks") {
           return ops::concat({ops::mul(p[2], p[2]), p[0]}, axis);  // p[1] unused: zero gradient
         },
         {x});
+    // One part spanning the axis, the others empty (memory's chunk split):
+    // its gradient passes through.
+    check_grad([axis, n](auto& in) { return ops::mul(ops::split(in[0], {0, n, 0}, axis)[1], in[0]); }, {x});
   }
   // Non-contiguous and non-f32 inputs, empty parts.
   Tensor t = uniform({4, 3}, 46).transpose(0, 1);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 #include <filesystem>
 #include <string>
@@ -36,6 +37,13 @@ inline mmrec::Tensor param(const mmrec::Shape& s, uint64_t seed, float lo = -1.0
 }
 
 // max |a - b| over elements of two tensors of the same shape.
+// Same shape, dtype and bits (views compared by value).
+inline bool bit_equal(const mmrec::Tensor& a, const mmrec::Tensor& b) {
+  if (!a.defined() || !b.defined() || a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
+  const mmrec::Tensor x = a.contiguous(), y = b.contiguous();
+  return std::memcmp(x.raw_data(), y.raw_data(), x.nbytes()) == 0;
+}
+
 inline double max_abs_diff(const mmrec::Tensor& a, const mmrec::Tensor& b) {
   REQUIRE(a.shape() == b.shape());
   const auto x = a.to_vector(), y = b.to_vector();

@@ -5,13 +5,16 @@
 
 #include "ops/common.h"
 #include "ops/copy_chains.h"
-#include "ops/elementwise_attrs.h"
 #include "ops/fuse_pointwise.h"
 #include "ops/kernels/linear.h"
+#include "ops/linear_passes.h"
 #include "tensor/threads.h"
 
 namespace mmrec::ops {
 namespace {
+using detail::dispatch;
+using detail::LinearAttrs;
+using detail::OpKind;
 
 const char* act_name(Activation act) {
   switch (act) {
@@ -52,11 +55,6 @@ Tensor rows_of(const Tensor& g, int64_t M, int64_t N) {
   return g.contiguous().to(DType::f32).reshape({M, N});
 }
 
-struct LinearAttrs {
-  Activation act;
-  bool accumulate;
-  const kernels::PackedLinear* packed;  // linear_packed: must outlive any graph holding the call
-};
 void run_linear(const LinearAttrs& a, const Tensor* in, const Tensor* out) {
   Tensor y = out[0];
   if (a.accumulate)  // y += x wᵀ + b (the gemm_residual pass)
@@ -90,140 +88,21 @@ void run_col_sum(const LinearAttrs&, const Tensor* in, const Tensor* out) {
 }
 constexpr LinearAttrs attrs_of(Activation act) { return LinearAttrs{act, false, nullptr}; }
 
-// Graph pass: a GEMM into a temporary that only feeds a gradient
-// accumulation (g += t, the tape summing a weight's per-use gradients)
-// becomes one GEMM with oneDNN's sum post-op into g (g += a · b): one pass
-// over g instead of writing t and reading t and g.
-size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const std::function<bool(const Storage*)>& temporary) {
-  std::unordered_map<const Storage*, int> uses = autograd::count_uses(calls);
-  std::vector<bool> drop(calls.size(), false);
-  size_t fused = 0;
-  for (size_t i = 0; i + 1 < calls.size(); ++i) {
-    autograd::Call& c = calls[i];
-    if (c.kind != autograd::OpKind::gemm) continue;
-    const Tensor& t = c.out[0];
-    const Storage* ts = t.impl()->storage.get();
-    if (!temporary(ts) || uses[ts] != 2 || t.offset() != 0 || !t.is_contiguous()) continue;
-    // The accumulation reading t, with nothing touching its target in between.
-    size_t j = i + 1;
-    for (; j < calls.size(); ++j) {
-      const autograd::Call& d = calls[j];
-      if (d.kind == autograd::OpKind::grad_accumulate && d.in[0].impl()->storage.get() == ts) break;
-    }
-    if (j == calls.size()) continue;
-    const Tensor& g = calls[j].out[0];
-    const Storage* gs = g.impl()->storage.get();
-    if (g.shape() != t.shape() || !g.is_contiguous() || g.dtype() != DType::f32 || calls[j].in[0].shape() != t.shape())
-      continue;
-    bool clear = true;
-    for (size_t k = i + 1; k < j && clear; ++k)
-      for (const std::vector<Tensor>* v : {&calls[k].in, &calls[k].out})
-        for (const Tensor& x : *v)
-          if (x.defined() && x.impl()->storage.get() == gs) clear = false;
-    if (!clear) continue;
-    LinearAttrs a;
-    std::memcpy(&a, c.attrs.bytes, sizeof a);
-    if (a.act != Activation::none || a.accumulate) continue;
-    a.accumulate = true;
-    c.attrs = autograd::Attrs::of(a);
-    c.out[0] = g;
-    drop[j] = true;
-    ++fused;
-  }
-  autograd::erase_calls(calls, drop);
-  return fused;
-}
-
-// A whole buffer: contiguous f32 from its first byte to its last.
-bool whole_f32(const Tensor& t) {
-  return t.dtype() == DType::f32 && t.is_contiguous() && t.offset() == 0 && t.nbytes() == t.impl()->storage->bytes;
-}
-
-// Graph pass: a linear call into a temporary t whose only reader is a
-// residual add(r, t) (or add(t, r)), r a temporary that dies there, becomes
-// the GEMM accumulating into r by oneDNN's sum post-op (r += x wᵀ + b), run
-// where the add ran; later readers of the add's output read r. One write of
-// the product instead of writing t, then reading t and r and writing the sum.
-size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const std::function<bool(const Storage*)>& temporary) {
-  std::unordered_map<const Storage*, int> uses = autograd::count_uses(calls);
-  std::unordered_map<const Storage*, size_t> first, last;  // calls touching each buffer
-  for (size_t i = 0; i < calls.size(); ++i)
-    for (const std::vector<Tensor>* v : {&calls[i].in, &calls[i].out})
-      for (const Tensor& t : *v)
-        if (t.defined()) first.try_emplace(t.impl()->storage.get(), i), last[t.impl()->storage.get()] = i;
-  std::vector<bool> drop(calls.size(), false);
-  size_t fused = 0;
-  for (size_t i = 0; i < calls.size(); ++i) {
-    if (calls[i].kind != autograd::OpKind::linear || drop[i]) continue;
-    LinearAttrs a;
-    std::memcpy(&a, calls[i].attrs.bytes, sizeof a);
-    const Tensor t = calls[i].out[0];
-    const Storage* ts = t.impl()->storage.get();
-    // K = 0 sums the bias in double (gemm_k0): not the add's rounding.
-    if (a.act != Activation::none || a.accumulate || calls[i].in[0].shape().back() == 0) continue;
-    if (!temporary(ts) || uses[ts] != 2 || !whole_f32(t)) continue;
-    const size_t j = last[ts];
-    autograd::Call& add = calls[j];
-    if (j <= i || add.kind != autograd::OpKind::binary ||
-        detail::attrs_of_call<detail::BinaryAttrs>(add).op != kernels::BinaryOp::add)
-      continue;
-    const Tensor r = add.in[0].impl()->storage.get() == ts ? add.in[1] : add.in[0], o = add.out[0];
-    const Storage *rs = r.impl()->storage.get(), *os = o.impl()->storage.get();
-    if (rs == ts || !temporary(rs) || !temporary(os) || last[rs] != j || first[os] != j) continue;
-    if (!whole_f32(r) || !whole_f32(o) || r.numel() != t.numel() || o.numel() != t.numel()) continue;
-    // The GEMM reads its inputs at j instead of i: nothing in between may
-    // write them, and r must not be one of them.
-    bool clear = true;
-    for (const Tensor& x : calls[i].in) {
-      if (!x.defined()) continue;
-      const Storage* xs = x.impl()->storage.get();
-      clear &= xs != rs;
-      for (size_t k = i + 1; k < j && clear; ++k)
-        for (const Tensor& w : calls[k].out)
-          if (w.defined() && w.impl()->storage.get() == xs) clear = false;
-    }
-    if (!clear) continue;
-    a.accumulate = true;
-    autograd::Call gemm = std::move(calls[i]);
-    gemm.attrs = autograd::Attrs::of(a);
-    gemm.out[0] = r.as_strided(t.shape(), t.strides(), 0);
-    add = std::move(gemm);
-    drop[i] = true;
-    for (size_t k = j + 1; k < calls.size(); ++k)
-      for (std::vector<Tensor>* v : {&calls[k].in, &calls[k].out})
-        for (Tensor& x : *v)
-          if (x.defined() && x.impl()->storage.get() == os) x = r.as_strided(x.shape(), x.strides(), x.offset());
-    last[rs] = last[os];
-    ++fused;
-  }
-  autograd::erase_calls(calls, drop);
-  return fused;
-}
-
-std::string describe_gemm(const autograd::Call& c) {
-  LinearAttrs a;
-  std::memcpy(&a, c.attrs.bytes, sizeof a);
-  if (!a.accumulate) return "";
-  return c.kind == autograd::OpKind::gemm
-             ? "gemm -> grad_accumulate (2 calls, oneDNN's sum post-op into the gradient)"
-             : "linear -> binary.add (2 calls, oneDNN's sum post-op into the residual)";
-}
 // Passes run in registration order: copy chains first (they only join copies
 // to copies); gemm_accumulate before pointwise fusion,
 // which would otherwise absorb the accumulations it looks for; the residual
 // epilogue after it, on the adds no elementwise chain took (x + h + c stays
-// one pointwise pass).
+// one pointwise pass); the bias gradients last.
 const bool fuse_registered = (autograd::register_pass("copy_chains", detail::collapse_copy_chains),
-                              autograd::register_describer(autograd::OpKind::copy, detail::describe_copy_chain),
-                              autograd::register_pass("gemm_accumulate", fuse_gemm_accumulate),
-                              autograd::register_describer(autograd::OpKind::gemm, describe_gemm),
+                              autograd::register_describer(OpKind::copy, detail::describe_copy_chain),
+                              autograd::register_pass("gemm_accumulate", detail::fuse_gemm_accumulate),
+                              autograd::register_describer(OpKind::gemm, detail::describe_gemm),
                               autograd::register_pass("fuse_pointwise", detail::fuse_pointwise),
-                              autograd::register_describer(autograd::OpKind::fused_pointwise,
-                                                           detail::describe_pointwise),
-                              autograd::register_pass("gemm_residual", fuse_gemm_residual),
-                              autograd::register_describer(autograd::OpKind::linear, describe_gemm), true);
-using detail::dispatch;
-using detail::OpKind;
+                              autograd::register_describer(OpKind::fused_pointwise, detail::describe_pointwise),
+                              autograd::register_pass("gemm_residual", detail::fuse_gemm_residual),
+                              autograd::register_describer(OpKind::linear, detail::describe_gemm),
+                              autograd::register_pass("bias_grad", detail::fuse_bias_grad),
+                              autograd::register_describer(OpKind::act_backward, detail::describe_bias_grad), true);
 
 struct Grads {
   Tensor dx, dw, db;  // [M, K], [N, K], [N]

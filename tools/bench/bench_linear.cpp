@@ -177,6 +177,29 @@ BENCH_SUITE(linear) {
     }
   }
 
+  // The bias_grad pass's fused call (activation backward and the bias
+  // column sums in one pass) against the two calls it replaces; bytes: dy
+  // and saved read, dx written once.
+  for (Activation act : {Activation::gelu, Activation::sigmoid})
+  for (int64_t n : {int64_t{128}, int64_t{512}, int64_t{2048}}) {  // the model's MDI, gate and FFN widths
+    const std::string name = std::string("linear_bwd_db_") + (act == Activation::gelu ? "gelu" : "sigmoid") + "_8192x" +
+                             std::to_string(n);
+    if (!ctx.wants(name)) continue;
+    const Tensor saved = act == Activation::gelu ? rand_uniform({M, n}, g, -3, 3) : rand_uniform({M, n}, g, 0.01f, 0.99f);
+    const Tensor gy = rand_uniform({M, n}, g, -1, 1);
+    Tensor dx = Tensor::empty({M, n}), db = Tensor::empty({n});
+    std::vector<char> scratch(kernels::col_sum_scratch_bytes(M, n));
+    const std::vector<double> t = bench::median_seconds_interleaved(
+        {[&] { kernels::act_backward_col_sum(act, gy, saved, dx, db, scratch.data()); },
+         [&] {
+           kernels::act_backward(act, gy, saved, dx);
+           kernels::col_sum(dx, db, scratch.data());
+         }},
+        reps);
+    const double bytes = 3.0 * 4.0 * M * n;
+    ctx.report(name, {{"us", t[0] * 1e6}, {"gbps", bytes / t[0] / 1e9}, {"chain_us", t[1] * 1e6}, {"ratio", t[1] / t[0]}});
+  }
+
   // gelu with a backward to come: GEMM + separate gelu pass (saves the
   // pre-activation) against the fused post-op (would re-run the GEMM in the backward).
   if (ctx.wants("linear_gelu_strategy")) {

@@ -122,6 +122,21 @@ KERNELCHECK_SUITE(linear) {
       const double tr = kc::time_us([&] { kernels::ref::act_backward(act, dy, saved, want); }, 1);
       ctx.compare(name, shape, got, want, 1e-6, tk, tr);
     }
+    // The bias_grad pass's fused call against the chain it replaces
+    // (act_backward, then col_sum of its output): dx and db bit for bit.
+    for (auto [name, act] : {std::pair{"linear_gelu_bwd_db", Activation::gelu},
+                             std::pair{"linear_sigmoid_bwd_db", Activation::sigmoid}}) {
+      if (!ctx.wants(name)) continue;
+      const Tensor& saved = act == Activation::gelu ? s : sig;
+      Tensor dx = Tensor::empty({M, N}), db = Tensor::empty({N}), cx = Tensor::empty({M, N}), cb = Tensor::empty({N});
+      const double tk = kc::time_us([&] { kernels::act_backward_col_sum(act, dy, saved, dx, db); });
+      const double tc = kc::time_us([&] {
+        kernels::act_backward(act, dy, saved, cx);
+        kernels::col_sum(cx, cb);
+      });
+      ctx.compare(name, shape, dx, cx, 0.0, tk, tc);
+      ctx.compare(std::string(name) + "_sums", Shape{N}, db, cb, 0.0, tk, tc);
+    }
   }
   // The residual epilogue of a captured step (the gemm_residual pass):
   // r += x wᵀ + b by oneDNN's sum post-op, against the unfused chain

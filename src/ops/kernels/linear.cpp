@@ -99,6 +99,27 @@ void act_backward(ops::Activation act, const Tensor& dy, const Tensor& saved, Te
                        dy.data<float>(), dx.data<float>(), dy.numel());
 }
 
+void act_backward_col_sum(ops::Activation act, const Tensor& dy, const Tensor& saved, Tensor& dx, Tensor& db,
+                          void* scratch) {
+  const int64_t M = dy.shape()[0], N = dy.shape()[1];
+  // Rows too short to be worth a call each (the pieces' activation calls
+  // would cost more than the second pass saves): the two passes.
+  if (act == ops::Activation::none || M == 0 || N < 64) {
+    act_backward(act, dy, saved, dx);
+    col_sum(dx, db, scratch);
+    return;
+  }
+  const Activation op = act == ops::Activation::gelu ? Activation::gelu : Activation::sigmoid;
+  const float *g = dy.data<float>(), *sv = saved.data<float>();
+  float* d = dx.data<float>();
+  sum_axis_f32(d, 1, M, N, 1.0f, db.data<float>(), scratch, [&](int64_t, int64_t k0, int64_t k1, int64_t c0, int64_t c1) {
+    if (c0 == 0 && c1 == N)  // whole rows: one contiguous run
+      activation_bwd_f32(op, sv + k0 * N, g + k0 * N, d + k0 * N, (k1 - k0) * N);
+    else
+      for (int64_t k = k0; k < k1; ++k) activation_bwd_f32(op, sv + k * N + c0, g + k * N + c0, d + k * N + c0, c1 - c0);
+  });
+}
+
 void convert(const Tensor& src, Tensor& dst) {
   const int64_t n = src.numel();
   if (n == 0) return;

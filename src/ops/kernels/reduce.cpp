@@ -60,16 +60,18 @@ HWY_INLINE void SumColumnBlock(const float* HWY_RESTRICT x, size_t rows, size_t 
   }
 }
 
-// acc[j] += Σ_{k < rows} x[k * stride + j] for j < len.
+// acc[j] += Σ_{k < rows} x[k * stride + j] for j < len, in groups of 64 rows.
 void SumColumns(const float* HWY_RESTRICT x, size_t rows, size_t stride, size_t len, double* HWY_RESTRICT acc) {
   const hn::ScalableTag<float> d;
   const size_t N = hn::Lanes(d);
   size_t j = 0;
   for (; j + 8 * N <= len; j += 8 * N) SumColumnBlock<8>(x + j, rows, stride, acc + j);
   for (; j + N <= len; j += N) SumColumnBlock<1>(x + j, rows, stride, acc + j);
-  if (j < len) {  // fewer than N columns left: row by row
+  // Fewer than N columns left: row by row, in the blocks' groups of 64 rows
+  // (so that any split of the rows at multiples of 64 adds in this order).
+  for (size_t k0 = 0; j < len && k0 < rows; k0 += 64) {
     double t[hn::MaxLanes(d)] = {};
-    for (size_t k = 0; k < rows; ++k)
+    for (size_t k = k0; k < std::min(rows, k0 + 64); ++k)
       for (size_t i = j; i < len; ++i) t[i - j] += x[k * stride + i];
     for (size_t i = j; i < len; ++i) acc[i] += t[i - j];
   }
@@ -88,6 +90,7 @@ namespace {
 constexpr int64_t kGrain = 1 << 15;       // elements per task
 constexpr int64_t kChunk = 1 << 16;       // elements per chunk of n when outer is small
 constexpr int64_t kBlock = 512;           // columns of inner per task (4 KiB of double accumulators)
+constexpr int64_t kPiece = 256;           // rows of a block summed (and made, when fused) at a time
 constexpr int64_t kFewTasks = 8;          // below this many (outer, block) tasks, n is chunked too
 
 // Fixed chunks of n (from the shape only): 1 when there are tasks enough.
@@ -106,6 +109,11 @@ size_t sum_axis_scratch_bytes(int64_t outer, int64_t n, int64_t inner) {
 }
 
 void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float scale, float* out, void* scratch) {
+  sum_axis_f32(x, outer, n, inner, scale, out, scratch, SumBlockFn());
+}
+
+void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float scale, float* out, void* scratch,
+                  const SumBlockFn& make) {
   if (outer * inner == 0) return;
   if (n == 0) {
     std::fill_n(out, outer * inner, 0.0f);
@@ -119,6 +127,7 @@ void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float
     parallel_for(outer * nch, std::max<int64_t>(1, kGrain / std::min(n, len)), [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) {
         const int64_t o = t / nch, k0 = (t % nch) * len, k1 = std::min(n, k0 + len);
+        if (make && k0 < k1) make(o, k0, k1, 0, 1);
         part[t] = k0 < k1 ? HWY_DYNAMIC_DISPATCH(SumRange)(x + o * n + k0, static_cast<size_t>(k1 - k0)) : 0.0;
       }
     });
@@ -135,9 +144,14 @@ void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float
   auto sum_block = [&](int64_t o, int64_t blk, int64_t k0, int64_t k1, double* acc) {
     const int64_t c0 = blk * width, c1 = std::min(inner, c0 + width);
     std::fill_n(acc, c1 - c0, 0.0);
-    if (k0 < k1)
-      HWY_DYNAMIC_DISPATCH(SumColumns)(x + (o * n + k0) * inner + c0, static_cast<size_t>(k1 - k0),
+    // In pieces of kPiece rows (a multiple of SumColumns' 64-row groups, so
+    // the order of the additions is that of one call over [k0, k1)).
+    for (int64_t k = k0; k < k1; k += kPiece) {
+      const int64_t ke = std::min(k1, k + kPiece);
+      if (make) make(o, k, ke, c0, c1);
+      HWY_DYNAMIC_DISPATCH(SumColumns)(x + (o * n + k) * inner + c0, static_cast<size_t>(ke - k),
                                        static_cast<size_t>(inner), static_cast<size_t>(c1 - c0), acc);
+    }
     return c1 - c0;
   };
   if (nch == 1) {
@@ -153,12 +167,34 @@ void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float
     return;
   }
   // Few tasks: chunks of n in parallel, then their partials in chunk order.
-  parallel_for(tasks * nch, std::max<int64_t>(1, kGrain / (len * width)), [&](int64_t b, int64_t e) {
-    for (int64_t u = b; u < e; ++u) {
-      const int64_t t = u / nch, c = u % nch;
-      sum_block(t / nb, t % nb, c * len, std::min(n, (c + 1) * len), part + u * width);
-    }
-  });
+  if (make) {
+    // Made whole rows at a time (64: one group of SumColumns, so the same
+    // additions in the same order), each row block then summed by column
+    // block while in cache: a chunk of n is the task.
+    parallel_for(outer * nch, 1, [&](int64_t b, int64_t e) {
+      for (int64_t u = b; u < e; ++u) {
+        const int64_t o = u / nch, c = u % nch, k1 = std::min(n, (c + 1) * len);
+        for (int64_t blk = 0; blk < nb; ++blk) std::fill_n(part + ((o * nb + blk) * nch + c) * width, width, 0.0);
+        for (int64_t k = c * len; k < k1; k += 64) {
+          const int64_t ke = std::min(k1, k + 64);
+          make(o, k, ke, 0, inner);
+          for (int64_t blk = 0; blk < nb; ++blk) {
+            const int64_t c0 = blk * width, w = std::min(inner, c0 + width) - c0;
+            HWY_DYNAMIC_DISPATCH(SumColumns)(x + (o * n + k) * inner + c0, static_cast<size_t>(ke - k),
+                                             static_cast<size_t>(inner), static_cast<size_t>(w),
+                                             part + ((o * nb + blk) * nch + c) * width);
+          }
+        }
+      }
+    });
+  } else {
+    parallel_for(tasks * nch, std::max<int64_t>(1, kGrain / (len * width)), [&](int64_t b, int64_t e) {
+      for (int64_t u = b; u < e; ++u) {
+        const int64_t t = u / nch, c = u % nch;
+        sum_block(t / nb, t % nb, c * len, std::min(n, (c + 1) * len), part + u * width);
+      }
+    });
+  }
   parallel_for(tasks, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t o = t / nb, blk = t % nb, c0 = blk * width, w = std::min(inner, c0 + width) - c0;

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 namespace mmrec::kernels {
 
@@ -16,6 +17,14 @@ namespace mmrec::kernels {
 void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float scale, float* out,
                   void* scratch = nullptr);
 size_t sum_axis_scratch_bytes(int64_t outer, int64_t n, int64_t inner);
+// The same sum, where `make(o, k0, k1, c0, c1)` first writes the block of x it
+// is about to add (slab o, rows [k0, k1), columns [c0, c1); a few hundred rows
+// at a time) from the task that adds it, so that the block is still in cache:
+// a fused kernel producing x and summing it in one pass. Same result, bit for
+// bit, as making all of x and then calling sum_axis_f32.
+using SumBlockFn = std::function<void(int64_t o, int64_t k0, int64_t k1, int64_t c0, int64_t c1)>;
+void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float scale, float* out, void* scratch,
+                  const SumBlockFn& make);
 // out[o, k, i] = scale * g[o, i]   (the backward of sum_axis)
 void expand_axis_f32(const float* g, int64_t outer, int64_t n, int64_t inner, float scale, float* out);
 

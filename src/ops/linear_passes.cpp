@@ -1,0 +1,201 @@
+// The linear layer's graph passes: see linear_passes.h.
+#include "ops/linear_passes.h"
+
+#include <cstring>
+#include <sstream>
+#include <unordered_map>
+
+#include "ops/common.h"
+#include "ops/elementwise_attrs.h"
+
+namespace mmrec::ops::detail {
+namespace {
+
+// A whole buffer: contiguous f32 from its first byte to its last.
+bool whole_f32(const Tensor& t) {
+  return t.dtype() == DType::f32 && t.is_contiguous() && t.offset() == 0 && t.nbytes() == t.impl()->storage->bytes;
+}
+
+// The fused bias gradient: act_backward's inputs (dy, saved), its output dx,
+// then col_sum's outputs (db, its scratch).
+struct BiasGradAttrs {
+  Activation act;
+};
+void run_bias_grad(const BiasGradAttrs& a, const Tensor* in, const Tensor* out) {
+  Tensor dx = out[0], db = out[1];
+  kernels::act_backward_col_sum(a.act, in[0], in[1], dx, db, scratch_ptr(out[2]));
+}
+constexpr autograd::KernelFn kBiasGradRun = &autograd::kernel_thunk<BiasGradAttrs, run_bias_grad>;
+
+}  // namespace
+
+// Graph pass: a GEMM into a temporary that only feeds a gradient
+// accumulation (g += t, the tape summing a weight's per-use gradients)
+// becomes one GEMM with oneDNN's sum post-op into g (g += a · b): one pass
+// over g instead of writing t and reading t and g.
+size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const TemporaryFn& temporary) {
+  std::unordered_map<const Storage*, int> uses = autograd::count_uses(calls);
+  std::vector<bool> drop(calls.size(), false);
+  size_t fused = 0;
+  for (size_t i = 0; i + 1 < calls.size(); ++i) {
+    autograd::Call& c = calls[i];
+    if (c.kind != OpKind::gemm) continue;
+    const Tensor& t = c.out[0];
+    const Storage* ts = t.impl()->storage.get();
+    if (!temporary(ts) || uses[ts] != 2 || t.offset() != 0 || !t.is_contiguous()) continue;
+    // The accumulation reading t, with nothing touching its target in between.
+    size_t j = i + 1;
+    for (; j < calls.size(); ++j) {
+      const autograd::Call& d = calls[j];
+      if (d.kind == OpKind::grad_accumulate && d.in[0].impl()->storage.get() == ts) break;
+    }
+    if (j == calls.size()) continue;
+    const Tensor& g = calls[j].out[0];
+    const Storage* gs = g.impl()->storage.get();
+    if (g.shape() != t.shape() || !g.is_contiguous() || g.dtype() != DType::f32 || calls[j].in[0].shape() != t.shape())
+      continue;
+    bool clear = true;
+    for (size_t k = i + 1; k < j && clear; ++k)
+      for (const std::vector<Tensor>* v : {&calls[k].in, &calls[k].out})
+        for (const Tensor& x : *v)
+          if (x.defined() && x.impl()->storage.get() == gs) clear = false;
+    if (!clear) continue;
+    LinearAttrs a;
+    std::memcpy(&a, c.attrs.bytes, sizeof a);
+    if (a.act != Activation::none || a.accumulate) continue;
+    a.accumulate = true;
+    c.attrs = autograd::Attrs::of(a);
+    c.out[0] = g;
+    drop[j] = true;
+    ++fused;
+  }
+  autograd::erase_calls(calls, drop);
+  return fused;
+}
+
+
+// Graph pass: a linear call into a temporary t whose only reader is a
+// residual add(r, t) (or add(t, r)), r a temporary that dies there, becomes
+// the GEMM accumulating into r by oneDNN's sum post-op (r += x wᵀ + b), run
+// where the add ran; later readers of the add's output read r. One write of
+// the product instead of writing t, then reading t and r and writing the sum.
+size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const TemporaryFn& temporary) {
+  std::unordered_map<const Storage*, int> uses = autograd::count_uses(calls);
+  std::unordered_map<const Storage*, size_t> first, last;  // calls touching each buffer
+  for (size_t i = 0; i < calls.size(); ++i)
+    for (const std::vector<Tensor>* v : {&calls[i].in, &calls[i].out})
+      for (const Tensor& t : *v)
+        if (t.defined()) first.try_emplace(t.impl()->storage.get(), i), last[t.impl()->storage.get()] = i;
+  std::vector<bool> drop(calls.size(), false);
+  size_t fused = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (calls[i].kind != OpKind::linear || drop[i]) continue;
+    LinearAttrs a;
+    std::memcpy(&a, calls[i].attrs.bytes, sizeof a);
+    const Tensor t = calls[i].out[0];
+    const Storage* ts = t.impl()->storage.get();
+    // K = 0 sums the bias in double (gemm_k0): not the add's rounding.
+    if (a.act != Activation::none || a.accumulate || calls[i].in[0].shape().back() == 0) continue;
+    if (!temporary(ts) || uses[ts] != 2 || !whole_f32(t)) continue;
+    const size_t j = last[ts];
+    autograd::Call& add = calls[j];
+    if (j <= i || add.kind != OpKind::binary ||
+        detail::attrs_of_call<detail::BinaryAttrs>(add).op != kernels::BinaryOp::add)
+      continue;
+    const Tensor r = add.in[0].impl()->storage.get() == ts ? add.in[1] : add.in[0], o = add.out[0];
+    const Storage *rs = r.impl()->storage.get(), *os = o.impl()->storage.get();
+    if (rs == ts || !temporary(rs) || !temporary(os) || last[rs] != j || first[os] != j) continue;
+    if (!whole_f32(r) || !whole_f32(o) || r.numel() != t.numel() || o.numel() != t.numel()) continue;
+    // The GEMM reads its inputs at j instead of i: nothing in between may
+    // write them, and r must not be one of them.
+    bool clear = true;
+    for (const Tensor& x : calls[i].in) {
+      if (!x.defined()) continue;
+      const Storage* xs = x.impl()->storage.get();
+      clear &= xs != rs;
+      for (size_t k = i + 1; k < j && clear; ++k)
+        for (const Tensor& w : calls[k].out)
+          if (w.defined() && w.impl()->storage.get() == xs) clear = false;
+    }
+    if (!clear) continue;
+    a.accumulate = true;
+    autograd::Call gemm = std::move(calls[i]);
+    gemm.attrs = autograd::Attrs::of(a);
+    gemm.out[0] = r.as_strided(t.shape(), t.strides(), 0);
+    add = std::move(gemm);
+    drop[i] = true;
+    for (size_t k = j + 1; k < calls.size(); ++k)
+      for (std::vector<Tensor>* v : {&calls[k].in, &calls[k].out})
+        for (Tensor& x : *v)
+          if (x.defined() && x.impl()->storage.get() == os) x = r.as_strided(x.shape(), x.strides(), x.offset());
+    last[rs] = last[os];
+    ++fused;
+  }
+  autograd::erase_calls(calls, drop);
+  return fused;
+}
+
+std::string describe_gemm(const autograd::Call& c) {
+  LinearAttrs a;
+  std::memcpy(&a, c.attrs.bytes, sizeof a);
+  if (!a.accumulate) return "";
+  return c.kind == OpKind::gemm
+             ? "gemm -> grad_accumulate (2 calls, oneDNN's sum post-op into the gradient)"
+             : "linear -> binary.add (2 calls, oneDNN's sum post-op into the residual)";
+}
+// Graph pass: act_backward writing dx, a temporary it alone writes, and the
+// col_sum of that dx (a linear layer's bias gradient) become one call at
+// act_backward's place that makes each block of dx and adds it to db while
+// it is in cache: one read of dx less. The GEMMs that read dx (dX, dW) still
+// find it whole. db and col_sum's scratch are made earlier than they were,
+// so nothing before col_sum may touch them.
+size_t fuse_bias_grad(std::vector<autograd::Call>& calls, const TemporaryFn& temporary) {
+  std::unordered_map<const Storage*, std::vector<size_t>> touch;  // calls touching each buffer, in order
+  std::unordered_map<const Storage*, int> writers;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    for (const Tensor& t : calls[i].in)
+      if (t.defined()) touch[storage_of(t)].push_back(i);
+    for (const Tensor& t : calls[i].out)
+      if (t.defined()) touch[storage_of(t)].push_back(i), ++writers[storage_of(t)];
+  }
+  std::vector<bool> drop(calls.size(), false);
+  size_t fused = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    autograd::Call& c = calls[i];
+    if (c.kind != OpKind::act_backward || c.run == kBiasGradRun || c.out.size() != 1) continue;
+    const Tensor dx = c.out[0];
+    const Storage* gs = storage_of(dx);
+    const Activation act = attrs_of_call<LinearAttrs>(c).act;
+    if (act == Activation::none || !temporary(gs) || writers[gs] != 1 || !whole_f32(dx) || dx.dim() != 2) continue;
+    size_t j = 0;
+    for (size_t r : touch[gs])
+      if (r > i && calls[r].kind == OpKind::col_sum && calls[r].in[0].shape() == dx.shape() &&
+          calls[r].in[0].offset() == 0 && calls[r].in[0].is_contiguous())
+        j = r;
+    if (j == 0 || drop[j]) continue;
+    const autograd::Call& s = calls[j];
+    bool clear = true;  // db and the scratch: col_sum touches them first
+    for (const Tensor& t : s.out)
+      if (t.defined())
+        for (size_t k : touch[storage_of(t)]) clear &= k >= j;
+    if (!clear) continue;
+    autograd::Call n{OpKind::act_backward, kBiasGradRun, autograd::Attrs::of(BiasGradAttrs{act}), c.in, {}, c.in_ids, {}};
+    n.out = {dx, s.out[0], s.out.size() > 1 ? s.out[1] : Tensor()};
+    c = std::move(n);
+    drop[j] = true;
+    ++fused;
+  }
+  autograd::erase_calls(calls, drop);
+  return fused;
+}
+
+std::string describe_bias_grad(const autograd::Call& c) {
+  if (c.run != kBiasGradRun) return "";
+  std::ostringstream os;
+  os.precision(3);
+  os << "act_backward -> col_sum (2 calls, 1 pass over " << static_cast<double>(c.out[0].nbytes()) / 1024.0
+     << " KiB)";
+  return os.str();
+}
+
+}  // namespace mmrec::ops::detail

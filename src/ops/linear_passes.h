@@ -1,0 +1,38 @@
+// The linear layer's graph passes (internal to src/ops; linear.cpp registers
+// them) and the attributes of its calls, which they read and rewrite.
+//   gemm_accumulate: a GEMM whose only use is a gradient accumulation writes
+//     into the gradient (oneDNN's sum post-op);
+//   gemm_residual: a linear whose only use is a residual add accumulates into
+//     the residual (sum post-op);
+//   bias_grad: an activation backward whose output a bias gradient sums
+//     becomes one pass making both (kernels::act_backward_col_sum).
+// Each leaves the replay bit for bit equal to the calls it replaces.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/graph.h"
+#include "ops/kernels/linear.h"
+#include "ops/linear.h"
+
+namespace mmrec::ops::detail {
+
+// The attributes of every call linear.cpp makes (linear, linear_packed, gemm,
+// act_forward, act_backward, convert, col_sum).
+struct LinearAttrs {
+  Activation act;
+  bool accumulate;                      // gemm, linear: out += the product (the sum post-op)
+  const kernels::PackedLinear* packed;  // linear_packed: must outlive any graph holding the call
+};
+
+using TemporaryFn = std::function<bool(const Storage*)>;
+size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const TemporaryFn& temporary);
+size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const TemporaryFn& temporary);
+size_t fuse_bias_grad(std::vector<autograd::Call>& calls, const TemporaryFn& temporary);
+// "gemm -> grad_accumulate (...)", "linear -> binary.add (...)" for the sum post-ops.
+std::string describe_gemm(const autograd::Call& call);
+// "act_backward -> col_sum (2 calls, 1 pass over 64 MiB)" for a fused bias gradient.
+std::string describe_bias_grad(const autograd::Call& call);
+
+}  // namespace mmrec::ops::detail
