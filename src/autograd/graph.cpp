@@ -99,13 +99,24 @@ std::vector<std::pair<const char*, GraphPass>>& passes() {
 
 void register_pass(const char* name, GraphPass pass) { passes().emplace_back(name, pass); }
 
-std::unordered_map<const Storage*, int> count_uses(const std::vector<Call>& calls) {
-  std::unordered_map<const Storage*, int> uses;
-  for (const Call& c : calls)
-    for (const std::vector<Tensor>* v : {&c.in, &c.out})
-      for (const Tensor& t : *v)
-        if (t.defined()) ++uses[t.impl()->storage.get()];
-  return uses;
+size_t BufferUses::first() const {
+  if (readers.empty()) return writers.front();
+  return writers.empty() ? readers.front() : std::min(readers.front(), writers.front());
+}
+size_t BufferUses::last() const {
+  if (readers.empty()) return writers.back();
+  return writers.empty() ? readers.back() : std::max(readers.back(), writers.back());
+}
+
+BufferIndex index_buffers(const std::vector<Call>& calls) {
+  BufferIndex ix;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    for (const Tensor& t : calls[i].in)
+      if (t.defined()) ix[t.impl()->storage.get()].readers.push_back(i);
+    for (const Tensor& t : calls[i].out)
+      if (t.defined()) ix[t.impl()->storage.get()].writers.push_back(i);
+  }
+  return ix;
 }
 
 size_t erase_calls(std::vector<Call>& calls, const std::vector<bool>& drop) {

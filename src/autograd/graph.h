@@ -160,8 +160,17 @@ using GraphPass = size_t (*)(std::vector<Call>& calls, const std::function<bool(
 void register_pass(const char* name, GraphPass pass);
 // Removes the calls marked in `drop` (keeping the others' order); returns how many.
 size_t erase_calls(std::vector<Call>& calls, const std::vector<bool>& drop);
-// How many inputs and outputs of the calls view each buffer.
-std::unordered_map<const Storage*, int> count_uses(const std::vector<Call>& calls);
+// Which calls read and write a buffer (call indices in order, one entry per
+// view: a call reading two views of it is listed twice).
+struct BufferUses {
+  std::vector<size_t> readers, writers;
+  size_t uses() const { return readers.size() + writers.size(); }
+  size_t first() const;  // the first call touching it
+  size_t last() const;   // the last
+};
+// The uses of every buffer the calls touch: what a pass looks up.
+using BufferIndex = std::unordered_map<const Storage*, BufferUses>;
+BufferIndex index_buffers(const std::vector<Call>& calls);
 
 // What a call made by a pass fuses ("binary.mul -> clamp (2 calls, ...)"),
 // or "" for a call of that kind that fuses nothing; the ops that fuse

@@ -117,13 +117,7 @@ std::optional<CopyViews> compose_views(const ElemView& v, const ElemView& d, con
 }
 
 size_t collapse_copy_chains(std::vector<Call>& calls, const std::function<bool(const Storage*)>& temporary) {
-  std::unordered_map<const Storage*, std::vector<size_t>> writers, readers;
-  for (size_t i = 0; i < calls.size(); ++i) {
-    for (const Tensor& t : calls[i].out)
-      if (t.defined()) writers[storage_of(t)].push_back(i);
-    for (const Tensor& t : calls[i].in)
-      if (t.defined()) readers[storage_of(t)].push_back(i);
-  }
+  autograd::BufferIndex ix = autograd::index_buffers(calls);
   std::vector<bool> drop(calls.size(), false);
   size_t fused = 0;
   for (size_t i = 0; i < calls.size(); ++i) {
@@ -132,8 +126,8 @@ size_t collapse_copy_chains(std::vector<Call>& calls, const std::function<bool(c
     const Tensor src = calls[i].in[0], mid = calls[i].out[0];
     const Storage *ss = storage_of(src), *ts = storage_of(mid);
     // t: a temporary this call alone writes, whole, and only later copies read.
-    if (ss == ts || !temporary(ts) || writers[ts].size() != 1 || !whole(p->dst, mid)) continue;
-    const std::vector<size_t>& rd = readers[ts];
+    if (ss == ts || !temporary(ts) || ix[ts].writers.size() != 1 || !whole(p->dst, mid)) continue;
+    const std::vector<size_t>& rd = ix[ts].readers;
     std::vector<std::pair<size_t, CopyViews>> plan;
     for (size_t r : rd) {
       const auto q = r > i && !drop[r] ? sides(calls[r]) : std::nullopt;
@@ -141,7 +135,7 @@ size_t collapse_copy_chains(std::vector<Call>& calls, const std::function<bool(c
         break;
       // Reading the source at r instead of i: nothing in between may write it.
       bool clear = true;
-      for (size_t k : writers[ss]) clear &= k < i || k >= r;
+      for (size_t k : ix[ss].writers) clear &= k < i || k >= r;
       const auto v = clear ? compose_views(q->src, q->dst, p->src) : std::nullopt;
       if (!v) break;
       plan.emplace_back(r, *v);

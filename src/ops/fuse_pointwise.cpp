@@ -122,7 +122,7 @@ struct Group {
 class Fuser {
  public:
   Fuser(std::vector<Call>& calls, const std::function<bool(const Storage*)>& temporary)
-      : calls_(calls), temporary_(temporary), uses_(autograd::count_uses(calls)) {}
+      : calls_(calls), temporary_(temporary), uses_(autograd::index_buffers(calls)) {}
 
   size_t run() {
     for (size_t j = 0; j < calls_.size(); ++j) {
@@ -182,7 +182,7 @@ class Fuser {
       // g += x right after the group wrote g: nothing may touch g in between.
       for (size_t k = p.calls.back() + 1; k < j; ++k)
         if (touches(calls_[k], s)) return false;
-    } else if (!temporary_(s) || uses_.at(s) != 2) {
+    } else if (!temporary_(s) || uses_.at(s).uses() != 2) {
       return false;  // the intermediate has another reader, or outlives the step
     }
     // The group's inputs are read at j instead: nothing in between may write them.
@@ -257,7 +257,7 @@ class Fuser {
 
   std::vector<Call>& calls_;
   const std::function<bool(const Storage*)>& temporary_;
-  std::unordered_map<const Storage*, int> uses_;
+  autograd::BufferIndex uses_;
   std::vector<Group> groups_;
   std::unordered_map<size_t, size_t> group_of_call_;
   std::unordered_map<const Storage*, size_t> open_;  // buffer -> the group that wrote it last

@@ -34,7 +34,7 @@ constexpr autograd::KernelFn kBiasGradRun = &autograd::kernel_thunk<BiasGradAttr
 // becomes one GEMM with oneDNN's sum post-op into g (g += a · b): one pass
 // over g instead of writing t and reading t and g.
 size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const TemporaryFn& temporary) {
-  std::unordered_map<const Storage*, int> uses = autograd::count_uses(calls);
+  autograd::BufferIndex ix = autograd::index_buffers(calls);
   std::vector<bool> drop(calls.size(), false);
   size_t fused = 0;
   for (size_t i = 0; i + 1 < calls.size(); ++i) {
@@ -42,7 +42,7 @@ size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const TemporaryF
     if (c.kind != OpKind::gemm) continue;
     const Tensor& t = c.out[0];
     const Storage* ts = t.impl()->storage.get();
-    if (!temporary(ts) || uses[ts] != 2 || t.offset() != 0 || !t.is_contiguous()) continue;
+    if (!temporary(ts) || ix[ts].uses() != 2 || t.offset() != 0 || !t.is_contiguous()) continue;
     // The accumulation reading t, with nothing touching its target in between.
     size_t j = i + 1;
     for (; j < calls.size(); ++j) {
@@ -54,11 +54,10 @@ size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const TemporaryF
     const Storage* gs = g.impl()->storage.get();
     if (g.shape() != t.shape() || !g.is_contiguous() || g.dtype() != DType::f32 || calls[j].in[0].shape() != t.shape())
       continue;
+    const autograd::BufferUses& gu = ix[gs];
     bool clear = true;
-    for (size_t k = i + 1; k < j && clear; ++k)
-      for (const std::vector<Tensor>* v : {&calls[k].in, &calls[k].out})
-        for (const Tensor& x : *v)
-          if (x.defined() && x.impl()->storage.get() == gs) clear = false;
+    for (const std::vector<size_t>* v : {&gu.readers, &gu.writers})
+      for (size_t k : *v) clear &= k <= i || k >= j;
     if (!clear) continue;
     LinearAttrs a;
     std::memcpy(&a, c.attrs.bytes, sizeof a);
@@ -80,12 +79,7 @@ size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const TemporaryF
 // where the add ran; later readers of the add's output read r. One write of
 // the product instead of writing t, then reading t and r and writing the sum.
 size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const TemporaryFn& temporary) {
-  std::unordered_map<const Storage*, int> uses = autograd::count_uses(calls);
-  std::unordered_map<const Storage*, size_t> first, last;  // calls touching each buffer
-  for (size_t i = 0; i < calls.size(); ++i)
-    for (const std::vector<Tensor>* v : {&calls[i].in, &calls[i].out})
-      for (const Tensor& t : *v)
-        if (t.defined()) first.try_emplace(t.impl()->storage.get(), i), last[t.impl()->storage.get()] = i;
+  autograd::BufferIndex ix = autograd::index_buffers(calls);
   std::vector<bool> drop(calls.size(), false);
   size_t fused = 0;
   for (size_t i = 0; i < calls.size(); ++i) {
@@ -96,15 +90,15 @@ size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const TemporaryFn&
     const Storage* ts = t.impl()->storage.get();
     // K = 0 sums the bias in double (gemm_k0): not the add's rounding.
     if (a.act != Activation::none || a.accumulate || calls[i].in[0].shape().back() == 0) continue;
-    if (!temporary(ts) || uses[ts] != 2 || !whole_f32(t)) continue;
-    const size_t j = last[ts];
+    if (!temporary(ts) || ix[ts].uses() != 2 || !whole_f32(t)) continue;
+    const size_t j = ix[ts].last();
     autograd::Call& add = calls[j];
     if (j <= i || add.kind != OpKind::binary ||
         detail::attrs_of_call<detail::BinaryAttrs>(add).op != kernels::BinaryOp::add)
       continue;
     const Tensor r = add.in[0].impl()->storage.get() == ts ? add.in[1] : add.in[0], o = add.out[0];
     const Storage *rs = r.impl()->storage.get(), *os = o.impl()->storage.get();
-    if (rs == ts || !temporary(rs) || !temporary(os) || last[rs] != j || first[os] != j) continue;
+    if (rs == ts || !temporary(rs) || !temporary(os) || ix[rs].last() != j || ix[os].first() != j) continue;
     if (!whole_f32(r) || !whole_f32(o) || r.numel() != t.numel() || o.numel() != t.numel()) continue;
     // The GEMM reads its inputs at j instead of i: nothing in between may
     // write them, and r must not be one of them.
@@ -113,9 +107,7 @@ size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const TemporaryFn&
       if (!x.defined()) continue;
       const Storage* xs = x.impl()->storage.get();
       clear &= xs != rs;
-      for (size_t k = i + 1; k < j && clear; ++k)
-        for (const Tensor& w : calls[k].out)
-          if (w.defined() && w.impl()->storage.get() == xs) clear = false;
+      for (size_t k : ix[xs].writers) clear &= k <= i || k >= j;
     }
     if (!clear) continue;
     a.accumulate = true;
@@ -128,7 +120,10 @@ size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const TemporaryFn&
       for (std::vector<Tensor>* v : {&calls[k].in, &calls[k].out})
         for (Tensor& x : *v)
           if (x.defined() && x.impl()->storage.get() == os) x = r.as_strided(x.shape(), x.strides(), x.offset());
-    last[rs] = last[os];
+    // r takes over o's uses (all at j or later: r's lists stay in order).
+    autograd::BufferUses &ru = ix[rs], &ou = ix[os];
+    ru.readers.insert(ru.readers.end(), ou.readers.begin(), ou.readers.end());
+    ru.writers.insert(ru.writers.end(), ou.writers.begin(), ou.writers.end());
     ++fused;
   }
   autograd::erase_calls(calls, drop);
@@ -150,14 +145,7 @@ std::string describe_gemm(const autograd::Call& c) {
 // find it whole. db and col_sum's scratch are made earlier than they were,
 // so nothing before col_sum may touch them.
 size_t fuse_bias_grad(std::vector<autograd::Call>& calls, const TemporaryFn& temporary) {
-  std::unordered_map<const Storage*, std::vector<size_t>> touch;  // calls touching each buffer, in order
-  std::unordered_map<const Storage*, int> writers;
-  for (size_t i = 0; i < calls.size(); ++i) {
-    for (const Tensor& t : calls[i].in)
-      if (t.defined()) touch[storage_of(t)].push_back(i);
-    for (const Tensor& t : calls[i].out)
-      if (t.defined()) touch[storage_of(t)].push_back(i), ++writers[storage_of(t)];
-  }
+  autograd::BufferIndex ix = autograd::index_buffers(calls);
   std::vector<bool> drop(calls.size(), false);
   size_t fused = 0;
   for (size_t i = 0; i < calls.size(); ++i) {
@@ -166,9 +154,9 @@ size_t fuse_bias_grad(std::vector<autograd::Call>& calls, const TemporaryFn& tem
     const Tensor dx = c.out[0];
     const Storage* gs = storage_of(dx);
     const Activation act = attrs_of_call<LinearAttrs>(c).act;
-    if (act == Activation::none || !temporary(gs) || writers[gs] != 1 || !whole_f32(dx) || dx.dim() != 2) continue;
+    if (act == Activation::none || !temporary(gs) || ix[gs].writers.size() != 1 || !whole_f32(dx) || dx.dim() != 2) continue;
     size_t j = 0;
-    for (size_t r : touch[gs])
+    for (size_t r : ix[gs].readers)
       if (r > i && calls[r].kind == OpKind::col_sum && calls[r].in[0].shape() == dx.shape() &&
           calls[r].in[0].offset() == 0 && calls[r].in[0].is_contiguous())
         j = r;
@@ -176,8 +164,7 @@ size_t fuse_bias_grad(std::vector<autograd::Call>& calls, const TemporaryFn& tem
     const autograd::Call& s = calls[j];
     bool clear = true;  // db and the scratch: col_sum touches them first
     for (const Tensor& t : s.out)
-      if (t.defined())
-        for (size_t k : touch[storage_of(t)]) clear &= k >= j;
+      if (t.defined()) clear &= ix[storage_of(t)].first() >= j;
     if (!clear) continue;
     autograd::Call n{OpKind::act_backward, kBiasGradRun, autograd::Attrs::of(BiasGradAttrs{act}), c.in, {}, c.in_ids, {}};
     n.out = {dx, s.out[0], s.out.size() > 1 ? s.out[1] : Tensor()};
