@@ -154,7 +154,8 @@ size_t fuse_bias_grad(std::vector<autograd::Call>& calls, const TemporaryFn& tem
     const Tensor dx = c.out[0];
     const Storage* gs = storage_of(dx);
     const Activation act = attrs_of_call<LinearAttrs>(c).act;
-    if (act == Activation::none || !temporary(gs) || ix[gs].writers.size() != 1 || !whole_f32(dx) || dx.dim() != 2) continue;
+    if (act == Activation::none || !temporary(gs) || ix[gs].writers.size() != 1 || !whole_f32(dx) || dx.dim() != 2)
+      continue;
     size_t j = 0;
     for (size_t r : ix[gs].readers)
       if (r > i && calls[r].kind == OpKind::col_sum && calls[r].in[0].shape() == dx.shape() &&
@@ -166,8 +167,8 @@ size_t fuse_bias_grad(std::vector<autograd::Call>& calls, const TemporaryFn& tem
     for (const Tensor& t : s.out)
       if (t.defined()) clear &= ix[storage_of(t)].first() >= j;
     if (!clear) continue;
-    autograd::Call n{OpKind::act_backward, kBiasGradRun, autograd::Attrs::of(BiasGradAttrs{act}), c.in, {}, c.in_ids, {}};
-    n.out = {dx, s.out[0], s.out.size() > 1 ? s.out[1] : Tensor()};
+    autograd::Call n{OpKind::act_backward, kBiasGradRun, autograd::Attrs::of(BiasGradAttrs{act}), c.in, {}, {}, {}};
+    n.out = {dx, s.out[0], s.out.size() > 1 ? s.out[1] : Tensor()};  // value ids: renumbered after the passes
     c = std::move(n);
     drop[j] = true;
     ++fused;

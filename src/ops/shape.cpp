@@ -104,8 +104,9 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
       // Every part of x belongs to one output: the gradient is their blocks
       // side by side (outputs without a gradient arrive as zeros). One part
       // spanning the whole axis (the others empty) gives its gradient as is.
+      const int64_t len = xs[static_cast<size_t>(a)];
       for (size_t k = 0; k < sizes.size(); ++k)
-        if (sizes[k] == xs[static_cast<size_t>(a)] && xs[static_cast<size_t>(a)] > 0) return std::vector<Tensor>{g[k].contiguous()};
+        if (sizes[k] == len && len > 0) return std::vector<Tensor>{g[k].contiguous()};
       Tensor dx = Tensor::empty(xs);
       constexpr int64_t fs = sizeof(float);
       int64_t off = 0;

@@ -185,7 +185,8 @@ BENCH_SUITE(linear) {
     const std::string name = std::string("linear_bwd_db_") + (act == Activation::gelu ? "gelu" : "sigmoid") + "_8192x" +
                              std::to_string(n);
     if (!ctx.wants(name)) continue;
-    const Tensor saved = act == Activation::gelu ? rand_uniform({M, n}, g, -3, 3) : rand_uniform({M, n}, g, 0.01f, 0.99f);
+    const Tensor saved =
+        act == Activation::gelu ? rand_uniform({M, n}, g, -3, 3) : rand_uniform({M, n}, g, 0.01f, 0.99f);
     const Tensor gy = rand_uniform({M, n}, g, -1, 1);
     Tensor dx = Tensor::empty({M, n}), db = Tensor::empty({n});
     std::vector<char> scratch(kernels::col_sum_scratch_bytes(M, n));
@@ -197,7 +198,8 @@ BENCH_SUITE(linear) {
          }},
         reps);
     const double bytes = 3.0 * 4.0 * M * n;
-    ctx.report(name, {{"us", t[0] * 1e6}, {"gbps", bytes / t[0] / 1e9}, {"chain_us", t[1] * 1e6}, {"ratio", t[1] / t[0]}});
+    ctx.report(name, {{"us", t[0] * 1e6}, {"gbps", bytes / t[0] / 1e9}, {"chain_us", t[1] * 1e6},
+                      {"ratio", t[1] / t[0]}});
   }
 
   // gelu with a backward to come: GEMM + separate gelu pass (saves the

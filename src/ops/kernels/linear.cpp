@@ -112,12 +112,16 @@ void act_backward_col_sum(ops::Activation act, const Tensor& dy, const Tensor& s
   const Activation op = act == ops::Activation::gelu ? Activation::gelu : Activation::sigmoid;
   const float *g = dy.data<float>(), *sv = saved.data<float>();
   float* d = dx.data<float>();
-  sum_axis_f32(d, 1, M, N, 1.0f, db.data<float>(), scratch, [&](int64_t, int64_t k0, int64_t k1, int64_t c0, int64_t c1) {
-    if (c0 == 0 && c1 == N)  // whole rows: one contiguous run
+  // The block of dx: rows [k0, k1), columns [c0, c1).
+  auto make = [&](int64_t, int64_t k0, int64_t k1, int64_t c0, int64_t c1) {
+    if (c0 == 0 && c1 == N) {  // whole rows: one contiguous run
       activation_bwd_f32(op, sv + k0 * N, g + k0 * N, d + k0 * N, (k1 - k0) * N);
-    else
-      for (int64_t k = k0; k < k1; ++k) activation_bwd_f32(op, sv + k * N + c0, g + k * N + c0, d + k * N + c0, c1 - c0);
-  });
+      return;
+    }
+    for (int64_t k = k0; k < k1; ++k)
+      activation_bwd_f32(op, sv + k * N + c0, g + k * N + c0, d + k * N + c0, c1 - c0);
+  };
+  sum_axis_f32(d, 1, M, N, 1.0f, db.data<float>(), scratch, make);
 }
 
 void convert(const Tensor& src, Tensor& dst) {
