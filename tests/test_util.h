@@ -41,7 +41,7 @@ inline mmrec::Tensor param(const mmrec::Shape& s, uint64_t seed, float lo = -1.0
 inline bool bit_equal(const mmrec::Tensor& a, const mmrec::Tensor& b) {
   if (!a.defined() || !b.defined() || a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
   const mmrec::Tensor x = a.contiguous(), y = b.contiguous();
-  return std::memcmp(x.raw_data(), y.raw_data(), x.nbytes()) == 0;
+  return x.nbytes() == 0 || std::memcmp(x.raw_data(), y.raw_data(), x.nbytes()) == 0;  // empty: no data pointer
 }
 
 inline double max_abs_diff(const mmrec::Tensor& a, const mmrec::Tensor& b) {
