@@ -254,7 +254,7 @@ TEST_CASE("kernels: column sums and activation backward match the reference") {
 TEST_CASE("kernels: the fused activation backward and column sums equal the two calls bit for bit, 1 or 2 threads") {
   Generator g(8);
   // Chunked sums (few column blocks) with partial 64-row groups, many column
-  // blocks (one chunk: blocks made in place), rows too short to fuse, empty.
+  // blocks (one chunk: blocks made in place), rows of 3 columns, empty.
   for (auto [M, N] : {std::pair<int64_t, int64_t>{700, 72}, {1000, 1030}, {300, 4100}, {1000, 3}, {0, 80}, {5, 0}}) {
     CAPTURE(M);
     CAPTURE(N);

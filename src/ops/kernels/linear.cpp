@@ -102,9 +102,7 @@ void act_backward(ops::Activation act, const Tensor& dy, const Tensor& saved, Te
 void act_backward_col_sum(ops::Activation act, const Tensor& dy, const Tensor& saved, Tensor& dx, Tensor& db,
                           void* scratch) {
   const int64_t M = dy.shape()[0], N = dy.shape()[1];
-  // Rows too short to be worth a call each (the pieces' activation calls
-  // would cost more than the second pass saves): the two passes.
-  if (act == ops::Activation::none || M == 0 || N < 64) {
+  if (act == ops::Activation::none) {  // no activation: a copy, then the sums
     act_backward(act, dy, saved, dx);
     col_sum(dx, db, scratch);
     return;

@@ -35,7 +35,7 @@ size_t col_sum_scratch_bytes(int64_t M, int64_t N);
 // act_backward, then col_sum of its result (dx [M, N], db [N]) in one pass:
 // each block of dx is made just before the column sums add it, while it is
 // in cache (kernels/reduce.h's SumBlockFn). Bit for bit the two calls'
-// result; the fused call of the compiled graph (ops/bias_grad.cpp).
+// result; the fused call of the compiled graph (ops/linear_passes.cpp).
 void act_backward_col_sum(ops::Activation act, const Tensor& dy, const Tensor& saved, Tensor& dx, Tensor& db,
                           void* scratch = nullptr);
 
