@@ -3,8 +3,8 @@
 // on ops, on the model's logits and on 20 whole training steps (forward,
 // loss, backward, clipping, AdamW) in both recurrence modes, recapture on a
 // new signature, strict mode, memory planning and dead calls; pointwise
-// fusion, copy chains and the GEMM residual epilogue (fused, bit-identical
-// to eager, left alone where unsafe).
+// fusion, copy chains, strided sums and the GEMM epilogues (fused,
+// bit-identical to eager, left alone where unsafe).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -373,6 +373,45 @@ TEST_CASE("copy chains: a copy only copies read becomes one strided copy per rea
   CHECK(count_kind(*o.last_graph(), OpKind::copy_rows) == 2);
 }
 
+TEST_CASE("strided sums: a copy only a sum reads is dropped, the sum reads its source in place, bit for bit") {
+  Generator gen(27);
+  const Tensor x = rand_uniform({3, 40, 20}, gen, -1, 1);
+  // Columns 4..12 of x, as chunks of 8 rows: the mean over each chunk (the
+  // memory's chunk means of k, a column slice of one GEMM's output).
+  auto chunk_mean = [](const Tensor& v) {
+    autograd::NoGradGuard ng;
+    return ops::mean(ops::reshape(v, {3, 5, 8, 8}), 2);
+  };
+  auto fn = [&](const std::vector<Tensor>& in) {
+    return std::vector<Tensor>{chunk_mean(ops::slice(in[0], 2, 4, 12))};
+  };
+  CompiledFn f = autograd::compile(fn);
+  f({x});
+  const autograd::Graph& g = *f.last_graph();
+  CHECK(count_kind(g, OpKind::copy) == 0);
+  CHECK(count_kind(g, OpKind::sum_axis) == 1);
+  CHECK(g.fusions().find(": copy -> sum_axis (2 calls, the sum reads the copy's source in place: 3.8 KiB, rows 20 "
+                         "floats apart)") != std::string::npos);
+  const Tensor x2 = rand_uniform({3, 40, 20}, gen, -1, 1);
+  CHECK(bit_equal(f({x2})[0], fn({x2})[0]));
+  // Left alone: rows that are not one stride apart (a transposed source),
+  // and an intermediate another call reads.
+  CompiledFn t = autograd::compile([&](const std::vector<Tensor>& in) {
+    return std::vector<Tensor>{chunk_mean(ops::transpose(ops::slice(in[0], 2, 4, 12), 0, 1).slice(0, 0, 3))};
+  });
+  const Tensor y = rand_uniform({40, 3, 20}, gen, -1, 1);
+  t({y});
+  CHECK(count_kind(*t.last_graph(), OpKind::copy) == 1);
+  CHECK(bit_equal(t({y})[0], chunk_mean(ops::transpose(ops::slice(y, 2, 4, 12), 0, 1).slice(0, 0, 3))));
+  CompiledFn o = autograd::compile([&](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    const Tensor c = ops::reshape(ops::slice(in[0], 2, 4, 12), {3, 5, 8, 8});
+    return std::vector<Tensor>{ops::mean(c, 2), ops::exp(c)};
+  });
+  o({x});
+  CHECK(count_kind(*o.last_graph(), OpKind::copy) == 1);
+}
+
 TEST_CASE("bias gradient fusion: act_backward and the col_sum of its output become one call, bit for bit") {
   for (const ops::Activation act : {ops::Activation::gelu, ops::Activation::sigmoid}) {
     CAPTURE(static_cast<int>(act));
@@ -418,6 +457,12 @@ TEST_CASE("a compiled model fuses its pointwise chains; logits, gradients and we
     CHECK(fused.find("binary.add -> binary.add (2 calls") != std::string::npos);
     CHECK(fused.find("linear -> binary.add (2 calls") != std::string::npos);  // the FFN's residual
     CHECK(count_kind(*f.last_graph(), OpKind::fused_pointwise) >= 2 * static_cast<size_t>(cfg.layers));
+    // One sequence: the memory's chunk means of k and v read the projection's
+    // output in place (with a batch the rows of a partial chunk break the stride).
+    const Tensor one = random_tokens(1, 21, 64, 6);
+    f({one});
+    CHECK(bit_equal(f({one})[0], fwd({one})[0]));
+    CHECK(f.last_graph()->fusions().find("copy -> sum_axis") != std::string::npos);
     // Training: forward, loss and backward in one graph, then clipping and AdamW.
     const Model eager(cfg, 9), compiled(cfg, 9);
     const test_util::CompiledRun r = test_util::check_compiled_steps(eager, compiled, 3, 300);

@@ -419,6 +419,28 @@ TEST_CASE("sum/mean over an axis: chunked and blocked kernel paths against the r
   check_grad([](auto& in) { return ops::mean(in[0], 0); }, {x});
 }
 
+TEST_CASE("sum over an axis with a row stride: the columns of a wider buffer, bit for bit the contiguous sum") {
+  // The paths: chunks of n (outer 1), many blocks, narrow rows, an odd stride.
+  for (const Shape s : {Shape{1, 3000, 600, 2048}, Shape{9, 17, 1025, 1030}, Shape{64, 128, 2, 5}, Shape{2, 5000, 3, 7}}) {
+    CAPTURE(s);
+    const int64_t outer = s[0], n = s[1], inner = s[2], ld = s[3];
+    const Tensor wide = uniform({outer * n, ld}, 63, -1.0f, 1.0f);
+    const Tensor cols = wide.slice(1, 0, inner).contiguous();
+    Tensor a = Tensor::empty({outer, inner}), b = Tensor::empty({outer, inner});
+    for (int t : {1, 2}) {
+      set_num_threads(t);
+      kernels::sum_axis_f32(wide.data<float>(), outer, n, inner, 0.25f, a.data<float>(), nullptr,
+                            kernels::SumBlockFn(), ld);
+      kernels::sum_axis_f32(cols.data<float>(), outer, n, inner, 0.25f, b.data<float>());
+      CHECK(bit_equal(a, b));
+    }
+    set_num_threads(0);
+  }
+  float x[8] = {};
+  CHECK_THROWS_WITH_AS(kernels::sum_axis_f32(x, 1, 2, 1, 1.0f, x, nullptr, kernels::SumBlockFn(), 4),
+                       doctest::Contains("row stride 4 for rows of 1"), Error);
+}
+
 TEST_CASE("errors name the op, the shapes and the bad value") {
   Tensor x = Tensor::zeros({2, 3, 4});
   CHECK_THROWS_WITH_AS(ops::rmsnorm(x, Tensor::ones({5})),

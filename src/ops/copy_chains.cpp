@@ -155,6 +155,77 @@ size_t collapse_copy_chains(std::vector<Call>& calls, const std::function<bool(c
   return fused;
 }
 
+namespace {
+// The row stride of t read as rows of `inner` elements in row-major order:
+// its trailing axes hold exactly `inner` contiguous elements and its leading
+// axes step by one stride; nullopt otherwise.
+std::optional<int64_t> uniform_rows(const Tensor& t, int64_t inner) {
+  Shape sh, st;
+  for (int64_t k = 0; k < t.dim(); ++k)
+    if (t.shape()[k] != 1) sh.push_back(t.shape()[k]), st.push_back(t.strides()[k]);
+  size_t j = sh.size();
+  int64_t p = 1;
+  while (j > 0 && p < inner) {
+    if (st[--j] != p) return std::nullopt;
+    p *= sh[j];
+  }
+  if (p != inner) return std::nullopt;
+  if (j == 0) return inner;
+  const int64_t ld = st[j - 1];
+  for (int64_t k = static_cast<int64_t>(j) - 1, expect = ld; k >= 0; expect *= sh[static_cast<size_t>(k)], --k)
+    if (st[static_cast<size_t>(k)] != expect) return std::nullopt;
+  return ld >= inner ? std::optional<int64_t>(ld) : std::nullopt;
+}
+}  // namespace
+
+size_t fuse_strided_sum(std::vector<Call>& calls, const std::function<bool(const Storage*)>& temporary) {
+  autograd::BufferIndex ix = autograd::index_buffers(calls);
+  std::vector<bool> drop(calls.size(), false);
+  size_t fused = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const Call& c = calls[i];
+    if (c.kind != OpKind::copy || c.in.size() != 1 || c.out.size() != 1) continue;
+    const Tensor src = c.in[0], mid = c.out[0];
+    const Storage *ss = storage_of(src), *ts = storage_of(mid);
+    if (ss == ts || src.dtype() != DType::f32 || mid.dtype() != DType::f32 || !temporary(ts) ||
+        ix[ts].uses() != 2 || !whole(view_of(mid), mid))
+      continue;
+    const size_t j = ix[ts].last();
+    Call& sum = calls[j];
+    if (j <= i || sum.kind != OpKind::sum_axis || storage_of(sum.in[0]) != ts) continue;
+    AxisAttrs a = attrs_of_call<AxisAttrs>(sum);
+    if (a.ld != 0 || a.inner < 2 || !whole(view_of(sum.in[0]), mid)) continue;
+    const std::optional<int64_t> ld = uniform_rows(src, a.inner);
+    bool clear = ld.has_value();  // the source is read at j instead of i
+    for (size_t k : ix[ss].writers) clear &= k < i || k >= j;
+    for (const Tensor& o : sum.out) clear &= !o.defined() || storage_of(o) != ss;
+    if (!clear) continue;
+    a.ld = *ld;
+    sum.attrs = autograd::Attrs::of(a);
+    sum.in[0] = src.as_strided({a.outer * a.n, a.inner}, {a.ld, 1}, src.offset());
+    drop[i] = true;
+    ++fused;
+  }
+  autograd::erase_calls(calls, drop);
+  return fused;
+}
+
+std::string describe_strided_sum(const Call& c) {
+  const AxisAttrs a = attrs_of_call<AxisAttrs>(c);
+  if (a.ld == 0) return "";
+  const double kib = static_cast<double>(a.outer * a.n * a.inner) * sizeof(float) / 1024.0;
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  os.precision(1);
+  os << "copy -> sum_axis (2 calls, the sum reads the copy's source in place: ";
+  if (kib >= 1024.0)
+    os << kib / 1024.0 << " MiB";
+  else
+    os << kib << " KiB";
+  os << ", rows " << a.ld << " floats apart)";
+  return os.str();
+}
+
 std::string describe_copy_chain(const Call& c) {
   if (c.run != kChainRun) return "";
   const ChainAttrs a = attrs_of_call<ChainAttrs>(c);

@@ -36,4 +36,14 @@ size_t collapse_copy_chains(std::vector<autograd::Call>& calls,
 // "copy -> copy_rows (2 calls, 1 pass over 2.0 MiB)" for a collapsed copy.
 std::string describe_copy_chain(const autograd::Call& call);
 
+// The strided_sum pass: a copy into a temporary that only a sum_axis reads
+// (a strided view made contiguous to be reduced, e.g. the chunk means of k
+// and v, column slices of one GEMM's output) is dropped, and the sum reads
+// the copy's source in place when its rows of `inner` elements are one
+// stride apart (kernels::sum_axis_f32's row_stride): the same additions in
+// the same order, so the replay is unchanged bit for bit.
+size_t fuse_strided_sum(std::vector<autograd::Call>& calls, const std::function<bool(const Storage*)>& temporary);
+// "copy -> sum_axis (...)" for a sum reading a strided source.
+std::string describe_strided_sum(const autograd::Call& call);
+
 }  // namespace mmrec::ops::detail

@@ -1,6 +1,6 @@
-// The attribute blocks of the elementwise and activation calls (internal to
-// src/ops): written by their builders, read back from captured calls by the
-// pointwise fusion pass (fuse_pointwise.cpp).
+// The attribute blocks of the elementwise, activation and reduction calls
+// (internal to src/ops): written by their builders, read back from captured
+// calls by the graph passes (fuse_pointwise.cpp, copy_chains.cpp).
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -28,6 +28,14 @@ struct ActAttrs {
   kernels::Activation op;
   float lo, hi;  // clamp's bounds
   int64_t n;
+};
+
+// sum_axis and expand_axis over x viewed as [outer, n, inner]; sum_axis
+// reads rows `ld` elements apart (0: inner; the strided_sum pass sets it).
+struct AxisAttrs {
+  int64_t outer, n, inner;
+  float scale;
+  int64_t ld = 0;
 };
 
 // A captured call's attributes as the struct its builder wrote.

@@ -89,12 +89,14 @@ void run_col_sum(const LinearAttrs&, const Tensor* in, const Tensor* out) {
 constexpr LinearAttrs attrs_of(Activation act) { return LinearAttrs{act, false, nullptr}; }
 
 // Passes run in registration order: copy chains first (they only join copies
-// to copies); gemm_accumulate before pointwise fusion,
+// to copies), then the sums reading a copy's source; gemm_accumulate before pointwise fusion,
 // which would otherwise absorb the accumulations it looks for; the residual
 // epilogue after it, on the adds no elementwise chain took (x + h + c stays
 // one pointwise pass); the bias gradients last.
 const bool fuse_registered = (autograd::register_pass("copy_chains", detail::collapse_copy_chains),
                               autograd::register_describer(OpKind::copy, detail::describe_copy_chain),
+                              autograd::register_pass("strided_sum", detail::fuse_strided_sum),
+                              autograd::register_describer(OpKind::sum_axis, detail::describe_strided_sum),
                               autograd::register_pass("gemm_accumulate", detail::fuse_gemm_accumulate),
                               autograd::register_describer(OpKind::gemm, detail::describe_gemm),
                               autograd::register_pass("fuse_pointwise", detail::fuse_pointwise),

@@ -198,6 +198,27 @@ KERNELCHECK_SUITE(gather_shape) {
           [&] { kernels::ref::sum_axis_f32(x.data<float>(), s[0], s[1], s[2], scale, b.data<float>()); }, a, b, 1e-6);
     }
   }
+  if (ctx.wants("mean_axis_strided")) {
+    // The compiled graph's strided sum (a column slice of a wider buffer,
+    // summed in place) against the chain it replaces: copy the slice, sum it.
+    for (Shape s : {Shape{4, 64, 256}, Shape{1, 3000, 600}, Shape{17, 33, 5}}) {
+      const int64_t ld = s[2] * 3, c0 = s[2];
+      Tensor wide = rand_uniform({s[0] * s[1], ld}, gen);
+      Tensor part = Tensor::empty(s);
+      Tensor a = Tensor::empty({s[0], s[2]}), b = Tensor::empty({s[0], s[2]});
+      const float scale = 1.0f / static_cast<float>(s[1]);
+      row(ctx, "mean_axis_strided", s,
+          [&] {
+            kernels::sum_axis_f32(wide.data<float>() + c0, s[0], s[1], s[2], scale, a.data<float>(), nullptr,
+                                  kernels::SumBlockFn(), ld);
+          },
+          [&] {
+            part.reshape({s[0] * s[1], s[2]}).copy_from(wide.slice(1, c0, c0 + s[2]));
+            kernels::sum_axis_f32(part.data<float>(), s[0], s[1], s[2], scale, b.data<float>());
+          },
+          a, b, 0);
+    }
+  }
   Tensor w = rand_uniform({7, 5}, gen).set_requires_grad();
   Tensor ids = Tensor::from_vector(std::vector<int32_t>{3, 0, 3, 6, 3, 1}, {2, 3});
   grad_row(ctx, "embedding_gradcheck", {2, 3, 5}, [ids](auto& in) { return ops::embedding(in[0], ids); }, {w});

@@ -22,9 +22,12 @@ size_t sum_axis_scratch_bytes(int64_t outer, int64_t n, int64_t inner);
 // at a time) from the task that adds it, so that the block is still in cache:
 // a fused kernel producing x and summing it in one pass. Same result, bit for
 // bit, as making all of x and then calling sum_axis_f32.
+// `row_stride` (0: inner) spaces the outer * n rows of `inner` elements in x:
+// x[o, k, i] is x[(o * n + k) * row_stride + i] (a column slice of a wider
+// buffer, summed in place; inner > 1). The same additions in the same order.
 using SumBlockFn = std::function<void(int64_t o, int64_t k0, int64_t k1, int64_t c0, int64_t c1)>;
 void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float scale, float* out, void* scratch,
-                  const SumBlockFn& make);
+                  const SumBlockFn& make, int64_t row_stride = 0);
 // out[o, k, i] = scale * g[o, i]   (the backward of sum_axis)
 void expand_axis_f32(const float* g, int64_t outer, int64_t n, int64_t inner, float scale, float* out);
 
