@@ -98,6 +98,18 @@ TEST_CASE("activation kernels match the reference on odd sizes, forward and back
   CHECK(ops::sigmoid(x).at({0}) < 1e-38f);
   CHECK(ops::sigmoid(x).at({6}) == 1.0f);
   CHECK(ops::gelu(x).at({6}) == 1e30f);
+  // gelu's backward far below 0: exactly 0 below -8 (|gelu'(-8)| = 4.8e-20;
+  // σ(2u) would be subnormal from -10), no subnormal result anywhere.
+  const Tensor w = Tensor::from_vector(std::vector<float>{-1e30f, -40.0f, -10.5f, -8.01f, -8.0f, -6.0f, -3.0f}, {7});
+  const Tensor gw = Tensor::full({7}, 1e-3);
+  Tensor dw = Tensor::empty({7}), rw = Tensor::empty({7});
+  kernels::activation_bwd_f32(kernels::Activation::gelu, w.data<float>(), gw.data<float>(), dw.data<float>(), 7);
+  kernels::ref::activation_bwd_f32(kernels::Activation::gelu, w.data<float>(), gw.data<float>(), rw.data<float>(), 7);
+  const std::vector<float> dv = dw.to_vector();
+  for (int i = 0; i < 4; ++i) CHECK(dv[static_cast<size_t>(i)] == 0.0f);
+  for (float v : dv) CHECK((v == 0.0f || std::fabs(v) >= 1.17549435e-38f));
+  CHECK(dv[4] != 0.0f);
+  CHECK(max_err(dw, rw) < 2e-6);
 }
 
 TEST_CASE("outputs above 24 MiB (non-temporal stores) match the reference, rows not vector-aligned") {
@@ -421,7 +433,7 @@ TEST_CASE("sum/mean over an axis: chunked and blocked kernel paths against the r
 
 TEST_CASE("sum over an axis with a row stride: the columns of a wider buffer, bit for bit the contiguous sum") {
   // The paths: chunks of n (outer 1), many blocks, narrow rows, an odd stride.
-  for (const Shape s : {Shape{1, 3000, 600, 2048}, Shape{9, 17, 1025, 1030}, Shape{64, 128, 2, 5}, Shape{2, 5000, 3, 7}}) {
+  for (const Shape& s : {Shape{1, 3000, 600, 2048}, Shape{9, 17, 1025, 1030}, Shape{64, 128, 2, 5}, Shape{2, 5000, 3, 7}}) {
     CAPTURE(s);
     const int64_t outer = s[0], n = s[1], inner = s[2], ld = s[3];
     const Tensor wide = uniform({outer * n, ld}, 63, -1.0f, 1.0f);
