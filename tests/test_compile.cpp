@@ -412,6 +412,38 @@ TEST_CASE("strided sums: a copy only a sum reads is dropped, the sum reads its s
   CHECK(count_kind(*o.last_graph(), OpKind::copy) == 1);
 }
 
+TEST_CASE("concatenations written in place: the calls making a part write its place in the concatenation") {
+  Generator gen(31);
+  const Tensor a = rand_uniform({6, 4, 16}, gen, -1, 1), b = rand_uniform({6, 4, 16}, gen, -1, 1);
+  const Tensor x = rand_uniform({4, 6, 16}, gen, -1, 1), m = rand_uniform({6, 16}, gen, -1, 1);
+  // Parts: a fused chain, a permuted copy, an expanded mean's gradient.
+  auto fn = [](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    const Tensor p0 = ops::exp(ops::mul(in[0], in[1]));
+    const Tensor p1 = ops::transpose(in[2], 0, 1);
+    const Tensor p2 = ops::reshape(ops::slice(in[0], 2, 4, 12), {6, 4, 8});
+    return std::vector<Tensor>{ops::concat({p0, p1, p2}, -1)};
+  };
+  CompiledFn f = autograd::compile(fn);
+  f({a, b, x, m});
+  const autograd::Graph& g = *f.last_graph();
+  CHECK(count_kind(g, OpKind::copy_rows) == 0);
+  CHECK(g.fusions().find("binary.mul -> unary.exp (2 calls, 1 pass over 4.5 KiB), written in place: rows of 16 "
+                         "floats, 40 apart") != std::string::npos);
+  const Tensor a2 = rand_uniform({6, 4, 16}, gen, -1, 1);
+  CHECK(bit_equal(f({a2, b, x, m})[0], fn({a2, b, x, m})[0]));
+  // Left alone: a part read again after the concatenation, and a
+  // destination read between the part's making and its copy.
+  CompiledFn r = autograd::compile([](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    const Tensor p0 = ops::exp(ops::mul(in[0], in[1]));
+    return std::vector<Tensor>{ops::concat({p0, in[1]}, -1), ops::neg(p0)};
+  });
+  r({a, b, x, m});
+  CHECK(count_kind(*r.last_graph(), OpKind::copy_rows) == 2);
+  CHECK(bit_equal(r({a2, b, x, m})[0], ops::concat({ops::exp(ops::mul(a2, b)), b}, -1)));
+}
+
 TEST_CASE("bias gradient fusion: act_backward and the col_sum of its output become one call, bit for bit") {
   for (const ops::Activation act : {ops::Activation::gelu, ops::Activation::sigmoid}) {
     CAPTURE(static_cast<int>(act));
@@ -473,5 +505,6 @@ TEST_CASE("a compiled model fuses its pointwise chains; logits, gradients and we
     CHECK(r.micro_fusions.find("copy -> copy_rows") != std::string::npos);  // memory attention's heads into the chunk rows
     CHECK(r.micro_fusions.find("copy_rows -> copy") != std::string::npos);  // and back in backward
     CHECK(r.micro_fusions.find("act_backward -> col_sum") != std::string::npos);  // the FFN's and MDI's bias gradients
+    CHECK(r.micro_fusions.find("written in place") != std::string::npos);  // dq, dk, dv, dz into the qkvz gradient
   }
 }

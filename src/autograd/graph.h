@@ -60,7 +60,7 @@ const char* role_name(Role r);
 // A kernel's attributes, copied into a fixed block (a trivially copyable
 // struct of at most kAttrBytes bytes).
 struct Attrs {
-  static constexpr size_t kAttrBytes = 96;
+  static constexpr size_t kAttrBytes = 128;
   alignas(16) unsigned char bytes[kAttrBytes];
   template <class A> static Attrs of(const A& a) {
     static_assert(std::is_trivially_copyable_v<A> && sizeof(A) <= kAttrBytes, "attributes must be a small POD");

@@ -7,6 +7,7 @@
 
 #include "ops/common.h"
 #include "ops/elementwise_attrs.h"
+#include "ops/kernels/fused.h"
 #include "tensor/capture_hook.h"
 
 namespace mmrec::ops::detail {
@@ -156,13 +157,13 @@ size_t collapse_copy_chains(std::vector<Call>& calls, const std::function<bool(c
 }
 
 namespace {
-// The row stride of t read as rows of `inner` elements in row-major order:
+// The row stride of v read as rows of `inner` elements in row-major order:
 // its trailing axes hold exactly `inner` contiguous elements and its leading
 // axes step by one stride; nullopt otherwise.
-std::optional<int64_t> uniform_rows(const Tensor& t, int64_t inner) {
+std::optional<int64_t> uniform_rows(const ElemView& v, int64_t inner) {
   Shape sh, st;
-  for (int64_t k = 0; k < t.dim(); ++k)
-    if (t.shape()[k] != 1) sh.push_back(t.shape()[k]), st.push_back(t.strides()[k]);
+  for (size_t k = 0; k < v.shape.size(); ++k)
+    if (v.shape[k] != 1) sh.push_back(v.shape[k]), st.push_back(v.strides[k]);
   size_t j = sh.size();
   int64_t p = 1;
   while (j > 0 && p < inner) {
@@ -175,6 +176,17 @@ std::optional<int64_t> uniform_rows(const Tensor& t, int64_t inner) {
   for (int64_t k = static_cast<int64_t>(j) - 1, expect = ld; k >= 0; expect *= sh[static_cast<size_t>(k)], --k)
     if (st[static_cast<size_t>(k)] != expect) return std::nullopt;
   return ld >= inner ? std::optional<int64_t>(ld) : std::nullopt;
+}
+
+// The elements of v's innermost contiguous run (1 if its last axis is strided).
+int64_t contiguous_run(const ElemView& v) {
+  int64_t p = 1;
+  for (size_t k = v.shape.size(); k-- > 0;) {
+    if (v.shape[k] == 1) continue;
+    if (v.strides[k] != p) break;
+    p *= v.shape[k];
+  }
+  return p;
 }
 }  // namespace
 
@@ -195,7 +207,7 @@ size_t fuse_strided_sum(std::vector<Call>& calls, const std::function<bool(const
     if (j <= i || sum.kind != OpKind::sum_axis || storage_of(sum.in[0]) != ts) continue;
     AxisAttrs a = attrs_of_call<AxisAttrs>(sum);
     if (a.ld != 0 || a.inner < 2 || !whole(view_of(sum.in[0]), mid)) continue;
-    const std::optional<int64_t> ld = uniform_rows(src, a.inner);
+    const std::optional<int64_t> ld = uniform_rows(view_of(src), a.inner);
     bool clear = ld.has_value();  // the source is read at j instead of i
     for (size_t k : ix[ss].writers) clear &= k < i || k >= j;
     for (const Tensor& o : sum.out) clear &= !o.defined() || storage_of(o) != ss;
@@ -233,6 +245,124 @@ std::string describe_copy_chain(const Call& c) {
   os.precision(3);
   os << autograd::op_kind_name(a.first) << " -> " << autograd::op_kind_name(a.second) << " (2 calls, 1 pass over "
      << static_cast<double>(c.out[0].nbytes()) / 1024.0 << " KiB)";
+  return os.str();
+}
+
+}  // namespace mmrec::ops::detail
+
+namespace mmrec::ops::detail {
+namespace {
+// Where a write_in_place copy puts its source: rows of `width` elements `ld`
+// apart from `offset` (ld 0: not rows; then only [lo, hi) is known).
+struct Region {
+  int64_t offset = 0, width = 0, ld = 0, lo = 0, hi = 0;
+};
+Region region_of(const ElemView& v) {
+  Region r{v.offset, contiguous_run(v), 0, v.offset, v.offset + 1};
+  for (size_t k = 0; k < v.shape.size(); ++k) {
+    if (v.shape[k] == 0) return Region{};
+    if (v.strides[k] > 0) r.hi += (v.shape[k] - 1) * v.strides[k];
+    if (v.strides[k] < 0) r.lo += (v.shape[k] - 1) * v.strides[k];
+  }
+  if (const auto ld = uniform_rows(v, r.width); ld && v.offset % *ld + r.width <= *ld) r.ld = *ld;
+  return r;
+}
+bool disjoint(const Region& a, const Region& b) {
+  if (a.hi <= b.lo || b.hi <= a.lo) return true;
+  if (a.ld == 0 || a.ld != b.ld) return false;
+  const int64_t ca = a.offset % a.ld, cb = b.offset % b.ld;
+  return ca + a.width <= cb || cb + b.width <= ca;
+}
+
+// Call w, which writes (part of) the temporary s, rewritten to write the same
+// elements where copy c (reading all of s) puts them: `to`, c's destination.
+std::optional<Call> retarget(const Call& w, const Storage* s, const Call& c, const ElemView& to) {
+  if (w.out.size() != 1 || storage_of(w.out[0]) != s) return std::nullopt;
+  if (w.out[0].numel() == 0) return w;  // writes nothing, wherever
+  const Tensor& d = c.out[0];
+  if (const auto ws = sides(w)) {  // a copy: one strided copy from its source to there
+    const auto v = compose_views(ws->dst, ws->src, to);
+    if (!v) return std::nullopt;
+    Call n{OpKind::copy, kChainRun, autograd::Attrs::of(ChainAttrs{w.kind, c.kind}), {}, {}, {}, {}};
+    n.in.push_back(w.in[0].as_strided(v->dst.shape, v->dst.strides, v->dst.offset));
+    n.out.push_back(d.as_strided(v->src.shape, v->src.strides, v->src.offset));
+    return n;
+  }
+  if (w.out[0].dtype() != DType::f32 || d.dtype() != DType::f32 || !whole(view_of(w.out[0]), w.out[0]))
+    return std::nullopt;
+  Call n = w;
+  n.out[0] = d.as_strided(to.shape, to.strides, to.offset);
+  if (w.kind == OpKind::fused_pointwise) {  // the kernel writes rows of the run's width
+    auto p = attrs_of_call<kernels::PointwiseProgram>(w);
+    const int64_t width = contiguous_run(to);
+    const auto ld = uniform_rows(to, width);
+    if (p.out_ld != 0 || !ld || p.n % width) return std::nullopt;
+    if (*ld != width) p.out_row = width, p.out_ld = *ld;
+    n.attrs = autograd::Attrs::of(p);
+    return n;
+  }
+  if (w.kind == OpKind::expand_axis) {  // rows of the expanded axis' inner elements
+    AxisAttrs a = attrs_of_call<AxisAttrs>(w);
+    const auto ld = uniform_rows(to, a.inner);
+    if (a.ld != 0 || !ld) return std::nullopt;
+    a.ld = *ld == a.inner ? 0 : *ld;
+    n.attrs = autograd::Attrs::of(a);
+    return n;
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+size_t write_in_place(std::vector<Call>& calls, const std::function<bool(const Storage*)>& temporary) {
+  autograd::BufferIndex ix = autograd::index_buffers(calls);
+  std::vector<bool> drop(calls.size(), false);
+  // The calls this pass made write a destination, with where they write.
+  std::unordered_map<const Storage*, std::vector<std::pair<size_t, Region>>> moved;
+  size_t fused = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const auto p = sides(calls[i]);
+    if (!p) continue;
+    const Call& c = calls[i];
+    const Storage *s = storage_of(c.in[0]), *d = storage_of(c.out[0]);
+    const autograd::BufferUses& su = ix[s];
+    // s: a temporary only c reads, all of it, after every call writing it.
+    if (s == d || !temporary(s) || !whole(p->src, c.in[0]) || su.readers.size() != 1 || su.writers.empty() ||
+        su.writers.back() >= i || moved.count(s))
+      continue;
+    std::vector<Call> plan;
+    for (size_t w : su.writers) {
+      auto n = drop[w] ? std::nullopt : retarget(calls[w], s, c, p->dst);
+      if (!n) break;
+      plan.push_back(std::move(*n));
+    }
+    if (plan.size() != su.writers.size()) continue;
+    // Writing c's destination from the first writer on instead of at c:
+    // nothing in between may read or write it there.
+    const size_t first = su.writers.front();
+    const Region to = region_of(p->dst);
+    const autograd::BufferUses& du = ix[d];
+    bool clear = to.hi > to.lo;
+    for (const auto* list : {&du.readers, &du.writers})
+      for (size_t k : *list) clear &= k == i || k < first || k > i || drop[k];
+    for (const auto& [k, r] : moved[d]) clear &= k < first || disjoint(r, to);
+    if (!clear) continue;
+    for (size_t j = 0; j < plan.size(); ++j) {
+      calls[su.writers[j]] = std::move(plan[j]);
+      moved[d].emplace_back(su.writers[j], to);
+    }
+    drop[i] = true;
+    ++fused;
+  }
+  autograd::erase_calls(calls, drop);
+  return fused;
+}
+
+std::string describe_expand_in_place(const Call& c) {
+  const AxisAttrs a = attrs_of_call<AxisAttrs>(c);
+  if (a.ld == 0) return "";
+  std::ostringstream os;
+  os << "expand_axis -> copy_rows (2 calls, written in place: rows of " << a.inner << " floats, " << a.ld
+     << " apart)";
   return os.str();
 }
 

@@ -46,4 +46,15 @@ size_t fuse_strided_sum(std::vector<autograd::Call>& calls, const std::function<
 // "copy -> sum_axis (...)" for a sum reading a strided source.
 std::string describe_strided_sum(const autograd::Call& call);
 
+// The write_in_place pass: a copy of a whole temporary that only it reads
+// (a part copied into its place in a concatenation: the qkvz gradient joined
+// from dq, dk, dv and dz) is dropped when every call writing the temporary
+// can write the copy's destination instead: copies (one strided copy each),
+// fused_pointwise and expand_axis (rows a stride apart: PointwiseProgram's
+// out_ld, AxisAttrs' ld). Nothing between the first such write and the copy
+// may touch the destination there. Registered last, after pointwise fusion.
+size_t write_in_place(std::vector<autograd::Call>& calls, const std::function<bool(const Storage*)>& temporary);
+// "expand_axis -> copy_rows (...)" for an expand writing rows in place.
+std::string describe_expand_in_place(const autograd::Call& call);
+
 }  // namespace mmrec::ops::detail

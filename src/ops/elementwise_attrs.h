@@ -31,7 +31,8 @@ struct ActAttrs {
 };
 
 // sum_axis and expand_axis over x viewed as [outer, n, inner]; sum_axis
-// reads rows `ld` elements apart (0: inner; the strided_sum pass sets it).
+// reads rows `ld` elements apart (0: inner; the strided_sum pass sets it),
+// expand_axis writes them so (the write_in_place pass).
 struct AxisAttrs {
   int64_t outer, n, inner;
   float scale;

@@ -308,6 +308,7 @@ std::string detail::describe_pointwise(const Call& c) {
     os << static_cast<double>(bytes) / (1 << 20) << " MiB)";
   else
     os << static_cast<double>(bytes) / (1 << 10) << " KiB)";
+  if (p.out_ld > 0) os << ", written in place: rows of " << p.out_row << " floats, " << p.out_ld << " apart";
   return os.str();
 }
 

@@ -92,7 +92,8 @@ constexpr LinearAttrs attrs_of(Activation act) { return LinearAttrs{act, false, 
 // to copies), then the sums reading a copy's source; gemm_accumulate before pointwise fusion,
 // which would otherwise absorb the accumulations it looks for; the residual
 // epilogue after it, on the adds no elementwise chain took (x + h + c stays
-// one pointwise pass); the bias gradients last.
+// one pointwise pass); then the bias gradients; last, the parts of a
+// concatenation written in place (by the calls the passes before made).
 const bool fuse_registered = (autograd::register_pass("copy_chains", detail::collapse_copy_chains),
                               autograd::register_describer(OpKind::copy, detail::describe_copy_chain),
                               autograd::register_pass("strided_sum", detail::fuse_strided_sum),
@@ -104,7 +105,10 @@ const bool fuse_registered = (autograd::register_pass("copy_chains", detail::col
                               autograd::register_pass("gemm_residual", detail::fuse_gemm_residual),
                               autograd::register_describer(OpKind::linear, detail::describe_gemm),
                               autograd::register_pass("bias_grad", detail::fuse_bias_grad),
-                              autograd::register_describer(OpKind::act_backward, detail::describe_bias_grad), true);
+                              autograd::register_describer(OpKind::act_backward, detail::describe_bias_grad),
+                              autograd::register_pass("write_in_place", detail::write_in_place),
+                              autograd::register_describer(OpKind::expand_axis, detail::describe_expand_in_place),
+                              true);
 
 struct Grads {
   Tensor dx, dw, db;  // [M, K], [N, K], [N]

@@ -13,7 +13,7 @@ void run_sum_axis(const AxisAttrs& a, const Tensor* in, const Tensor* out) {
                         detail::scratch_ptr(out[1]), kernels::SumBlockFn(), a.ld);
 }
 void run_expand_axis(const AxisAttrs& a, const Tensor* in, const Tensor* out) {
-  kernels::expand_axis_f32(in[0].data<float>(), a.outer, a.n, a.inner, a.scale, out[0].data<float>());
+  kernels::expand_axis_f32(in[0].data<float>(), a.outer, a.n, a.inner, a.scale, out[0].data<float>(), a.ld);
 }
 
 // x viewed as [outer, n, inner], reduced over n.

@@ -4,7 +4,8 @@
 // fused kernel's scalar reference. Sizes are kc::sizes() and one above the
 // kernels' task grain (parallel chunks). The tape's accumulation is a
 // scalar loop in autograd/tape.cpp, written out here. Then the copy_chains
-// pass's collapsed copies against the two copies they replace.
+// pass's collapsed copies against the two copies they replace, and the
+// write_in_place pass's rows made in place against making and copying them.
 #include <array>
 #include <functional>
 #include <string>
@@ -16,6 +17,7 @@
 #include "ops/copy_chains.h"
 #include "ops/kernels/fused.h"
 #include "ops/kernels/gather.h"
+#include "ops/kernels/reduce.h"
 #include "tensor/capture_hook.h"
 #include "tensor/random.h"
 
@@ -191,6 +193,53 @@ KERNELCHECK_SUITE(copy_chains) {
                         rows.as_strided(v->src.shape, v->src.strides, v->src.offset));
       });
       ctx.compare("copy_chain_rows_to_heads", shape, got, want, 0.0, tk, tc);
+    }
+  }
+}
+
+// The write_in_place pass: a part of a concatenation made straight into its
+// columns (rows of w elements, ld apart) by the fused kernel and by
+// expand_axis, against making it contiguous and copying its rows there (the
+// qkvz gradient's dk and dz: 8192 rows of 512 in rows of 2048): bit for bit.
+KERNELCHECK_SUITE(write_in_place) {
+  Generator gen(47);
+  for (auto [rows, w, ld] : {std::array<int64_t, 3>{8192, 512, 2048}, {33, 17, 40}, {1, 1000, 1000}}) {
+    const Shape shape{rows, w};
+    const int64_t n = rows * w, col = ld - w;  // the last columns
+    const auto w_bytes = static_cast<int64_t>(sizeof(float)) * w, ld_bytes = static_cast<int64_t>(sizeof(float)) * ld;
+    Tensor got = Tensor::zeros({rows, ld}), want = Tensor::zeros({rows, ld}), part = Tensor::empty(shape);
+    auto rows_into_want = [&] {
+      kernels::copy_rows(want.data<float>() + col, ld_bytes, part.raw_data(), w_bytes, rows, w_bytes);
+    };
+    if (ctx.wants("fused_rows_in_place")) {
+      const Chain& c = chains().front();
+      PointwiseProgram p;
+      p.n = n, p.n_in = static_cast<uint8_t>(c.inputs), p.n_ops = static_cast<uint8_t>(c.ops.size());
+      for (size_t k = 0; k < c.ops.size(); ++k) p.ops[k] = c.ops[k];
+      std::vector<Tensor> in;
+      std::vector<const float*> ptr;
+      for (int k = 0; k < c.inputs; ++k) {
+        in.push_back(rand_uniform(shape, gen, c.lo, c.hi));
+        ptr.push_back(in.back().data<float>());
+      }
+      const double tc = kc::time_us([&] {
+        kernels::fused_f32(p, ptr.data(), part.data<float>());
+        rows_into_want();
+      });
+      PointwiseProgram q = p;
+      q.out_row = w, q.out_ld = ld;
+      const double tk = kc::time_us([&] { kernels::fused_f32(q, ptr.data(), got.data<float>() + col); });
+      ctx.compare("fused_rows_in_place", {rows, w, ld}, got, want, 0.0, tk, tc);
+    }
+    if (ctx.wants("expand_axis_rows_in_place") && rows % 8 == 0) {
+      const Tensor g = rand_uniform({rows / 8, w}, gen, -1, 1);
+      const double tc = kc::time_us([&] {
+        kernels::expand_axis_f32(g.data<float>(), rows / 8, 8, w, 0.125f, part.data<float>());
+        rows_into_want();
+      });
+      const double tk = kc::time_us(
+          [&] { kernels::expand_axis_f32(g.data<float>(), rows / 8, 8, w, 0.125f, got.data<float>() + col, ld); });
+      ctx.compare("expand_axis_rows_in_place", {rows, w, ld}, got, want, 0.0, tk, tc);
     }
   }
 }

@@ -42,10 +42,15 @@ struct PointwiseProgram {
   uint8_t n_ops = 0, n_in = 0;
   uint8_t repeat = 0;  // bit k: input k has `inner` elements, repeated along the output
   PointwiseInstr ops[kMaxOps] = {};
+  // out_ld > 0: the output is rows of out_row elements (dividing n), out_ld
+  // apart (a column slice of a wider buffer: a concatenation written in place).
+  int64_t out_row = 0, out_ld = 0;
 };
 
-// out[i] = the last op's result at element i, for i < n. An input may be
-// `out` itself (the same elements: read before written).
+// out[i] = the last op's result at element i, for i < n (at
+// out[(i / out_row) * out_ld + i % out_row] with a row stride). An input may
+// be `out` itself (the same elements, read before written; not with a row
+// stride).
 void fused_f32(const PointwiseProgram& p, const float* const* in, float* out);
 
 namespace ref {

@@ -15,6 +15,7 @@
 
 #include "ops/kernels/fused.h"
 #include "ops/kernels/pointwise_hwy-inl.h"
+#include "tensor/error.h"
 #include "tensor/threads.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -86,7 +87,8 @@ HWY_INLINE void Gather(const PointwiseProgram& p, const float* const* in, size_t
   }
 }
 
-// out[begin..end) of the program (out and the inputs not offset). The
+// Elements [begin, end) of the program into out[0, end - begin) (the inputs
+// not offset). The
 // partial last vector runs on copies padded with 1 (division and log stay
 // finite there).
 void FusedRange(const PointwiseProgram& p, const float* const* in, float* out, size_t begin, size_t end) {
@@ -99,7 +101,7 @@ void FusedRange(const PointwiseProgram& p, const float* const* in, float* out, s
   for (size_t i = begin; i < full; i += kBlock) {
     const size_t n = std::min(kBlock, full - i);
     Gather(p, in, i, n, rep, at);
-    Block(d, p, at, out + i, n, scratch);
+    Block(d, p, at, out + (i - begin), n, scratch);
   }
   if (full < end) {
     const size_t r = end - full;
@@ -111,7 +113,7 @@ void FusedRange(const PointwiseProgram& p, const float* const* in, float* out, s
       at[k] = pad[k];
     }
     Block(d, p, at, tail, N, scratch);
-    std::copy(tail, tail + r, out + full);
+    std::copy(tail, tail + r, out + (full - begin));
   }
 }
 
@@ -129,8 +131,19 @@ constexpr int64_t kGrain = 1 << 14;  // output elements per task
 
 void fused_f32(const PointwiseProgram& p, const float* const* in, float* out) {
   if (p.n == 0 || p.n_ops == 0) return;
+  if (p.out_ld > 0) {
+    check(p.out_row > 0 && p.n % p.out_row == 0 && p.out_ld >= p.out_row, "fused_f32: output rows of ", p.out_row,
+          " elements ", p.out_ld, " apart for ", p.n, " elements");
+    const int64_t w = p.out_row;
+    parallel_for(p.n / w, std::max<int64_t>(1, kGrain / w), [&](int64_t s, int64_t e) {
+      for (int64_t r = s; r < e; ++r)
+        HWY_DYNAMIC_DISPATCH(FusedRange)(p, in, out + r * p.out_ld, static_cast<size_t>(r * w),
+                                         static_cast<size_t>((r + 1) * w));
+    });
+    return;
+  }
   parallel_for(p.n, kGrain, [&](int64_t s, int64_t e) {
-    HWY_DYNAMIC_DISPATCH(FusedRange)(p, in, out, static_cast<size_t>(s), static_cast<size_t>(e));
+    HWY_DYNAMIC_DISPATCH(FusedRange)(p, in, out + s, static_cast<size_t>(s), static_cast<size_t>(e));
   });
 }
 

@@ -41,7 +41,8 @@ void fused_f32(const PointwiseProgram& p, const float* const* in, float* out) {
       const PointwiseInstr& op = p.ops[k];
       r[kFirstResult + k] = static_cast<float>(step(op, r[op.a], r[op.b]));
     }
-    if (p.n_ops) out[i] = r[kFirstResult + p.n_ops - 1];
+    const int64_t at = p.out_ld > 0 ? i / p.out_row * p.out_ld + i % p.out_row : i;
+    if (p.n_ops) out[at] = r[kFirstResult + p.n_ops - 1];
   }
 }
 

@@ -212,11 +212,14 @@ void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float
   });
 }
 
-void expand_axis_f32(const float* g, int64_t outer, int64_t n, int64_t inner, float scale, float* out) {
+void expand_axis_f32(const float* g, int64_t outer, int64_t n, int64_t inner, float scale, float* out,
+                     int64_t row_stride) {
+  const int64_t ld = row_stride == 0 ? inner : row_stride;
+  check(ld >= inner, "expand_axis_f32: row stride ", row_stride, " for rows of ", inner, " elements");
   parallel_for(outer * n, std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const float* src = g + (r / n) * inner;
-      float* dst = out + r * inner;
+      float* dst = out + r * ld;
       for (int64_t i = 0; i < inner; ++i) dst[i] = src[i] * scale;
     }
   });

@@ -28,8 +28,11 @@ size_t sum_axis_scratch_bytes(int64_t outer, int64_t n, int64_t inner);
 using SumBlockFn = std::function<void(int64_t o, int64_t k0, int64_t k1, int64_t c0, int64_t c1)>;
 void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float scale, float* out, void* scratch,
                   const SumBlockFn& make, int64_t row_stride = 0);
-// out[o, k, i] = scale * g[o, i]   (the backward of sum_axis)
-void expand_axis_f32(const float* g, int64_t outer, int64_t n, int64_t inner, float scale, float* out);
+// out[o, k, i] = scale * g[o, i]   (the backward of sum_axis); `row_stride`
+// (0: inner) spaces the outer * n rows of out (a column slice of a wider
+// buffer: a concatenation written in place).
+void expand_axis_f32(const float* g, int64_t outer, int64_t n, int64_t inner, float scale, float* out,
+                     int64_t row_stride = 0);
 
 namespace ref {
 void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float scale, float* out);
