@@ -3,8 +3,8 @@
 // on ops, on the model's logits and on 20 whole training steps (forward,
 // loss, backward, clipping, AdamW) in both recurrence modes, recapture on a
 // new signature, strict mode, memory planning and dead calls; pointwise
-// fusion, copy chains, strided sums and the GEMM epilogues (fused,
-// bit-identical to eager, left alone where unsafe).
+// fusion (fused, bit-identical to eager, left alone where unsafe), and a
+// compiled model's fusions. The other passes: test_passes.cpp.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -19,6 +19,7 @@
 #include "ops/copy_chains.h"
 #include "ops/elementwise.h"
 #include "ops/linear.h"
+#include "ops/norm.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
 #include "ops/view.h"
@@ -32,6 +33,7 @@ using namespace mmrec;
 using autograd::CompiledFn;
 using autograd::OpKind;
 using test_util::bit_equal;
+using test_util::count_kind;
 
 namespace {
 
@@ -166,13 +168,6 @@ TEST_CASE("20 compiled training steps equal 20 eager steps bit for bit (both rec
   }
 }
 
-namespace {
-size_t count_kind(const autograd::Graph& g, OpKind k) {
-  return static_cast<size_t>(
-      std::count_if(g.calls().begin(), g.calls().end(), [k](const autograd::Call& c) { return c.kind == k; }));
-}
-}  // namespace
-
 TEST_CASE("pointwise fusion: a chain of elementwise calls becomes one call, bit-identical to the chain") {
   Generator gen(21);
   // Sizes off the vector width, one below and one above the kernels' task grain (parallel chunks).
@@ -293,182 +288,6 @@ TEST_CASE("pointwise fusion stops where an intermediate has another reader or ou
   CHECK(count_kind(*v.last_graph(), OpKind::fused_pointwise) == 1);
 }
 
-TEST_CASE("gemm residual fusion: a linear whose output only feeds add(r, y) accumulates into r, bit for bit") {
-  Generator gen(24);
-  const Tensor w = rand_uniform({24, 40}, gen, -1, 1), b = rand_uniform({24}, gen, -1, 1);
-  const Tensor x = rand_uniform({2, 7, 40}, gen, -1, 1), h = rand_uniform({2, 7, 24}, gen, -1, 1);
-  // r dies at the add, whose output is read by a later call (softmax, not
-  // elementwise: an elementwise neighbour would join a pointwise chain first).
-  auto fn = [&](const std::vector<Tensor>& in) {
-    autograd::NoGradGuard ng;
-    Tensor r = ops::softmax(in[1]);
-    Tensor y = ops::linear(in[0], w, b);
-    return std::vector<Tensor>{ops::softmax(ops::add(r, y))};
-  };
-  CompiledFn f = autograd::compile(fn);
-  f({x, h});
-  const autograd::Graph& g = *f.last_graph();
-  CHECK(count_kind(g, OpKind::binary) == 0);
-  CHECK(g.fusions().find(": linear -> binary.add (2 calls, oneDNN's sum post-op into the residual)") !=
-        std::string::npos);
-  const Tensor x2 = rand_uniform({2, 7, 40}, gen, -1, 1), h2 = rand_uniform({2, 7, 24}, gen, -1, 1);
-  CHECK(bit_equal(f({x2, h2})[0], fn({x2, h2})[0]));
-  // Left alone: r is an input (it lives on), or r is the linear's own input.
-  CompiledFn in_r = autograd::compile([&](const std::vector<Tensor>& in) {
-    autograd::NoGradGuard ng;
-    return std::vector<Tensor>{ops::softmax(ops::add(in[1], ops::linear(in[0], w, b)))};
-  });
-  in_r({x, h});
-  CHECK(count_kind(*in_r.last_graph(), OpKind::binary) == 1);
-  const Tensor sq = rand_uniform({2, 7, 24}, gen, -1, 1), wq = rand_uniform({24, 24}, gen, -1, 1);
-  auto self = [&](const std::vector<Tensor>& in) {
-    autograd::NoGradGuard ng;
-    Tensor r = ops::softmax(in[0]);
-    return std::vector<Tensor>{ops::softmax(ops::add(r, ops::linear(r, wq, b)))};
-  };
-  CompiledFn self_r = autograd::compile(self);
-  self_r({sq});
-  CHECK(count_kind(*self_r.last_graph(), OpKind::binary) == 1);
-  CHECK(bit_equal(self_r({h2})[0], self({h2})[0]));
-}
-
-TEST_CASE("copy chains: a copy only copies read becomes one strided copy per reader, bit for bit") {
-  using ops::detail::ElemView;
-  // A row of t (contiguous) runs across the axes of w, a permuted view: split.
-  const ElemView w{0, {2, 4, 3, 5}, {60, 5, 20, 1}};
-  const auto c = ops::detail::compose_views({0, {2, 60}, {60, 1}}, {15, {2, 60}, {90, 1}}, w);
-  REQUIRE(c.has_value());
-  CHECK(c->src.shape == Shape{2, 4, 3, 5});
-  CHECK(c->src.strides == Shape{60, 5, 20, 1});
-  CHECK(c->dst.strides == Shape{90, 15, 5, 1});
-  CHECK(c->dst.offset == 15);
-  // A stride that carries from one axis of w into the next is no strided view.
-  CHECK(!ops::detail::compose_views({0, {2}, {5}}, {0, {2}, {1}}, {0, {3, 4}, {1, 3}}).has_value());
-  CHECK(!ops::detail::compose_views({3, {2}, {1}}, {0, {2}, {1}}, {0, {2, 4}, {1, 2}}).has_value());  // 3, 4 carry
-
-  Generator gen(25);
-  const Tensor x = rand_uniform({2, 3, 4, 5}, gen, -1, 1), e = rand_uniform({2, 2, 15}, gen, -1, 1);
-  // permute -> contiguous (a copy) -> concatenated (copy_rows): one copy.
-  auto fn = [](const std::vector<Tensor>& in) {
-    autograd::NoGradGuard ng;
-    const Tensor y = ops::reshape(ops::contiguous(ops::permute(in[0], {0, 2, 1, 3})), {2, 4, 15});
-    return std::vector<Tensor>{ops::softmax(ops::concat({y, in[1]}, 1))};
-  };
-  CompiledFn f = autograd::compile(fn);
-  f({x, e});
-  const autograd::Graph& g = *f.last_graph();
-  CHECK(count_kind(g, OpKind::copy) == 1);
-  CHECK(count_kind(g, OpKind::copy_rows) == 1);  // e's rows
-  CHECK(g.fusions().find(": copy -> copy_rows (2 calls, 1 pass over 0.469 KiB)") != std::string::npos);
-  const Tensor x2 = rand_uniform({2, 3, 4, 5}, gen, -1, 1), e2 = rand_uniform({2, 2, 15}, gen, -1, 1);
-  CHECK(bit_equal(f({x2, e2})[0], fn({x2, e2})[0]));
-  // Left alone: the intermediate has a reader that is not a copy.
-  CompiledFn o = autograd::compile([](const std::vector<Tensor>& in) {
-    autograd::NoGradGuard ng;
-    const Tensor y = ops::reshape(ops::contiguous(ops::permute(in[0], {0, 2, 1, 3})), {2, 4, 15});
-    return std::vector<Tensor>{ops::concat({y, in[1]}, 1), ops::exp(y)};
-  });
-  o({x, e});
-  CHECK(count_kind(*o.last_graph(), OpKind::copy) == 1);
-  CHECK(count_kind(*o.last_graph(), OpKind::copy_rows) == 2);
-}
-
-TEST_CASE("strided sums: a copy only a sum reads is dropped, the sum reads its source in place, bit for bit") {
-  Generator gen(27);
-  const Tensor x = rand_uniform({3, 40, 20}, gen, -1, 1);
-  // Columns 4..12 of x, as chunks of 8 rows: the mean over each chunk (the
-  // memory's chunk means of k, a column slice of one GEMM's output).
-  auto chunk_mean = [](const Tensor& v) {
-    autograd::NoGradGuard ng;
-    return ops::mean(ops::reshape(v, {3, 5, 8, 8}), 2);
-  };
-  auto fn = [&](const std::vector<Tensor>& in) {
-    return std::vector<Tensor>{chunk_mean(ops::slice(in[0], 2, 4, 12))};
-  };
-  CompiledFn f = autograd::compile(fn);
-  f({x});
-  const autograd::Graph& g = *f.last_graph();
-  CHECK(count_kind(g, OpKind::copy) == 0);
-  CHECK(count_kind(g, OpKind::sum_axis) == 1);
-  CHECK(g.fusions().find(": copy -> sum_axis (2 calls, the sum reads the copy's source in place: 3.8 KiB, rows 20 "
-                         "floats apart)") != std::string::npos);
-  const Tensor x2 = rand_uniform({3, 40, 20}, gen, -1, 1);
-  CHECK(bit_equal(f({x2})[0], fn({x2})[0]));
-  // Left alone: rows that are not one stride apart (a transposed source),
-  // and an intermediate another call reads.
-  CompiledFn t = autograd::compile([&](const std::vector<Tensor>& in) {
-    return std::vector<Tensor>{chunk_mean(ops::transpose(ops::slice(in[0], 2, 4, 12), 0, 1).slice(0, 0, 3))};
-  });
-  const Tensor y = rand_uniform({40, 3, 20}, gen, -1, 1);
-  t({y});
-  CHECK(count_kind(*t.last_graph(), OpKind::copy) == 1);
-  CHECK(bit_equal(t({y})[0], chunk_mean(ops::transpose(ops::slice(y, 2, 4, 12), 0, 1).slice(0, 0, 3))));
-  CompiledFn o = autograd::compile([&](const std::vector<Tensor>& in) {
-    autograd::NoGradGuard ng;
-    const Tensor c = ops::reshape(ops::slice(in[0], 2, 4, 12), {3, 5, 8, 8});
-    return std::vector<Tensor>{ops::mean(c, 2), ops::exp(c)};
-  });
-  o({x});
-  CHECK(count_kind(*o.last_graph(), OpKind::copy) == 1);
-}
-
-TEST_CASE("concatenations written in place: the calls making a part write its place in the concatenation") {
-  Generator gen(31);
-  const Tensor a = rand_uniform({6, 4, 16}, gen, -1, 1), b = rand_uniform({6, 4, 16}, gen, -1, 1);
-  const Tensor x = rand_uniform({4, 6, 16}, gen, -1, 1), m = rand_uniform({6, 16}, gen, -1, 1);
-  // Parts: a fused chain, a permuted copy, an expanded mean's gradient.
-  auto fn = [](const std::vector<Tensor>& in) {
-    autograd::NoGradGuard ng;
-    const Tensor p0 = ops::exp(ops::mul(in[0], in[1]));
-    const Tensor p1 = ops::transpose(in[2], 0, 1);
-    const Tensor p2 = ops::reshape(ops::slice(in[0], 2, 4, 12), {6, 4, 8});
-    return std::vector<Tensor>{ops::concat({p0, p1, p2}, -1)};
-  };
-  CompiledFn f = autograd::compile(fn);
-  f({a, b, x, m});
-  const autograd::Graph& g = *f.last_graph();
-  CHECK(count_kind(g, OpKind::copy_rows) == 0);
-  CHECK(g.fusions().find("binary.mul -> unary.exp (2 calls, 1 pass over 4.5 KiB), written in place: rows of 16 "
-                         "floats, 40 apart") != std::string::npos);
-  const Tensor a2 = rand_uniform({6, 4, 16}, gen, -1, 1);
-  CHECK(bit_equal(f({a2, b, x, m})[0], fn({a2, b, x, m})[0]));
-  // Left alone: a part read again after the concatenation, and a
-  // destination read between the part's making and its copy.
-  CompiledFn r = autograd::compile([](const std::vector<Tensor>& in) {
-    autograd::NoGradGuard ng;
-    const Tensor p0 = ops::exp(ops::mul(in[0], in[1]));
-    return std::vector<Tensor>{ops::concat({p0, in[1]}, -1), ops::neg(p0)};
-  });
-  r({a, b, x, m});
-  CHECK(count_kind(*r.last_graph(), OpKind::copy_rows) == 2);
-  CHECK(bit_equal(r({a2, b, x, m})[0], ops::concat({ops::exp(ops::mul(a2, b)), b}, -1)));
-}
-
-TEST_CASE("bias gradient fusion: act_backward and the col_sum of its output become one call, bit for bit") {
-  for (const ops::Activation act : {ops::Activation::gelu, ops::Activation::sigmoid}) {
-    CAPTURE(static_cast<int>(act));
-    Generator gen(31);
-    // 700 rows: chunks of the column sums that are not multiples of the fused pieces.
-    const Tensor x = rand_uniform({700, 40}, gen, -1, 1), w = rand_uniform({72, 40}, gen, -1, 1);
-    const Tensor b = rand_uniform({72}, gen, -1, 1), up = rand_uniform({700, 72}, gen, -1, 1);
-    auto fn = [&](const std::vector<Tensor>& in) {
-      Tensor wp = w.detach(), bp = b.detach();
-      wp.set_requires_grad(true), bp.set_requires_grad(true);
-      autograd::backward(ops::sum(ops::mul(ops::linear(in[0], wp, bp, act), up)));
-      return std::vector<Tensor>{wp.grad(), bp.grad()};
-    };
-    CompiledFn f = autograd::compile(fn);
-    f({x});
-    const autograd::Graph& g = *f.last_graph();
-    CHECK(count_kind(g, OpKind::col_sum) == 0);
-    CHECK(g.fusions().find(": act_backward -> col_sum (2 calls, 1 pass over 197 KiB)") != std::string::npos);
-    const Tensor x2 = rand_uniform({700, 40}, gen, -1, 1);
-    const std::vector<Tensor> got = f({x2}), want = fn({x2});
-    CHECK(bit_equal(got[0], want[0]));
-    CHECK(bit_equal(got[1], want[1]));
-  }
-}
-
 TEST_CASE("a compiled model fuses its pointwise chains; logits, gradients and weights equal eager bit for bit") {
   for (const char* mode : {"parallel", "sequential"}) {
     CAPTURE(mode);
@@ -506,5 +325,8 @@ TEST_CASE("a compiled model fuses its pointwise chains; logits, gradients and we
     CHECK(r.micro_fusions.find("copy_rows -> copy") != std::string::npos);  // and back in backward
     CHECK(r.micro_fusions.find("act_backward -> col_sum") != std::string::npos);  // the FFN's and MDI's bias gradients
     CHECK(r.micro_fusions.find("written in place") != std::string::npos);  // dq, dk, dv, dz into the qkvz gradient
+    CHECK(r.micro_fusions.find("rmsnorm_bwd -> copy -> grad_accumulate") != std::string::npos);  // the residual's
+    // A dX GEMM accumulating into the gradient it is added to (the residual stream's).
+    CHECK(r.micro_fusions.find("gemm -> copy -> grad_accumulate (3 calls") != std::string::npos);
   }
 }

@@ -14,11 +14,18 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "autograd/graph.h"
 #include "models/model.h"
 #include "tensor/random.h"
 #include "tensor/tensor.h"
 
 namespace test_util {
+
+// The calls of one kind in a captured graph.
+inline size_t count_kind(const mmrec::autograd::Graph& g, mmrec::autograd::OpKind k) {
+  return static_cast<size_t>(std::count_if(g.calls().begin(), g.calls().end(),
+                                           [k](const mmrec::autograd::Call& c) { return c.kind == k; }));
+}
 
 // AddressSanitizer keeps freed memory in a quarantine (256 MB by default), so
 // an ASan build's resident set grows with the bytes freed: the tests that

@@ -312,4 +312,19 @@ std::string detail::describe_pointwise(const Call& c) {
   return os.str();
 }
 
+bool detail::adds_two(const Call& c) {
+  if (c.in.size() != 2 || c.out.size() != 1) return false;
+  if (c.kind == OpKind::binary) return detail::attrs_of_call<detail::BinaryAttrs>(c).op == kernels::BinaryOp::add;
+  if (c.kind != OpKind::fused_pointwise) return false;
+  const auto p = detail::attrs_of_call<PointwiseProgram>(c);
+  const auto sum = [](const PointwiseInstr& op, uint8_t a, uint8_t b) {
+    return (op.op == PointwiseOp::add || op.op == PointwiseOp::accumulate) &&
+           ((op.a == a && op.b == b) || (op.a == b && op.b == a));
+  };
+  if (p.n_in != 2 || p.repeat != 0 || p.out_ld != 0) return false;
+  if (p.n_ops == 1) return sum(p.ops[0], 0, 1);
+  return p.n_ops == 2 && p.ops[0].op == PointwiseOp::copy && p.ops[0].a < 2 &&
+         sum(p.ops[1], kernels::kFirstResult, static_cast<uint8_t>(1 - p.ops[0].a));
+}
+
 }  // namespace mmrec::ops

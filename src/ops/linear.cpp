@@ -8,6 +8,7 @@
 #include "ops/fuse_pointwise.h"
 #include "ops/kernels/linear.h"
 #include "ops/linear_passes.h"
+#include "ops/norm_pass.h"
 #include "tensor/threads.h"
 
 namespace mmrec::ops {
@@ -89,11 +90,12 @@ void run_col_sum(const LinearAttrs&, const Tensor* in, const Tensor* out) {
 constexpr LinearAttrs attrs_of(Activation act) { return LinearAttrs{act, false, nullptr}; }
 
 // Passes run in registration order: copy chains first (they only join copies
-// to copies), then the sums reading a copy's source; gemm_accumulate before pointwise fusion,
-// which would otherwise absorb the accumulations it looks for; the residual
-// epilogue after it, on the adds no elementwise chain took (x + h + c stays
-// one pointwise pass); then the bias gradients; last, the parts of a
-// concatenation written in place (by the calls the passes before made).
+// to copies), then the sums reading a copy's source; gemm_accumulate before
+// pointwise fusion, which would otherwise absorb the accumulations it looks
+// for; then the parts of a concatenation written in place (fused calls
+// among them); the residual epilogue after both, on the adds no elementwise
+// chain took (x + h + c stays one pointwise pass) and no concatenation
+// holds; the norm backward's adds (norm_pass.h); the bias gradients last.
 const bool fuse_registered = (autograd::register_pass("copy_chains", detail::collapse_copy_chains),
                               autograd::register_describer(OpKind::copy, detail::describe_copy_chain),
                               autograd::register_pass("strided_sum", detail::fuse_strided_sum),
@@ -102,13 +104,14 @@ const bool fuse_registered = (autograd::register_pass("copy_chains", detail::col
                               autograd::register_describer(OpKind::gemm, detail::describe_gemm),
                               autograd::register_pass("fuse_pointwise", detail::fuse_pointwise),
                               autograd::register_describer(OpKind::fused_pointwise, detail::describe_pointwise),
-                              autograd::register_pass("gemm_residual", detail::fuse_gemm_residual),
-                              autograd::register_describer(OpKind::linear, detail::describe_gemm),
-                              autograd::register_pass("bias_grad", detail::fuse_bias_grad),
-                              autograd::register_describer(OpKind::act_backward, detail::describe_bias_grad),
                               autograd::register_pass("write_in_place", detail::write_in_place),
                               autograd::register_describer(OpKind::expand_axis, detail::describe_expand_in_place),
-                              true);
+                              autograd::register_pass("gemm_residual", detail::fuse_gemm_residual),
+                              autograd::register_describer(OpKind::linear, detail::describe_gemm),
+                              autograd::register_pass("norm_accumulate", detail::fuse_norm_accumulate),
+                              autograd::register_describer(OpKind::rmsnorm_bwd, detail::describe_norm_accumulate),
+                              autograd::register_pass("bias_grad", detail::fuse_bias_grad),
+                              autograd::register_describer(OpKind::act_backward, detail::describe_bias_grad), true);
 
 struct Grads {
   Tensor dx, dw, db;  // [M, K], [N, K], [N]

@@ -7,9 +7,18 @@
 
 #include "ops/common.h"
 #include "ops/elementwise_attrs.h"
+#include "ops/fuse_pointwise.h"
 
 namespace mmrec::ops::detail {
 namespace {
+
+// The sum post-op fusions take f32 GEMMs only: on AMX cores oneDNN's bf16
+// brgemm adds a few-row, long-K product into dst in another order with the
+// sum post-op than without (2.3e-5 apart at [8, 4096, 1024]), and a replay
+// must equal the eager run bit for bit.
+bool f32_operands(const autograd::Call& c) {
+  return c.in.size() >= 2 && c.in[0].dtype() == DType::f32 && c.in[1].dtype() == DType::f32;
+}
 
 // A whole buffer: contiguous f32 from its first byte to its last.
 bool whole_f32(const Tensor& t) {
@@ -39,7 +48,7 @@ size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const TemporaryF
   size_t fused = 0;
   for (size_t i = 0; i + 1 < calls.size(); ++i) {
     autograd::Call& c = calls[i];
-    if (c.kind != OpKind::gemm) continue;
+    if (c.kind != OpKind::gemm || !f32_operands(c)) continue;
     const Tensor& t = c.out[0];
     const Storage* ts = t.impl()->storage.get();
     if (!temporary(ts) || ix[ts].uses() != 2 || t.offset() != 0 || !t.is_contiguous()) continue;
@@ -73,17 +82,19 @@ size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const TemporaryF
 }
 
 
-// Graph pass: a linear call into a temporary t whose only reader is a
-// residual add(r, t) (or add(t, r)), r a temporary that dies there, becomes
-// the GEMM accumulating into r by oneDNN's sum post-op (r += x wᵀ + b), run
-// where the add ran; later readers of the add's output read r. One write of
-// the product instead of writing t, then reading t and r and writing the sum.
+// Graph pass: a linear (or gemm) call into a temporary t whose only reader is
+// a residual add(r, t) (or add(t, r); in backward the tape's g = copy(r);
+// g += t, fused), r a temporary that dies there, becomes the GEMM
+// accumulating into r by oneDNN's sum post-op (r += x wᵀ + b), run where the
+// add ran; later readers of the add's output read r. One write of the
+// product instead of writing t, then reading t and r and writing the sum.
 size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const TemporaryFn& temporary) {
   autograd::BufferIndex ix = autograd::index_buffers(calls);
   std::vector<bool> drop(calls.size(), false);
   size_t fused = 0;
   for (size_t i = 0; i < calls.size(); ++i) {
-    if (calls[i].kind != OpKind::linear || drop[i]) continue;
+    if ((calls[i].kind != OpKind::linear && calls[i].kind != OpKind::gemm) || drop[i] || !f32_operands(calls[i]))
+      continue;
     LinearAttrs a;
     std::memcpy(&a, calls[i].attrs.bytes, sizeof a);
     const Tensor t = calls[i].out[0];
@@ -93,9 +104,7 @@ size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const TemporaryFn&
     if (!temporary(ts) || ix[ts].uses() != 2 || !whole_f32(t)) continue;
     const size_t j = ix[ts].last();
     autograd::Call& add = calls[j];
-    if (j <= i || add.kind != OpKind::binary ||
-        detail::attrs_of_call<detail::BinaryAttrs>(add).op != kernels::BinaryOp::add)
-      continue;
+    if (j <= i || !adds_two(add)) continue;
     const Tensor r = add.in[0].impl()->storage.get() == ts ? add.in[1] : add.in[0], o = add.out[0];
     const Storage *rs = r.impl()->storage.get(), *os = o.impl()->storage.get();
     if (rs == ts || !temporary(rs) || !temporary(os) || ix[rs].last() != j || ix[os].first() != j) continue;
@@ -111,6 +120,7 @@ size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const TemporaryFn&
     }
     if (!clear) continue;
     a.accumulate = true;
+    a.residual = add.kind == OpKind::binary ? 1 : 2;
     autograd::Call gemm = std::move(calls[i]);
     gemm.attrs = autograd::Attrs::of(a);
     gemm.out[0] = r.as_strided(t.shape(), t.strides(), 0);
@@ -134,9 +144,11 @@ std::string describe_gemm(const autograd::Call& c) {
   LinearAttrs a;
   std::memcpy(&a, c.attrs.bytes, sizeof a);
   if (!a.accumulate) return "";
-  return c.kind == OpKind::gemm
-             ? "gemm -> grad_accumulate (2 calls, oneDNN's sum post-op into the gradient)"
-             : "linear -> binary.add (2 calls, oneDNN's sum post-op into the residual)";
+  const std::string kind = c.kind == OpKind::gemm ? "gemm" : "linear";
+  if (a.residual == 2)
+    return kind + " -> copy -> grad_accumulate (3 calls, oneDNN's sum post-op into the gradient it is added to)";
+  if (a.residual == 1) return kind + " -> binary.add (2 calls, oneDNN's sum post-op into the residual)";
+  return "gemm -> grad_accumulate (2 calls, oneDNN's sum post-op into the gradient)";
 }
 // Graph pass: act_backward writing dx, a temporary it alone writes, and the
 // col_sum of that dx (a linear layer's bias gradient) become one call at

@@ -24,6 +24,9 @@ struct LinearAttrs {
   Activation act;
   bool accumulate;                      // gemm, linear: out += the product (the sum post-op)
   const kernels::PackedLinear* packed;  // linear_packed: must outlive any graph holding the call
+  // gemm_residual: the sum post-op took an add of the product to a summand
+  // that dies there (0: none; 1: a binary.add; 2: the tape's fused g = copy(r); g += t).
+  uint8_t residual = 0;
 };
 
 using TemporaryFn = std::function<bool(const Storage*)>;

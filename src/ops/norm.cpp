@@ -1,13 +1,17 @@
 #include "ops/norm.h"
 
 #include "ops/common.h"
+#include "ops/elementwise_attrs.h"
+#include "ops/fuse_pointwise.h"
 #include "ops/kernels/norm.h"
+#include "ops/norm_pass.h"
 
 namespace mmrec::ops {
 namespace {
 struct NormAttrs {
   float eps;
   int64_t rows, d;
+  bool add = false;  // rmsnorm_bwd: dx = in[4] + the gradient (norm_accumulate)
 };
 void run_rmsnorm(const NormAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::rmsnorm_f32(in[0].data<float>(), in[1].data<float>(), a.eps, out[0].data<float>(),
@@ -16,7 +20,7 @@ void run_rmsnorm(const NormAttrs& a, const Tensor* in, const Tensor* out) {
 void run_rmsnorm_bwd(const NormAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::rmsnorm_bwd_f32(in[0].data<float>(), in[1].data<float>(), in[2].data<float>(), in[3].data<float>(),
                            detail::f32_or_null(out[0]), detail::f32_or_null(out[1]), a.rows, a.d,
-                           detail::scratch_ptr(out[2]));
+                           detail::scratch_ptr(out[2]), a.add ? in[4].data<float>() : nullptr);
 }
 }  // namespace
 
@@ -48,5 +52,51 @@ Tensor rmsnorm(const Tensor& x_in, const Tensor& w_in, float eps) {
   }
   return out;
 }
+
+
+namespace detail {
+size_t fuse_norm_accumulate(std::vector<autograd::Call>& calls, const std::function<bool(const Storage*)>& temporary) {
+  autograd::BufferIndex ix = autograd::index_buffers(calls);
+  std::vector<bool> drop(calls.size(), false);
+  size_t fused = 0;
+  const auto plain = [](const Tensor& t, const Tensor& like) {
+    return t.dtype() == DType::f32 && t.is_contiguous() && t.numel() == like.numel();
+  };
+  for (size_t i = 0; i < calls.size(); ++i) {
+    autograd::Call& c = calls[i];
+    if (c.kind != OpKind::rmsnorm_bwd || !c.out[0].defined()) continue;
+    NormAttrs a = attrs_of_call<NormAttrs>(c);
+    const Tensor t = c.out[0];
+    const Storage* ts = storage_of(t);
+    if (a.add || !temporary(ts) || ix[ts].uses() != 2 || !t.is_contiguous() || t.nbytes() != ts->bytes) continue;
+    const size_t j = ix[ts].last();
+    if (j <= i || !adds_two(calls[j])) continue;
+    const Tensor r = storage_of(calls[j].in[0]) == ts ? calls[j].in[1] : calls[j].in[0], o = calls[j].out[0];
+    const Storage *rs = storage_of(r), *os = storage_of(o);
+    if (rs == ts || !plain(r, t) || !plain(o, t)) continue;
+    // r is read and o written at i instead of j: nothing in between may
+    // write r or touch o, and o is none of the norm's inputs.
+    bool clear = true;
+    for (size_t k : ix[rs].writers) clear &= k < i || k >= j;
+    for (const auto* v : {&ix[os].readers, &ix[os].writers})
+      for (size_t k : *v) clear &= k < i || k >= j;
+    for (const Tensor& x : c.in) clear &= !x.defined() || storage_of(x) != os;
+    if (!clear) continue;
+    a.add = true;
+    c.attrs = autograd::Attrs::of(a);
+    c.in.push_back(r);
+    c.out[0] = o;
+    drop[j] = true;
+    ++fused;
+  }
+  autograd::erase_calls(calls, drop);
+  return fused;
+}
+
+std::string describe_norm_accumulate(const autograd::Call& c) {
+  if (!attrs_of_call<NormAttrs>(c).add) return "";
+  return "rmsnorm_bwd -> copy -> grad_accumulate (3 calls, the sum made as the norm's gradient is written)";
+}
+}  // namespace detail
 
 }  // namespace mmrec::ops

@@ -114,6 +114,20 @@ KERNELCHECK_SUITE(norm_softmax) {
         ctx.compare("rmsnorm_bwd_dx", s, a, b, 1e-5, tk, tr);
         ctx.compare("rmsnorm_bwd_dw", s, wa, wb, 1e-5, tk, tr);
       }
+      if (ctx.wants("rmsnorm_bwd_accumulate")) {
+        // The norm_accumulate pass's call (dx = r + the gradient, in place
+        // in r) against the chain: the gradient, then r + it.
+        const Tensor r = rand_uniform(s, gen, -1.0f, 1.0f), rstd = Tensor::full({rows}, 0.7);
+        Tensor got = r.clone(), dx = Tensor::empty(s);
+        const double tk = kc::time_us([&] {
+          got.copy_from(r);
+          kernels::rmsnorm_bwd_f32(px, pw, rstd.data<float>(), pg, got.data<float>(), nullptr, rows, d, nullptr,
+                                   got.data<float>());
+        });
+        const double tc = kc::time_us(
+            [&] { kernels::rmsnorm_bwd_f32(px, pw, rstd.data<float>(), pg, dx.data<float>(), nullptr, rows, d); });
+        ctx.compare("rmsnorm_bwd_accumulate", s, got, ops::add(r, dx), 0.0, tk, tc);
+      }
       if (ctx.wants("softmax")) {
         row(ctx, "softmax", s, [&] { kernels::softmax_f32(px, nullptr, 0, pa, rows, d); },
             [&] { kernels::ref::softmax_f32(px, nullptr, 0, pb, rows, d); }, a, b, 1e-6);

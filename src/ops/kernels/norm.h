@@ -18,9 +18,10 @@ void rmsnorm_f32(const float* x, const float* w, float eps, float* y, float* rst
 // dw is summed over fixed blocks of rows whose partial sums are added in
 // block order, so it does not depend on the number of threads. The partial
 // sums go in `scratch` (rmsnorm_bwd_scratch_bytes; null: the kernel
-// allocates them).
+// allocates them). With `add`, dx[r] = add[r] + the above (add may be dx:
+// the compiled graph's norm_accumulate pass, the residual gradient's sum).
 void rmsnorm_bwd_f32(const float* x, const float* w, const float* rstd, const float* g, float* dx, float* dw,
-                     int64_t rows, int64_t d, void* scratch = nullptr);
+                     int64_t rows, int64_t d, void* scratch = nullptr, const float* add = nullptr);
 size_t rmsnorm_bwd_scratch_bytes(int64_t rows, int64_t d, bool dw);
 
 namespace ref {

@@ -36,7 +36,7 @@ void RmsnormRows(const float* HWY_RESTRICT x, const float* HWY_RESTRICT w, float
 
 // Rows [r0, r1): dx rows (if dx) and part += Σ g x rstd (if part).
 void RmsnormBwdRows(const float* HWY_RESTRICT x, const float* HWY_RESTRICT w, const float* HWY_RESTRICT rstd,
-                    const float* HWY_RESTRICT g, float* HWY_RESTRICT dx, float* HWY_RESTRICT part, size_t r0,
+                    const float* HWY_RESTRICT g, const float* add, float* dx, float* HWY_RESTRICT part, size_t r0,
                     size_t r1, size_t n) {
   const hn::ScalableTag<float> d;
   using V = hn::Vec<hn::ScalableTag<float>>;
@@ -63,14 +63,16 @@ void RmsnormBwdRows(const float* HWY_RESTRICT x, const float* HWY_RESTRICT w, co
       const float dot = hn::GetLane(hn::SumOfLanes(d, hn::Add(s0, s1)));
       const V vc = hn::Set(d, -rs * rs * rs * dot / static_cast<float>(n));
       float* dr = dx + r * n;
+      const float* ar = add ? add + r * n : nullptr;  // may be dr itself: read, then written
       for (i = 0; i < nfull; i += N) {
-        const V v = hn::MulAdd(hn::Mul(hn::LoadU(d, w + i), hn::LoadU(d, gr + i)), vrs,
-                               hn::Mul(vc, hn::LoadU(d, xr + i)));
+        V v = hn::MulAdd(hn::Mul(hn::LoadU(d, w + i), hn::LoadU(d, gr + i)), vrs, hn::Mul(vc, hn::LoadU(d, xr + i)));
+        if (ar) v = hn::Add(hn::LoadU(d, ar + i), v);
         hn::StoreU(v, d, dr + i);
       }
       if (rem) {
-        const V v = hn::MulAdd(hn::Mul(LoadTail(d, w + i, rem, 0.0f), LoadTail(d, gr + i, rem, 0.0f)), vrs,
-                               hn::Mul(vc, LoadTail(d, xr + i, rem, 0.0f)));
+        V v = hn::MulAdd(hn::Mul(LoadTail(d, w + i, rem, 0.0f), LoadTail(d, gr + i, rem, 0.0f)), vrs,
+                         hn::Mul(vc, LoadTail(d, xr + i, rem, 0.0f)));
+        if (ar) v = hn::Add(LoadTail(d, ar + i, rem, 0.0f), v);
         StoreTail(d, v, dr + i, rem);
       }
     }
@@ -150,7 +152,7 @@ size_t rmsnorm_bwd_scratch_bytes(int64_t rows, int64_t d, bool dw) {
 }
 
 void rmsnorm_bwd_f32(const float* x, const float* w, const float* rstd, const float* g, float* dx, float* dw,
-                     int64_t rows, int64_t d, void* scratch) {
+                     int64_t rows, int64_t d, void* scratch, const float* add) {
   if (d == 0 || (!dx && !dw)) return;
   if (rows == 0) {
     if (dw) std::fill_n(dw, d, 0.0f);
@@ -158,7 +160,7 @@ void rmsnorm_bwd_f32(const float* x, const float* w, const float* rstd, const fl
   }
   if (!dw) {
     parallel_for(rows, row_grain(d), [&](int64_t b, int64_t e) {
-      HWY_DYNAMIC_DISPATCH(RmsnormBwdRows)(x, w, rstd, g, dx, nullptr, static_cast<size_t>(b),
+      HWY_DYNAMIC_DISPATCH(RmsnormBwdRows)(x, w, rstd, g, add, dx, nullptr, static_cast<size_t>(b),
                                            static_cast<size_t>(e), static_cast<size_t>(d));
     });
     return;
@@ -172,7 +174,7 @@ void rmsnorm_bwd_f32(const float* x, const float* w, const float* rstd, const fl
   parallel_for(nblocks, std::max<int64_t>(1, row_grain(d) / rb), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t r0 = b * rb, r1 = std::min(rows, r0 + rb);
-      HWY_DYNAMIC_DISPATCH(RmsnormBwdRows)(x, w, rstd, g, dx, pp + b * d, static_cast<size_t>(r0),
+      HWY_DYNAMIC_DISPATCH(RmsnormBwdRows)(x, w, rstd, g, add, dx, pp + b * d, static_cast<size_t>(r0),
                                            static_cast<size_t>(r1), static_cast<size_t>(d));
     }
   });
