@@ -7,6 +7,7 @@
 
 #include "ops/common.h"
 #include "ops/elementwise_attrs.h"
+#include "ops/fuse_pointwise.h"
 #include "ops/kernels/fused.h"
 #include "tensor/capture_hook.h"
 
@@ -225,16 +226,10 @@ size_t fuse_strided_sum(std::vector<Call>& calls, const std::function<bool(const
 std::string describe_strided_sum(const Call& c) {
   const AxisAttrs a = attrs_of_call<AxisAttrs>(c);
   if (a.ld == 0) return "";
-  const double kib = static_cast<double>(a.outer * a.n * a.inner) * sizeof(float) / 1024.0;
   std::ostringstream os;
-  os.setf(std::ios::fixed);
-  os.precision(1);
-  os << "copy -> sum_axis (2 calls, the sum reads the copy's source in place: ";
-  if (kib >= 1024.0)
-    os << kib / 1024.0 << " MiB";
-  else
-    os << kib << " KiB";
-  os << ", rows " << a.ld << " floats apart)";
+  os << "copy -> sum_axis (2 calls, the sum reads the copy's source in place: "
+     << size_text(static_cast<size_t>(a.outer * a.n * a.inner) * sizeof(float)) << ", rows " << a.ld
+     << " floats apart)";
   return os.str();
 }
 

@@ -301,14 +301,19 @@ std::string detail::describe_pointwise(const Call& c) {
   }
   if (!out_read) bytes += c.out[0].nbytes();
   for (uint8_t k = 0; k < p.n_ops; ++k) os << (k ? " -> " : "") << op_name(p.ops[k].op);
+  os << " (" << int{p.n_ops} << " calls, 1 pass over " << detail::size_text(bytes) << ")";
+  if (p.out_ld > 0) os << ", written in place: rows of " << p.out_row << " floats, " << p.out_ld << " apart";
+  return os.str();
+}
+
+std::string detail::size_text(size_t bytes) {
+  std::ostringstream os;
   os.setf(std::ios::fixed);
   os.precision(1);
-  os << " (" << int{p.n_ops} << " calls, 1 pass over ";
   if (bytes >= (size_t{1} << 20))
-    os << static_cast<double>(bytes) / (1 << 20) << " MiB)";
+    os << static_cast<double>(bytes) / (1 << 20) << " MiB";
   else
-    os << static_cast<double>(bytes) / (1 << 10) << " KiB)";
-  if (p.out_ld > 0) os << ", written in place: rows of " << p.out_row << " floats, " << p.out_ld << " apart";
+    os << static_cast<double>(bytes) / (1 << 10) << " KiB";
   return os.str();
 }
 
