@@ -13,6 +13,7 @@
 #include "ops/elementwise.h"
 #include "ops/embedding.h"
 #include "ops/kernels/activation.h"
+#include "ops/kernels/fused.h"
 #include "ops/kernels/gather.h"
 #include "ops/kernels/norm.h"
 #include "ops/kernels/reduce.h"
@@ -451,6 +452,15 @@ TEST_CASE("sum over an axis with a row stride: the columns of a wider buffer, bi
   float x[8] = {};
   CHECK_THROWS_WITH_AS(kernels::sum_axis_f32(x, 1, 2, 1, 1.0f, x, nullptr, kernels::SumBlockFn(), 4),
                        doctest::Contains("row stride 4 for rows of 1"), Error);
+  // The same for expand_axis and the fused kernel's output rows.
+  CHECK_THROWS_WITH_AS(kernels::expand_axis_f32(x, 1, 2, 4, 1.0f, x, 3), doctest::Contains("row stride 3 for rows of 4"),
+                       Error);
+  kernels::PointwiseProgram p;
+  p.n = 6, p.n_in = 1, p.n_ops = 1, p.out_row = 4, p.out_ld = 8;
+  p.ops[0] = {kernels::PointwiseOp::neg, 0, 0, 0, 0};
+  const float* in[] = {x};
+  CHECK_THROWS_WITH_AS(kernels::fused_f32(p, in, x), doctest::Contains("output rows of 4 elements 8 apart for 6"),
+                       Error);
 }
 
 TEST_CASE("errors name the op, the shapes and the bad value") {
