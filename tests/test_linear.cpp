@@ -214,6 +214,22 @@ TEST_CASE("linear gives the same result on 1 and 2 threads") {
   }
 }
 
+TEST_CASE("TrainingActivations: a no-grad gelu linear gives a training forward's bits, the post-op's after it") {
+  Generator g(12);
+  Tensor x = rand_uniform({300, 64}, g, -2, 2), w = param({96, 64}, 13), b = param({96}, 14);
+  const Tensor trained = ops::linear(x, w, b, Activation::gelu).detach();  // w requires grad: the split path
+  autograd::NoGradGuard no_grad;
+  Tensor as_training;
+  {
+    const ops::TrainingActivations scope;
+    as_training = ops::linear(x, w, b, Activation::gelu);
+  }
+  const Tensor fused = ops::linear(x, w, b, Activation::gelu);  // the GEMM's gelu post-op again
+  CHECK(test_util::bit_equal(as_training, trained));
+  CHECK(max_abs_diff(fused, trained) < 1e-5);
+  CHECK(max_abs_diff(fused, reference(x, w, b, Activation::gelu)) < 1e-4);
+}
+
 TEST_CASE("two threads share the primitive cache") {
   Generator g(9);
   Tensor x = rand_uniform({70, 48}, g), w = rand_uniform({40, 48}, g), b = rand_uniform({40}, g);

@@ -10,6 +10,7 @@
 #include "models/model.h"
 #include "models/quant.h"
 #include "ops/elementwise.h"
+#include "ops/linear.h"
 #include "ops/loss.h"
 #include "ops/shape.h"
 #include "ops/view.h"
@@ -86,6 +87,7 @@ Tensor Model::chunked_loss(const Tensor& tokens, const Tensor& targets, State& s
     for (QuantSite* site : q->sites()) moving = moving || q->observers_enabled || !site->input.observed();
   if (moving) {
     autograd::NoGradGuard no_grad;
+    const ops::TrainingActivations as_training;  // the activations' bits of the segments' training forwards
     q->clear_recorded();
     ObserverPassScope record(q, ModelQuant::ObserverPass::record);
     State probe = state;

@@ -154,9 +154,11 @@ Grads backward_rows(const Tensor& gy, const Tensor& x, const Tensor& w, const Te
 
 // The forward on rows; returns y [M, N] and sets `saved` for the backward.
 // With gelu and a backward to come, the GEMM writes the pre-activation and a
-// separate eltwise pass applies gelu: that pass costs ~5 % of the forward,
+// separate Highway pass applies gelu: that pass costs ~5 % of the forward,
 // while re-running the GEMM in the backward would cost 100 % (see the
-// linear_gelu benchmarks). sigmoid's backward needs only y, so it stays fused.
+// linear_gelu benchmarks). Its bits differ from the post-op's of no-grad
+// forwards in the last place (TrainingActivations gives a no-grad forward
+// these). sigmoid's backward needs only y, so it stays fused.
 Tensor forward_rows(const Tensor& x, const Tensor& w, const Tensor& b, Activation act, bool training, Tensor& saved) {
   const int64_t M = x.shape()[0], N = w.shape()[0];
   Tensor y = Tensor::empty({M, N});
@@ -201,6 +203,11 @@ Tensor join4(const std::vector<Tensor>& g, int64_t M, int64_t D) {
 
 }  // namespace
 
+static thread_local bool t_training_activations = false;
+
+TrainingActivations::TrainingActivations() : prev_(t_training_activations) { t_training_activations = true; }
+TrainingActivations::~TrainingActivations() { t_training_activations = prev_; }
+
 Tensor linear(const Tensor& x, const Tensor& w_in, const Tensor& b_in, Activation act) {
   const char* op = "linear";
   check_args(op, x, w_in, b_in);
@@ -209,7 +216,7 @@ Tensor linear(const Tensor& x, const Tensor& w_in, const Tensor& b_in, Activatio
   const Tensor x2 = as_rows(x);
   const bool training = autograd::needs_grad({x, w_in, b_in});
   Tensor saved;
-  Tensor y = forward_rows(x2, w, b, act, training, saved);
+  Tensor y = forward_rows(x2, w, b, act, training || t_training_activations, saved);
   Shape out_shape = x.shape();
   out_shape.back() = N;
   y = y.reshape(out_shape);

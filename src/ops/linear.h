@@ -24,6 +24,22 @@ enum class Activation { none, gelu, sigmoid };
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(),
               Activation act = Activation::none);
 
+// While one is alive on this thread, a no-grad linear with gelu runs as a
+// training forward does (the GEMM, then act_forward's Highway gelu) instead
+// of the GEMM with oneDNN's gelu post-op, whose bits differ in the last
+// place: a forward that must match a training forward bit for bit (QAT's
+// observer pass in chunk checkpointing, models/model_chunked.cpp).
+class TrainingActivations {
+ public:
+  TrainingActivations();
+  ~TrainingActivations();
+  TrainingActivations(const TrainingActivations&) = delete;
+  TrainingActivations& operator=(const TrainingActivations&) = delete;
+
+ private:
+  bool prev_;
+};
+
 // Inference through a weight pre-packed by kernels::PackedLinear (its bias
 // and activation included): x [..., In], of the weight's dtype. No backward:
 // an x that requires grad while grad mode is on is an error. Faster than the

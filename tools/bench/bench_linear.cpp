@@ -149,9 +149,9 @@ BENCH_SUITE(linear) {
   }
 
   // The activation passes of a linear layer in training (gelu forward after
-  // the GEMM on oneDNN; gelu and sigmoid backward before dX/dW on the Highway
-  // kernels of kernels/activation.h) against bare oneDNN eltwise primitives,
-  // the Highway forward, and the triad.
+  // the GEMM, gelu and sigmoid backward before dX/dW, on the Highway kernels
+  // of kernels/activation.h; sigmoid's forward on oneDNN) against bare oneDNN
+  // eltwise primitives, the Highway forward, and the triad.
   if (ctx.wants_prefix("linear_act_")) {
     const double tri = bench::triad_gbps(32 << 20, reps), bytes = 4.0 * M * N;
     Tensor pre = rand_uniform({M, N}, g, -3, 3), sig = rand_uniform({M, N}, g, 0.01f, 0.99f);
@@ -164,7 +164,7 @@ BENCH_SUITE(linear) {
       BareEltwise bare(gelu, M * N, pre, out, saved, gy, out);
       const double fk = bench::median_seconds([&] { kernels::act_forward(act, pre, out); }, reps);
       const double fd = bench::median_seconds([&] { bare.forward(); }, reps);
-      const double fh = bench::median_seconds([&] {  // what a Highway forward would give (see kernels/linear.cpp)
+      const double fh = bench::median_seconds([&] {  // the Highway forward: act_forward's for gelu, the alternative for sigmoid
         kernels::activation_f32(gelu ? kernels::Activation::gelu : kernels::Activation::sigmoid, pre.data<float>(),
                                 out.data<float>(), M * N);
       }, reps);

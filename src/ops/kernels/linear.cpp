@@ -61,12 +61,15 @@ void col_sum(const Tensor& dy, Tensor& db, void* scratch, ColSum method) {
   run_primitive(prim, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DST, dm}});
 }
 
-// The forward activation pass stays on oneDNN's eltwise primitive: it gives
-// the same bits as the GEMM's gelu post-op of no-grad forwards (inference,
-// checkpointing's first pass, QAT observers), which a Highway gelu would
-// not. The backward has no such twin: it runs the Highway kernel of
-// ops::gelu / ops::sigmoid (kernels/activation.h), 1.15-1.4x (sigmoid) and
-// 2.1-2.2x (gelu) the eltwise primitive on 8192x2048 (bench linear_act_*).
+// gelu runs the Highway kernel of ops::gelu, as gemm's gelu does after its
+// product (gelu_in_place): every gelu of a forward gives the same bits
+// (training, no-grad, checkpointing's first pass, QAT observers,
+// generation), 2.8x oneDNN's eltwise primitive on 8192x2048 (bench
+// linear_act_gelu: fwd_hwy_gbps against fwd_dnnl_gbps). sigmoid stays
+// oneDNN's eltwise primitive, the twin of the GEMM post-op it is otherwise.
+// The backward runs the Highway kernels of ops::gelu / ops::sigmoid
+// (kernels/activation.h), 1.15-1.4x (sigmoid) and 2.1-2.4x (gelu) the
+// eltwise primitive.
 void act_forward(ops::Activation act, const Tensor& x, Tensor& y) {
   const int64_t n = x.numel();
   if (act == ops::Activation::none) {
@@ -74,15 +77,16 @@ void act_forward(ops::Activation act, const Tensor& x, Tensor& y) {
     return;
   }
   if (n == 0) return;
-  const auto alg = act == ops::Activation::gelu ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_logistic;
+  if (act == ops::Activation::gelu) return activation_f32(Activation::gelu, x.data<float>(), y.data<float>(), n);
   DnnlThreads threads(eltwise_threads(n));
   PrimitiveKey key("eltwise_fwd");
   key.add(n).add(static_cast<int64_t>(act)).add(dnnl_max_threads());
   const memory::desc md = flat(n, dt::f32);
   auto prim = cached_primitive(key.str(), [&] {
     return dnnl::eltwise_forward(dnnl::eltwise_forward::primitive_desc(
-        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, alg, md, 0.0f, 0.0f), user_scratchpad(),
-        dnnl_engine()));
+        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_logistic, md, 0.0f,
+                                    0.0f),
+        user_scratchpad(), dnnl_engine()));
   });
   memory xm(md, dnnl_engine(), x.raw_data()), ym(md, dnnl_engine(), y.raw_data());
   run_primitive(prim, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DST, ym}});
