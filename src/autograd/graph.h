@@ -136,6 +136,20 @@ bool capturing();
 void dispatch_call(OpKind kind, KernelFn run, const Attrs& attrs, std::initializer_list<Tensor> in,
                    std::initializer_list<Tensor> out);
 
+// Seconds this thread spent in kernel calls, by kind, eager and replayed
+// alike, while it is set (benchmarks: the time a step spends in its GEMMs,
+// measured inside the step). Copies and fills Tensor does itself outside a
+// capture are not kernel calls and not counted.
+struct KernelClock {
+  double seconds[static_cast<size_t>(OpKind::count_)] = {};
+  int64_t calls[static_cast<size_t>(OpKind::count_)] = {};
+};
+void set_kernel_clock(KernelClock* clock);  // this thread; nullptr stops
+KernelClock* kernel_clock();
+// Runs one call under the clock.
+void run_clocked(KernelClock& clock, OpKind kind, KernelFn run, const void* attrs, const Tensor* in,
+                 const Tensor* out);
+
 template <class A, void (*F)(const A&, const Tensor*, const Tensor*)>
 void kernel_thunk(const void* attrs, const Tensor* in, const Tensor* out) {
   F(*static_cast<const A*>(attrs), in, out);
@@ -147,6 +161,8 @@ inline void dispatch(OpKind kind, const A& attrs, std::initializer_list<Tensor> 
     // Eager: straight to the kernel.
     const Tensor* ip = in.begin();
     const Tensor* op = out.begin();
+    if (KernelClock* k = kernel_clock()) [[unlikely]]
+      return run_clocked(*k, kind, &kernel_thunk<A, F>, &attrs, ip, op);
     F(attrs, ip, op);
     return;
   }

@@ -6,6 +6,7 @@
 // and a per-op profile of a training step (models/profile.h: forward scopes + each backward node).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <map>
 #include <memory>
@@ -136,8 +137,32 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
   // attack. The three are timed in turn, and the time outside the GEMMs is
   // the median of the differences within a round (a neighbour's load, which
   // comes and goes over seconds, weighs on both terms of a difference alike).
+  // On a busy machine the GEMMs' time still varies by more than the rest of
+  // the step between a step and the bare GEMMs after it, so the steps also
+  // time their own GEMM calls (autograd::KernelClock): the step's time minus
+  // the time its GEMMs took inside it is the same quantity measured within one
+  // step.
+  // Per round, seconds outside the GEMMs, in them, and in the other kernel
+  // calls (eager's own Tensor copies and fills are not kernel calls).
+  struct Split {
+    std::vector<double> outside, gemm, kernels;
+  } split_c, split_e;
+  const auto clocked = [](const std::function<void()>& step, Split& split) {
+    autograd::KernelClock clock;
+    autograd::set_kernel_clock(&clock);
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    autograd::set_kernel_clock(nullptr);
+    double gemm = 0, kernels = 0;
+    for (size_t k = 0; k < static_cast<size_t>(autograd::OpKind::count_); ++k)
+      (is_gemm(static_cast<autograd::OpKind>(k)) ? gemm : kernels) += clock.seconds[k];
+    split.outside.push_back(t - gemm);
+    split.gemm.push_back(gemm);
+    split.kernels.push_back(kernels);
+  };
   const std::vector<std::vector<double>> t3 = bench::seconds_interleaved(
-      {[&] { st.compiled(tokens); }, [&] { se.eager(tokens); },
+      {[&] { clocked([&] { st.compiled(tokens); }, split_c); }, [&] { clocked([&] { se.eager(tokens); }, split_e); },
        [&] {
          for (const autograd::Graph* gr : {&g, st.update.last_graph()})
            for (const autograd::Call& c : gr->calls())
@@ -148,6 +173,12 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
   for (size_t i = 0; i < t3[0].size(); ++i) dc.push_back(t3[0][i] - t3[2][i]), de.push_back(t3[1][i] - t3[2][i]);
   const double tc = bench::median_of(t3[0]), te = bench::median_of(t3[1]), tg = bench::median_of(t3[2]);
   const double nc = bench::median_of(dc), ne = bench::median_of(de);
+  const double ic = bench::median_of(split_c.outside), ie = bench::median_of(split_e.outside);
+  const auto ms_of = [](const std::vector<double>& s) {
+    std::vector<double> r;
+    for (double x : s) r.push_back(std::round(x * 1e4) / 10);
+    return r;
+  };
   // The floor: the step's GEMM flops at the best rate its largest GEMMs (or
   // all of them together) reach, and nothing else; no capture or fusion of
   // the same math can go below it.
@@ -163,9 +194,15 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
                     {"eager_peak_mib", eager_peak / 1048576.0},
                     {"planned_mib", g.planned_bytes() / 1048576.0},
                     {"planned_vs_eager_peak", static_cast<double>(g.planned_bytes()) / static_cast<double>(eager_peak)},
-                    {"calls", g.size()}});
-  // Where the compiled micro-step's time goes, by op kind (the largest 12;
-  // share: of the sum over every kind, each call timed alone).
+                    {"calls", g.size()}, {"non_gemm_rounds_ms", ms_of(dc)}, {"eager_non_gemm_rounds_ms", ms_of(de)},
+                    {"in_step_non_gemm_ms", ic * 1e3}, {"eager_in_step_non_gemm_ms", ie * 1e3},
+                    {"in_step_non_gemm_ratio", ie > 0 ? ic / ie : 0},
+                    {"in_step_gemm_ms", bench::median_of(split_c.gemm) * 1e3},
+                    {"eager_in_step_gemm_ms", bench::median_of(split_e.gemm) * 1e3},
+                    {"in_step_kernels_ms", bench::median_of(split_c.kernels) * 1e3},
+                    {"eager_in_step_kernels_ms", bench::median_of(split_e.kernels) * 1e3}});
+  // Where the compiled micro-step's time goes, by op kind (each call timed
+  // alone; the largest 12, share: of the sum over every kind).
   const auto kinds = ms_by_kind(g, 3);
   double sum = 0;
   for (const auto& [kind, ms] : kinds) sum += ms;
