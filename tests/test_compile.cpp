@@ -74,6 +74,36 @@ TEST_CASE("capture records every kernel call and replays it on new inputs") {
   CHECK_FALSE(bit_equal(r1, r2));
 }
 
+TEST_CASE("a KernelClock counts the kernel calls of eager dispatches and of replays, by kind") {
+  Generator g(4);
+  const Tensor w = rand_uniform({5, 7}, g, -1, 1), x = rand_uniform({3, 7}, g, -1, 1);
+  auto fn = [&](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    return std::vector<Tensor>{ops::add(ops::linear(in[0], w), ops::linear(in[0], w))};
+  };
+  const auto idx = [](OpKind k) { return static_cast<size_t>(k); };
+  autograd::KernelClock eager;
+  autograd::set_kernel_clock(&eager);
+  fn({x});
+  autograd::set_kernel_clock(nullptr);
+  CHECK(eager.calls[idx(OpKind::linear)] == 2);
+  CHECK(eager.calls[idx(OpKind::binary)] == 1);
+  CHECK(eager.seconds[idx(OpKind::linear)] > 0);
+  CompiledFn f = autograd::compile(fn);
+  f({x});  // the capture
+  fn({x});  // unclocked: nothing counted
+  CHECK(eager.calls[idx(OpKind::linear)] == 2);
+  autograd::KernelClock replayed;
+  autograd::set_kernel_clock(&replayed);
+  f({x});
+  autograd::set_kernel_clock(nullptr);
+  REQUIRE(f.replays() == 1);
+  int64_t total = 0;
+  for (int64_t n : replayed.calls) total += n;
+  CHECK(total == static_cast<int64_t>(f.last_graph()->size()));
+  CHECK(replayed.calls[idx(OpKind::linear)] == static_cast<int64_t>(count_kind(*f.last_graph(), OpKind::linear)));
+}
+
 TEST_CASE("reading tensor data inside a capture is an error naming the op") {
   CompiledFn f = autograd::compile([](const std::vector<Tensor>& in) {
     Tensor y = ops::exp(in[0]);
