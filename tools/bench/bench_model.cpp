@@ -357,10 +357,17 @@ BENCH_SUITE(model) {
       GenerationGraph g(m, s, &pack);
       g.step(one[0]);  // the capture
       std::vector<double> triads;  // GB/s, one per round
+      std::vector<double> in_calls;  // seconds per round inside the replays' kernel calls
       const std::vector<double> both = bench::median_seconds_interleaved(
           {[&] {
              g.set_state(s);
+             autograd::KernelClock clock;
+             autograd::set_kernel_clock(&clock);
              for (const Tensor& tok : one) g.step(tok);
+             autograd::set_kernel_clock(nullptr);
+             double t = 0;
+             for (double x : clock.seconds) t += x;
+             in_calls.push_back(t);
            },
            [&] {
              State e = s;
@@ -373,7 +380,8 @@ BENCH_SUITE(model) {
       const double bw = triads[triads.size() / 2];
       nlohmann::json fig = {{"tokens_s", n / tc}, {"ms_per_token", tc * 1e3 / n}, {"eager_tokens_s", n / te},
                             {"ratio", te / tc}, {"weight_mib", generation_weight_bytes(m) / 1048576.0},
-                            {"calls", g.compiled().last_graph()->size()}};
+                            {"calls", g.compiled().last_graph()->size()},
+                            {"kernels_ms_per_token", bench::median_of(in_calls) * 1e3 / n}};
       fig["triad_gbps"] = bw;
       fig["limit_tokens_s"] = bw * 1e9 / generation_weight_bytes(m);
       fig["of_limit"] = n / tc / (bw * 1e9 / generation_weight_bytes(m));
