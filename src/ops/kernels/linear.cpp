@@ -61,15 +61,14 @@ void col_sum(const Tensor& dy, Tensor& db, void* scratch, ColSum method) {
   run_primitive(prim, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DST, dm}});
 }
 
-// gelu runs the Highway kernel of ops::gelu, as gemm's gelu does after its
-// product (gelu_in_place): every gelu of a forward gives the same bits
-// (training, no-grad, checkpointing's first pass, QAT observers,
-// generation), 2.8x oneDNN's eltwise primitive on 8192x2048 (bench
-// linear_act_gelu: fwd_hwy_gbps against fwd_dnnl_gbps). sigmoid stays
-// oneDNN's eltwise primitive, the twin of the GEMM post-op it is otherwise.
-// The backward runs the Highway kernels of ops::gelu / ops::sigmoid
-// (kernels/activation.h), 1.15-1.4x (sigmoid) and 2.1-2.4x (gelu) the
-// eltwise primitive.
+// gelu runs the Highway kernel of ops::gelu, 2.8x oneDNN's eltwise
+// primitive on 8192x2048 (bench linear_act_gelu: fwd_gbps against
+// fwd_dnnl_gbps). Its bits differ in the last place from the GEMM's gelu
+// post-op of no-grad forwards (ops::TrainingActivations, ops/linear.h, gives
+// a no-grad forward this path). sigmoid stays oneDNN's eltwise primitive, the
+// twin of the post-op it is otherwise. The backward runs the Highway kernels
+// of ops::gelu / ops::sigmoid (kernels/activation.h), 1.15-1.4x (sigmoid) and
+// 2.1-2.4x (gelu) the eltwise primitive.
 void act_forward(ops::Activation act, const Tensor& x, Tensor& y) {
   const int64_t n = x.numel();
   if (act == ops::Activation::none) {
