@@ -109,6 +109,10 @@ size_t BufferUses::last() const {
   return writers.empty() ? readers.back() : std::max(readers.back(), writers.back());
 }
 
+bool whole_buffer(const Tensor& t) {
+  return t.defined() && t.is_contiguous() && t.offset() == 0 && t.nbytes() == t.impl()->storage->bytes;
+}
+
 BufferIndex index_buffers(const std::vector<Call>& calls) {
   BufferIndex ix;
   for (size_t i = 0; i < calls.size(); ++i) {

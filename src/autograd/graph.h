@@ -187,6 +187,9 @@ struct BufferUses {
 // The uses of every buffer the calls touch: what a pass looks up.
 using BufferIndex = std::unordered_map<const Storage*, BufferUses>;
 BufferIndex index_buffers(const std::vector<Call>& calls);
+// The view is its whole buffer: contiguous from the buffer's first byte to
+// its last (a pass that re-places or drops a buffer needs it).
+bool whole_buffer(const Tensor& t);
 
 // What a call made by a pass fuses ("binary.mul -> clamp (2 calls, ...)"),
 // or "" for a call of that kind that fuses nothing; the ops that fuse

@@ -20,10 +20,8 @@ bool f32_operands(const autograd::Call& c) {
   return c.in.size() >= 2 && c.in[0].dtype() == DType::f32 && c.in[1].dtype() == DType::f32;
 }
 
-// A whole buffer: contiguous f32 from its first byte to its last.
-bool whole_f32(const Tensor& t) {
-  return t.dtype() == DType::f32 && t.is_contiguous() && t.offset() == 0 && t.nbytes() == t.impl()->storage->bytes;
-}
+// A whole buffer of f32.
+bool whole_f32(const Tensor& t) { return t.dtype() == DType::f32 && autograd::whole_buffer(t); }
 
 // The fused bias gradient: act_backward's inputs (dy, saved), its output dx,
 // then col_sum's outputs (db, its scratch).

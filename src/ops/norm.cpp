@@ -68,7 +68,7 @@ size_t fuse_norm_accumulate(std::vector<autograd::Call>& calls, const std::funct
     NormAttrs a = attrs_of_call<NormAttrs>(c);
     const Tensor t = c.out[0];
     const Storage* ts = storage_of(t);
-    if (a.add || !temporary(ts) || ix[ts].uses() != 2 || !t.is_contiguous() || t.nbytes() != ts->bytes) continue;
+    if (a.add || !temporary(ts) || ix[ts].uses() != 2 || !autograd::whole_buffer(t)) continue;
     const size_t j = ix[ts].last();
     if (j <= i || !adds_two(calls[j])) continue;
     const Tensor r = storage_of(calls[j].in[0]) == ts ? calls[j].in[1] : calls[j].in[0], o = calls[j].out[0];
