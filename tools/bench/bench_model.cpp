@@ -52,6 +52,17 @@ std::vector<std::pair<std::string, double>> ms_by_kind(const autograd::Graph& g,
   return v;
 }
 
+// Runs f with a KernelClock set on this thread; returns its seconds.
+autograd::KernelClock clocked(const std::function<void()>& f) {
+  autograd::KernelClock clock;
+  autograd::set_kernel_clock(&clock);
+  struct Unset {
+    ~Unset() { autograd::set_kernel_clock(nullptr); }
+  } unset;
+  f();
+  return clock;
+}
+
 // A whole optimizer step as mmrec-train runs it (forward, loss, backward,
 // clipping at 1.0, AdamW), eager or through two compiled graphs (the
 // micro-batch and the update); `compiled` = false runs the eager path.
@@ -139,21 +150,17 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
   // comes and goes over seconds, weighs on both terms of a difference alike).
   // On a busy machine the GEMMs' time still varies by more than the rest of
   // the step between a step and the bare GEMMs after it, so the steps also
-  // time their own GEMM calls (autograd::KernelClock): the step's time minus
+  // time their own kernel calls (autograd::KernelClock): the step's time minus
   // the time its GEMMs took inside it is the same quantity measured within one
-  // step.
-  // Per round, seconds outside the GEMMs, in them, and in the other kernel
-  // calls (eager's own Tensor copies and fills are not kernel calls).
+  // step. Per round: seconds outside the GEMMs, in them, and in the other
+  // kernel calls (eager's own Tensor copies and fills are not kernel calls).
   struct Split {
     std::vector<double> outside, gemm, kernels;
   } split_c, split_e;
-  const auto clocked = [](const std::function<void()>& step, Split& split) {
-    autograd::KernelClock clock;
-    autograd::set_kernel_clock(&clock);
+  const auto timed = [](const std::function<void()>& step, Split& split) {
     const auto t0 = std::chrono::steady_clock::now();
-    step();
+    const autograd::KernelClock clock = clocked(step);
     const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    autograd::set_kernel_clock(nullptr);
     double gemm = 0, kernels = 0;
     for (size_t k = 0; k < static_cast<size_t>(autograd::OpKind::count_); ++k)
       (is_gemm(static_cast<autograd::OpKind>(k)) ? gemm : kernels) += clock.seconds[k];
@@ -162,7 +169,7 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
     split.kernels.push_back(kernels);
   };
   const std::vector<std::vector<double>> t3 = bench::seconds_interleaved(
-      {[&] { clocked([&] { st.compiled(tokens); }, split_c); }, [&] { clocked([&] { se.eager(tokens); }, split_e); },
+      {[&] { timed([&] { st.compiled(tokens); }, split_c); }, [&] { timed([&] { se.eager(tokens); }, split_e); },
        [&] {
          for (const autograd::Graph* gr : {&g, st.update.last_graph()})
            for (const autograd::Call& c : gr->calls())
@@ -361,10 +368,9 @@ BENCH_SUITE(model) {
       const std::vector<double> both = bench::median_seconds_interleaved(
           {[&] {
              g.set_state(s);
-             autograd::KernelClock clock;
-             autograd::set_kernel_clock(&clock);
-             for (const Tensor& tok : one) g.step(tok);
-             autograd::set_kernel_clock(nullptr);
+             const autograd::KernelClock clock = clocked([&] {
+               for (const Tensor& tok : one) g.step(tok);
+             });
              double t = 0;
              for (double x : clock.seconds) t += x;
              in_calls.push_back(t);
