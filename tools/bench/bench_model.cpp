@@ -156,6 +156,7 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
   // kernel calls (eager's own Tensor copies and fills are not kernel calls).
   struct Split {
     std::vector<double> outside, gemm, kernels;
+    std::vector<autograd::KernelClock> clocks;
   } split_c, split_e;
   const auto timed = [](const std::function<void()>& step, Split& split) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -167,6 +168,7 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
     split.outside.push_back(t - gemm);
     split.gemm.push_back(gemm);
     split.kernels.push_back(kernels);
+    split.clocks.push_back(clock);
   };
   const std::vector<std::vector<double>> t3 = bench::seconds_interleaved(
       {[&] { timed([&] { st.compiled(tokens); }, split_c); }, [&] { timed([&] { se.eager(tokens); }, split_e); },
@@ -215,6 +217,26 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
   for (const auto& [kind, ms] : kinds) sum += ms;
   for (size_t i = 0; i < kinds.size() && i < 12; ++i)
     ctx.report(name + " " + kinds[i].first, {{"ms", kinds[i].second}, {"share", kinds[i].second / sum}});
+  // The same split inside the timed steps, compiled beside eager: per kind
+  // the median over rounds of the time its calls took in a whole step (and
+  // their count; eager's own Tensor copies and fills are not kernel calls).
+  const auto by_kind = [](const Split& s, size_t k) {
+    std::vector<double> v;
+    for (const autograd::KernelClock& c : s.clocks) v.push_back(c.seconds[k] * 1e3);
+    return bench::median_of(v);
+  };
+  std::vector<std::pair<double, size_t>> order;
+  for (size_t k = 0; k < static_cast<size_t>(autograd::OpKind::count_); ++k)
+    if (split_c.clocks[0].calls[k] + split_e.clocks[0].calls[k] > 0)
+      order.push_back({std::max(by_kind(split_c, k), by_kind(split_e, k)), k});
+  std::sort(order.rbegin(), order.rend());
+  for (size_t i = 0; i < order.size() && i < 16; ++i) {
+    const size_t k = order[i].second;
+    ctx.report(name + " in_step " + autograd::op_kind_name(static_cast<autograd::OpKind>(k)),
+               {{"ms", by_kind(split_c, k)}, {"eager_ms", by_kind(split_e, k)},
+                {"calls", static_cast<double>(split_c.clocks[0].calls[k])},
+                {"eager_calls", static_cast<double>(split_e.clocks[0].calls[k])}});
+  }
 }
 
 // Bytes of parameters + gradients + AdamW moments (+ the bf16 copies of amp).
