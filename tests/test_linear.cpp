@@ -316,20 +316,26 @@ TEST_CASE("packed weights give the plain result; other row counts fall back") {
 TEST_CASE("a large packed weight runs as two column halves with the plain result, one thread or two") {
   Generator g(10);
   const int threads = num_threads();
-  for (DType t : {DType::f32, DType::bf16}) {
-    Tensor w = rand_uniform({1024, 512}, g, -1, 1).to(t), b = rand_uniform({1024}, g);
-    for (Activation act : kActs) {
-      set_num_threads(2);  // packed under 2 threads: two halves
-      kernels::PackedLinear p(w, b, act, 1);
-      for (int run_threads : {2, 1})
-        for (int64_t M : {1, 3}) {  // the packed row count, and batched streams on the same halves
-          set_num_threads(run_threads);
-          Tensor x = rand_uniform({M, 512}, g, -1, 1).to(t), y = Tensor::empty({M, 1024});
-          p.forward(x, y);
-          CHECK(max_abs_diff(y, reference(x, w, b, act)) < 1e-3);
-        }
+  for (DType t : {DType::f32, DType::bf16})
+    for (int64_t N : {1024, 128}) {  // 128 x 512: the smallest weight that splits
+      Tensor w = rand_uniform({N, 512}, g, -1, 1).to(t), b = rand_uniform({N}, g);
+      for (Activation act : kActs) {
+        set_num_threads(2);  // packed under 2 threads: two halves
+        kernels::PackedLinear p(w, b, act, 1);
+        CHECK(p.parts() == 2);
+        for (int run_threads : {2, 1})
+          for (int64_t M : {1, 3}) {  // the packed row count, and batched streams on the same halves
+            set_num_threads(run_threads);
+            Tensor x = rand_uniform({M, 512}, g, -1, 1).to(t), y = Tensor::empty({M, N});
+            p.forward(x, y);
+            CHECK(max_abs_diff(y, reference(x, w, b, act)) < 1e-3);
+          }
+      }
     }
-  }
+  set_num_threads(2);  // below 64K elements: one part; one thread: one part
+  CHECK(kernels::PackedLinear(rand_uniform({64, 512}, g, -1, 1), Tensor(), Activation::none, 1).parts() == 1);
+  set_num_threads(1);
+  CHECK(kernels::PackedLinear(rand_uniform({1024, 512}, g, -1, 1), Tensor(), Activation::none, 1).parts() == 1);
   set_num_threads(threads);
 }
 

@@ -56,8 +56,8 @@ void convert(const Tensor& src, Tensor& dst);
 // packed copy is a snapshot of w: pack again after w changes. Thread-safe to
 // run from several threads. Other row counts up to 64 (batched streams) run
 // on the same packed copy when oneDNN picks the same layout for them (it does
-// for the model's shapes); others fall back to linear_fwd. A weight of 1 MiB
-// or more packed while the threads knob is 2 or more is packed as two column
+// for the model's shapes); others fall back to linear_fwd. A weight of 64K
+// elements (256 KiB in f32) or more packed while the threads knob is 2 or more is packed as two column
 // halves that run as two oneTBB tasks, each half on one oneDNN thread (see
 // packed_linear.cpp).
 //   kernels::PackedLinear p(w, b, Activation::none, 8);   // once per weight
@@ -71,6 +71,7 @@ class PackedLinear {
   int64_t in_features() const;   // K
   int64_t out_features() const;  // N
   DType dtype() const;           // of the weight (x must match)
+  int parts() const;             // column parts run as tasks: 1, or 2 (halves)
   // y[M, N] = act(x[M, K] · wᵀ + b); same contract as linear_fwd.
   void forward(const Tensor& x, Tensor& y) const;
 
