@@ -155,19 +155,28 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
   // step. Per round: seconds outside the GEMMs, in them, and in the other
   // kernel calls (eager's own Tensor copies and fills are not kernel calls).
   struct Split {
-    std::vector<double> outside, gemm, kernels;
-    std::vector<autograd::KernelClock> clocks;
+    std::vector<double> outside;                // seconds
+    std::vector<autograd::KernelClock> clocks;  // the step's kernel calls, by kind
   } split_c, split_e;
-  const auto timed = [](const std::function<void()>& step, Split& split) {
+  // Seconds a clock counted in the calls of the kinds pick(kind) selects.
+  const auto seconds_in = [](const autograd::KernelClock& clock, const auto& pick) {
+    double t = 0;
+    for (size_t k = 0; k < static_cast<size_t>(autograd::OpKind::count_); ++k)
+      if (pick(static_cast<autograd::OpKind>(k))) t += clock.seconds[k];
+    return t;
+  };
+  // The median over a split's rounds of that, in ms.
+  const auto ms_in = [&](const Split& s, const auto& pick) {
+    std::vector<double> v;
+    for (const autograd::KernelClock& c : s.clocks) v.push_back(seconds_in(c, pick) * 1e3);
+    return bench::median_of(v);
+  };
+  const auto not_gemm = [](autograd::OpKind k) { return !is_gemm(k); };
+  const auto timed = [&](const std::function<void()>& step, Split& split) {
     const auto t0 = std::chrono::steady_clock::now();
     const autograd::KernelClock clock = clocked(step);
     const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    double gemm = 0, kernels = 0;
-    for (size_t k = 0; k < static_cast<size_t>(autograd::OpKind::count_); ++k)
-      (is_gemm(static_cast<autograd::OpKind>(k)) ? gemm : kernels) += clock.seconds[k];
-    split.outside.push_back(t - gemm);
-    split.gemm.push_back(gemm);
-    split.kernels.push_back(kernels);
+    split.outside.push_back(t - seconds_in(clock, is_gemm));
     split.clocks.push_back(clock);
   };
   const std::vector<std::vector<double>> t3 = bench::seconds_interleaved(
@@ -206,10 +215,9 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
                     {"calls", g.size()}, {"non_gemm_rounds_ms", ms_of(dc)}, {"eager_non_gemm_rounds_ms", ms_of(de)},
                     {"in_step_non_gemm_ms", ic * 1e3}, {"eager_in_step_non_gemm_ms", ie * 1e3},
                     {"in_step_non_gemm_ratio", ie > 0 ? ic / ie : 0},
-                    {"in_step_gemm_ms", bench::median_of(split_c.gemm) * 1e3},
-                    {"eager_in_step_gemm_ms", bench::median_of(split_e.gemm) * 1e3},
-                    {"in_step_kernels_ms", bench::median_of(split_c.kernels) * 1e3},
-                    {"eager_in_step_kernels_ms", bench::median_of(split_e.kernels) * 1e3}});
+                    {"in_step_gemm_ms", ms_in(split_c, is_gemm)}, {"eager_in_step_gemm_ms", ms_in(split_e, is_gemm)},
+                    {"in_step_kernels_ms", ms_in(split_c, not_gemm)},
+                    {"eager_in_step_kernels_ms", ms_in(split_e, not_gemm)}});
   // Where the compiled micro-step's time goes, by op kind (each call timed
   // alone; the largest 12, share: of the sum over every kind).
   const auto kinds = ms_by_kind(g, 3);
@@ -220,10 +228,8 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
   // The same split inside the timed steps, compiled beside eager: per kind
   // the median over rounds of the time its calls took in a whole step (and
   // their count; eager's own Tensor copies and fills are not kernel calls).
-  const auto by_kind = [](const Split& s, size_t k) {
-    std::vector<double> v;
-    for (const autograd::KernelClock& c : s.clocks) v.push_back(c.seconds[k] * 1e3);
-    return bench::median_of(v);
+  const auto by_kind = [&](const Split& s, size_t k) {
+    return ms_in(s, [k](autograd::OpKind x) { return static_cast<size_t>(x) == k; });
   };
   std::vector<std::pair<double, size_t>> order;
   for (size_t k = 0; k < static_cast<size_t>(autograd::OpKind::count_); ++k)

@@ -57,9 +57,9 @@ void convert(const Tensor& src, Tensor& dst);
 // run from several threads. Other row counts up to 64 (batched streams) run
 // on the same packed copy when oneDNN picks the same layout for them (it does
 // for the model's shapes); others fall back to linear_fwd. A weight of 64K
-// elements (256 KiB in f32) or more packed while the threads knob is 2 or more is packed as two column
-// halves that run as two oneTBB tasks, each half on one oneDNN thread (see
-// packed_linear.cpp).
+// elements or more (256 KiB in f32) packed while the threads knob is 2 or
+// more is packed as two column halves that run as two oneTBB tasks, each half
+// on one oneDNN thread (see packed_linear.cpp; parts() says which).
 //   kernels::PackedLinear p(w, b, Activation::none, 8);   // once per weight
 //   p.forward(x, y);                                       // x [8, K] -> y [8, N]
 class PackedLinear {
