@@ -12,6 +12,7 @@
 #include "autograd/tape.h"
 #include "ops/elementwise.h"
 #include "ops/kernels/linear.h"
+#include "ops/kernels/matmul.h"
 #include "ops/linear.h"
 #include "ops/reduce.h"
 #include "ops/view.h"
@@ -291,6 +292,44 @@ TEST_CASE("kernels: the fused activation backward and column sums equal the two 
       set_num_threads(0);
     }
   }
+}
+
+TEST_CASE("kernels: gemm's addend (binary post-op) equals the product then the add bit for bit, 1 or 2 threads") {
+  Generator g(9);
+  // Small, long K (oneDNN blocks K), wide N, an empty K (bias only), rank 3.
+  for (auto [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{7, 40, 24}, {520, 2048, 512}, {300, 512, 2048},
+                         {5, 0, 9}}) {
+    CAPTURE(M);
+    CAPTURE(K);
+    CAPTURE(N);
+    const Tensor x = rand_uniform({M, K}, g, -1, 1), w = rand_uniform({N, K}, g, -1, 1);
+    const Tensor b = rand_uniform({N}, g, -1, 1), r = rand_uniform({M, N}, g, -4, 4);
+    Tensor y = Tensor::empty({M, N});
+    kernels::linear_fwd(x, w, b, Activation::none, y);
+    const Tensor want = ops::add(r, y);
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      Tensor got = Tensor::full({M, N}, 7.0);
+      kernels::gemm(x, w.transpose(0, 1), got, b, Activation::none, false, r);
+      CHECK(test_util::bit_equal(got, want));
+    }
+    set_num_threads(0);
+    Tensor ref = Tensor::empty({M, N});
+    kernels::ref::gemm(x, w.transpose(0, 1), ref, b, Activation::none, false, r);
+    CHECK(max_abs_diff(ref, want) < 1e-3);
+  }
+  // A batched product; an addend in another layout (a transposed view) or
+  // with an activation is refused.
+  const Tensor a = rand_uniform({3, 6, 5}, g, -1, 1), bm = rand_uniform({3, 5, 6}, g, -1, 1);
+  const Tensor r3 = rand_uniform({3, 6, 6}, g, -1, 1);
+  Tensor c = Tensor::empty({3, 6, 6}), got = Tensor::empty({3, 6, 6});
+  kernels::gemm(a, bm, c);
+  kernels::gemm(a, bm, got, Tensor(), Activation::none, false, r3);
+  CHECK(test_util::bit_equal(got, ops::add(c, r3)));
+  for (Activation act : {Activation::none, Activation::gelu})
+    CHECK_THROWS_WITH_AS(
+        kernels::gemm(a, bm, got, Tensor(), act, false, act == Activation::none ? r3.transpose(1, 2) : r3),
+        doctest::Contains("an addend must be f32 of the output's shape [3, 6, 6] and strides"), Error);
 }
 
 TEST_CASE("packed weights give the plain result; other row counts fall back") {

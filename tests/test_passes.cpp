@@ -47,13 +47,19 @@ TEST_CASE("gemm residual fusion: a linear whose output only feeds add(r, y) accu
         std::string::npos);
   const Tensor x2 = rand_uniform({2, 7, 40}, gen, -1, 1), h2 = rand_uniform({2, 7, 24}, gen, -1, 1);
   CHECK(bit_equal(f({x2, h2})[0], fn({x2, h2})[0]));
-  // Left alone: r is an input (it lives on), or r is the linear's own input.
-  CompiledFn in_r = autograd::compile([&](const std::vector<Tensor>& in) {
+  // Where r may not be written (an input, which lives on; the linear's own
+  // input) the GEMM reads it instead: oneDNN's binary post-op writes the
+  // add's output, bit for bit too.
+  const std::string binary_post_op = ": linear -> binary.add (2 calls, oneDNN's binary post-op adding the live residual)";
+  auto input_r = [&](const std::vector<Tensor>& in) {
     autograd::NoGradGuard ng;
     return std::vector<Tensor>{ops::softmax(ops::add(in[1], ops::linear(in[0], w, b)))};
-  });
+  };
+  CompiledFn in_r = autograd::compile(input_r);
   in_r({x, h});
-  CHECK(count_kind(*in_r.last_graph(), OpKind::binary) == 1);
+  CHECK(count_kind(*in_r.last_graph(), OpKind::binary) == 0);
+  CHECK(in_r.last_graph()->fusions().find(binary_post_op) != std::string::npos);
+  CHECK(bit_equal(in_r({x2, h2})[0], input_r({x2, h2})[0]));
   const Tensor sq = rand_uniform({2, 7, 24}, gen, -1, 1), wq = rand_uniform({24, 24}, gen, -1, 1);
   auto self = [&](const std::vector<Tensor>& in) {
     autograd::NoGradGuard ng;
@@ -62,8 +68,39 @@ TEST_CASE("gemm residual fusion: a linear whose output only feeds add(r, y) accu
   };
   CompiledFn self_r = autograd::compile(self);
   self_r({sq});
-  CHECK(count_kind(*self_r.last_graph(), OpKind::binary) == 1);
+  CHECK(count_kind(*self_r.last_graph(), OpKind::binary) == 0);
+  CHECK(self_r.last_graph()->fusions().find(binary_post_op) != std::string::npos);
   CHECK(bit_equal(self_r({h2})[0], self({h2})[0]));
+}
+
+TEST_CASE("gemm residual fusion with a live residual: the binary post-op, bit for bit with its gradients") {
+  // Training's FFN residual x1 + fc2(...): x1 stays live (the norm's backward
+  // reads it), so the GEMM writes x1 + y reading x1.
+  Generator gen(26);
+  Tensor w1 = rand_uniform({64, 24}, gen, -0.5, 0.5);
+  w1.set_requires_grad(true);  // its gradient reads x1
+  const Tensor w2 = rand_uniform({24, 64}, gen, -0.5, 0.5);
+  const Tensor b2 = rand_uniform({24}, gen, -1, 1), g = rand_uniform({24}, gen, 0.5, 1.5);
+  auto fn = [&](const std::vector<Tensor>& in) {
+    Tensor xp = in[0].detach();
+    xp.set_requires_grad(true);
+    Tensor x1 = ops::rmsnorm(xp, g, 1e-5f);
+    Tensor y = ops::add(x1, ops::linear(ops::gelu(ops::linear(x1, w1, Tensor())), w2, b2));
+    Tensor out = ops::rmsnorm(y, g, 1e-5f);
+    w1.zero_grad();
+    autograd::backward(ops::sum(ops::mul(out, out)));
+    return std::vector<Tensor>{out, xp.grad(), w1.grad()};
+  };
+  CompiledFn f = autograd::compile(fn);
+  const Tensor x = rand_uniform({3, 9, 24}, gen, -1, 1);
+  f({x});
+  const autograd::Graph& gr = *f.last_graph();
+  CHECK(gr.fusions().find(": linear -> binary.add (2 calls, oneDNN's binary post-op adding the live residual)") !=
+        std::string::npos);
+  const Tensor x2 = rand_uniform({3, 9, 24}, gen, -1, 1);
+  const std::vector<Tensor> got = f({x2}), want = fn({x2});
+  CHECK(count_kind(gr, OpKind::binary) == 0);
+  for (size_t i = 0; i < 3; ++i) CHECK(bit_equal(got[i], want[i]));
 }
 
 TEST_CASE("gemm residual fusion in backward: a dX GEMM accumulates into the gradient it is added to, bit for bit") {

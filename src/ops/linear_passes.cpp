@@ -86,6 +86,9 @@ size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const TemporaryF
 // accumulating into r by oneDNN's sum post-op (r += x wᵀ + b), run where the
 // add ran; later readers of the add's output read r. One write of the
 // product instead of writing t, then reading t and r and writing the sum.
+// Where r stays live (training's FFN residual: the second norm's backward
+// reads it), the GEMM writes the add's output o = (x wᵀ + b) + r with
+// oneDNN's binary post-op reading r: the same two roundings, one pass less.
 size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const TemporaryFn& temporary) {
   autograd::BufferIndex ix = autograd::index_buffers(calls);
   std::vector<bool> drop(calls.size(), false);
@@ -98,32 +101,43 @@ size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const TemporaryFn&
     const Tensor t = calls[i].out[0];
     const Storage* ts = t.impl()->storage.get();
     // K = 0 sums the bias in double (gemm_k0): not the add's rounding.
-    if (a.act != Activation::none || a.accumulate || calls[i].in[0].shape().back() == 0) continue;
+    if (a.act != Activation::none || a.accumulate || a.residual != 0 || calls[i].in[0].shape().back() == 0) continue;
     if (!temporary(ts) || ix[ts].uses() != 2 || !whole_f32(t)) continue;
     const size_t j = ix[ts].last();
     autograd::Call& add = calls[j];
     if (j <= i || !adds_two(add)) continue;
     const Tensor r = add.in[0].impl()->storage.get() == ts ? add.in[1] : add.in[0], o = add.out[0];
     const Storage *rs = r.impl()->storage.get(), *os = o.impl()->storage.get();
-    if (rs == ts || !temporary(rs) || !temporary(os) || ix[rs].last() != j || ix[os].first() != j) continue;
+    if (rs == ts || !temporary(os) || ix[os].first() != j) continue;
     if (!whole_f32(r) || !whole_f32(o) || r.numel() != t.numel() || o.numel() != t.numel()) continue;
     // The GEMM reads its inputs at j instead of i: nothing in between may
-    // write them, and r must not be one of them.
-    bool clear = true;
+    // write them. It may write r (the sum post-op) where r dies at the add
+    // and is none of them; else it reads r (the binary post-op).
+    bool clear = true, reads_r = false;
     for (const Tensor& x : calls[i].in) {
       if (!x.defined()) continue;
       const Storage* xs = x.impl()->storage.get();
-      clear &= xs != rs;
+      reads_r |= xs == rs;
       for (size_t k : ix[xs].writers) clear &= k <= i || k >= j;
     }
     if (!clear) continue;
+    const bool dies = temporary(rs) && ix[rs].last() == j && !reads_r;
+    autograd::Call gemm = std::move(calls[i]);
+    drop[i] = true;
+    if (!dies) {
+      a.residual = 3;
+      gemm.attrs = autograd::Attrs::of(a);
+      gemm.in.push_back(r.as_strided(t.shape(), t.strides(), 0));  // value ids: renumbered after the passes
+      gemm.out[0] = o.as_strided(t.shape(), t.strides(), 0);
+      add = std::move(gemm);
+      ++fused;
+      continue;
+    }
     a.accumulate = true;
     a.residual = add.kind == OpKind::binary ? 1 : 2;
-    autograd::Call gemm = std::move(calls[i]);
     gemm.attrs = autograd::Attrs::of(a);
     gemm.out[0] = r.as_strided(t.shape(), t.strides(), 0);
     add = std::move(gemm);
-    drop[i] = true;
     for (size_t k = j + 1; k < calls.size(); ++k)
       for (std::vector<Tensor>* v : {&calls[k].in, &calls[k].out})
         for (Tensor& x : *v)
@@ -141,8 +155,9 @@ size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const TemporaryFn&
 std::string describe_gemm(const autograd::Call& c) {
   LinearAttrs a;
   std::memcpy(&a, c.attrs.bytes, sizeof a);
-  if (!a.accumulate) return "";
   const std::string kind = c.kind == OpKind::gemm ? "gemm" : "linear";
+  if (a.residual == 3) return kind + " -> binary.add (2 calls, oneDNN's binary post-op adding the live residual)";
+  if (!a.accumulate) return "";
   if (a.residual == 2)
     return kind + " -> copy -> grad_accumulate (3 calls, oneDNN's sum post-op into the gradient it is added to)";
   if (a.residual == 1) return kind + " -> binary.add (2 calls, oneDNN's sum post-op into the residual)";

@@ -3,7 +3,8 @@
 //   gemm_accumulate: a GEMM whose only use is a gradient accumulation writes
 //     into the gradient (oneDNN's sum post-op);
 //   gemm_residual: a linear whose only use is a residual add accumulates into
-//     the residual (sum post-op);
+//     the residual (sum post-op) where the residual dies there, or adds the
+//     residual as it writes the sum (binary post-op) where it stays live;
 //   bias_grad: an activation backward whose output a bias gradient sums
 //     becomes one pass making both (kernels::act_backward_col_sum).
 // Each leaves the replay bit for bit equal to the calls it replaces.
@@ -25,7 +26,9 @@ struct LinearAttrs {
   bool accumulate;                      // gemm, linear: out += the product (the sum post-op)
   const kernels::PackedLinear* packed;  // linear_packed: must outlive any graph holding the call
   // gemm_residual: the sum post-op took an add of the product to a summand
-  // that dies there (0: none; 1: a binary.add; 2: the tape's fused g = copy(r); g += t).
+  // that dies there (0: none; 1: a binary.add; 2: the tape's fused g = copy(r); g += t),
+  // or (3) the binary post-op adds a summand that stays live, the call's last
+  // input, and the call writes the sum.
   uint8_t residual = 0;
 };
 

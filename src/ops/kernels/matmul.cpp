@@ -1,6 +1,7 @@
 #include "ops/kernels/matmul.h"
 
 #include <cmath>
+#include <unordered_map>
 
 #include "ops/kernels/dnnl_context.h"
 
@@ -29,12 +30,13 @@ dnnl::algorithm eltwise_alg(ops::Activation act) {
 }
 
 dnnl::primitive create(const Mat3& a, const Mat3& b, const Mat3& c, dt type, bool has_bias, ops::Activation act,
-                       bool acc) {
+                       bool acc, const Mat3* addend) {
   memory::desc amd(a.dims, type, a.strides), bmd(b.dims, type, b.strides), cmd(c.dims, dt::f32, c.strides);
   dnnl::primitive_attr attr = user_scratchpad();
   dnnl::post_ops po;
   if (acc) po.append_sum(1.0f);
   if (act != ops::Activation::none) po.append_eltwise(1.0f, eltwise_alg(act), 0.0f, 0.0f);
+  if (addend) po.append_binary(dnnl::algorithm::binary_add, memory::desc(addend->dims, dt::f32, addend->strides));
   attr.set_post_ops(po);
   const int64_t N = c.dims[2];
   auto d = has_bias ? dnnl::matmul::desc(amd, bmd, memory::desc({1, 1, N}, dt::f32, {N, N, 1}), cmd)
@@ -42,15 +44,19 @@ dnnl::primitive create(const Mat3& a, const Mat3& b, const Mat3& c, dt type, boo
   return dnnl::matmul(dnnl::matmul::primitive_desc(d, attr, dnnl_engine()));
 }
 
-// The degenerate K = 0 product: c = act(bias or 0) (+ c).
-void gemm_k0(const Tensor& bias, ops::Activation act, bool acc, Tensor& c) {
+// The degenerate K = 0 product: c = act(bias or 0) (+ c) (+ addend).
+void gemm_k0(const Tensor& bias, ops::Activation act, bool acc, const Tensor& addend, Tensor& c) {
   float* pc = c.data<float>();
-  const int64_t N = c.shape().back(), rows = c.numel() / N;
+  const int64_t N = c.shape().back(), rows = c.numel() / N, M = c.dim() == 3 ? c.shape()[1] : rows;
   const float* pb = bias.defined() ? bias.data<float>() : nullptr;
+  const float* pa = addend.defined() ? addend.data<float>() : nullptr;
+  const Mat3 ad = addend.defined() ? as3(addend) : Mat3{};
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < N; ++j) {
       const double v = ref::activate(act, pb ? pb[j] : 0.0);
-      pc[r * N + j] = static_cast<float>(acc ? pc[r * N + j] + v : v);
+      float& out = pc[r * N + j];
+      out = static_cast<float>(acc ? out + v : v);
+      if (pa) out += pa[(r / M) * ad.strides[0] + (r % M) * ad.strides[1] + j * ad.strides[2]];
     }
 }
 }  // namespace
@@ -67,32 +73,41 @@ int gemm_threads(int64_t m, int64_t k, int64_t n) {
   return 0;
 }
 
-void gemm(const Tensor& a, const Tensor& b, Tensor& c, const Tensor& bias, ops::Activation act, bool accumulate) {
+void gemm(const Tensor& a, const Tensor& b, Tensor& c, const Tensor& bias, ops::Activation act, bool accumulate,
+          const Tensor& addend) {
   check(!accumulate || act == ops::Activation::none, "gemm: accumulate needs act == none");
   check(a.dtype() == b.dtype(), "gemm: dtypes differ: ", dtype_name(a.dtype()), " x ", dtype_name(b.dtype()));
+  const bool has_addend = addend.defined();
+  check(!has_addend || (act == ops::Activation::none && !accumulate && addend.dtype() == DType::f32 &&
+                        addend.shape() == c.shape() && addend.strides() == c.strides()),
+        "gemm: an addend must be f32 of the output's shape ", c.shape(), " and strides, with no activation or ",
+        "accumulate");
   if (c.numel() == 0) return;
   const int64_t K = a.shape().back();
-  if (K == 0) return gemm_k0(bias, act, accumulate, c);
-  const Mat3 ma = as3(a), mb = as3(b), mc = as3(c);
+  if (K == 0) return gemm_k0(bias, act, accumulate, addend, c);
+  const Mat3 ma = as3(a), mb = as3(b), mc = as3(c), md = has_addend ? as3(addend) : Mat3{};
   const dt type = dnnl_type(a.dtype());
   const bool has_bias = bias.defined();
   DnnlThreads threads(gemm_threads(mc.dims[0] * mc.dims[1], K, mc.dims[2]));
   PrimitiveKey key("matmul");
   key.add_dims(ma.dims).add_dims(ma.strides).add_dims(mb.dims).add_dims(mb.strides).add_dims(mc.dims);
   key.add_dims(mc.strides).add(static_cast<int64_t>(type)).add(has_bias).add(static_cast<int64_t>(act));
-  key.add(accumulate).add(dnnl_max_threads());
-  dnnl::primitive prim = cached_primitive(key.str(), [&] { return create(ma, mb, mc, type, has_bias, act, accumulate); });
+  key.add(accumulate).add(dnnl_max_threads()).add(has_addend);
+  if (has_addend) key.add_dims(md.strides);
+  dnnl::primitive prim = cached_primitive(
+      key.str(), [&] { return create(ma, mb, mc, type, has_bias, act, accumulate, has_addend ? &md : nullptr); });
   auto& eng = dnnl_engine();
-  memory am({ma.dims, type, ma.strides}, eng, a.raw_data());
-  memory bm({mb.dims, type, mb.strides}, eng, b.raw_data());
-  memory cm({mc.dims, dt::f32, mc.strides}, eng, c.raw_data());
+  std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, memory({ma.dims, type, ma.strides}, eng, a.raw_data())},
+                                          {DNNL_ARG_WEIGHTS, memory({mb.dims, type, mb.strides}, eng, b.raw_data())},
+                                          {DNNL_ARG_DST, memory({mc.dims, dt::f32, mc.strides}, eng, c.raw_data())}};
   if (has_bias) {
     const int64_t N = mc.dims[2];
-    memory biasm({{1, 1, N}, dt::f32, {N, N, 1}}, eng, bias.raw_data());
-    run_primitive(prim, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_BIAS, biasm}, {DNNL_ARG_DST, cm}});
-  } else {
-    run_primitive(prim, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    args.emplace(DNNL_ARG_BIAS, memory({{1, 1, N}, dt::f32, {N, N, 1}}, eng, bias.raw_data()));
   }
+  if (has_addend)
+    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+                 memory({md.dims, dt::f32, md.strides}, eng, addend.raw_data()));
+  run_primitive(prim, std::move(args));
 }
 
 void matmul_f32(const Tensor& a, const Tensor& b, Tensor& c, bool accumulate) {
@@ -119,8 +134,10 @@ double load(const void* base, DType t, int64_t i) {
 }
 }  // namespace
 
-void gemm(const Tensor& a, const Tensor& b, Tensor& c, const Tensor& bias, ops::Activation act, bool accumulate) {
-  const Mat3 ma = as3(a), mb = as3(b), mc = as3(c);
+void gemm(const Tensor& a, const Tensor& b, Tensor& c, const Tensor& bias, ops::Activation act, bool accumulate,
+          const Tensor& addend) {
+  const Mat3 ma = as3(a), mb = as3(b), mc = as3(c), md = addend.defined() ? as3(addend) : Mat3{};
+  const float* pd = addend.defined() ? addend.data<float>() : nullptr;
   const void* pa = a.raw_data();
   const void* pb = b.raw_data();
   float* pc = static_cast<float*>(c.raw_data());
@@ -136,6 +153,7 @@ void gemm(const Tensor& a, const Tensor& b, Tensor& c, const Tensor& bias, ops::
                load(pb, b.dtype(), bb * mb.strides[0] + k * mb.strides[1] + j * mb.strides[2]);
         float& out = pc[bi * mc.strides[0] + i * mc.strides[1] + j * mc.strides[2]];
         out = static_cast<float>(accumulate ? out + s : activate(act, s));
+        if (pd) out += pd[bi * md.strides[0] + i * md.strides[1] + j * md.strides[2]];
       }
 }
 

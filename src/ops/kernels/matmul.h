@@ -15,8 +15,12 @@ namespace mmrec::kernels {
 // row-strided views are used in place); a rank-2 or batch-1 b is broadcast
 // over a's batch. c is f32, contiguous, rank 3 or 2 to match. bias is f32
 // [N] contiguous or undefined. accumulate (c += a · b + bias) needs act == none.
+// addend (f32, c's shape and strides) is added to the result by oneDNN's
+// binary post-op: c = (a · b + bias) + addend, rounded as the two steps are;
+// it needs act == none and no accumulate. (Another layout would send oneDNN
+// 2.6 to its reference matmul, slow and rounded otherwise.)
 void gemm(const Tensor& a, const Tensor& b, Tensor& c, const Tensor& bias = Tensor(),
-          ops::Activation act = ops::Activation::none, bool accumulate = false);
+          ops::Activation act = ops::Activation::none, bool accumulate = false, const Tensor& addend = Tensor());
 
 // The f32 product used by ops::matmul (same rules as gemm, no bias).
 void matmul_f32(const Tensor& a, const Tensor& b, Tensor& c, bool accumulate = false);
@@ -30,7 +34,7 @@ int gemm_threads(int64_t m, int64_t k, int64_t n);
 namespace ref {
 // Double-precision reference of gemm (any dtype f32/bf16).
 void gemm(const Tensor& a, const Tensor& b, Tensor& c, const Tensor& bias = Tensor(),
-          ops::Activation act = ops::Activation::none, bool accumulate = false);
+          ops::Activation act = ops::Activation::none, bool accumulate = false, const Tensor& addend = Tensor());
 void matmul_f32(const Tensor& a, const Tensor& b, Tensor& c, bool accumulate = false);
 // gelu (tanh form) and sigmoid in double precision.
 double activate(ops::Activation act, double x);
