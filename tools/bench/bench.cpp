@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "ops/reduce.h"
 #include "tensor/tensor.h"
 #include "tensor/threads.h"
 
@@ -85,6 +86,12 @@ double triad_gbps(size_t bytes_per_array, int reps) {
       },
       reps);
   return 3.0 * static_cast<double>(bytes_per_array) / sec / 1e9;
+}
+
+double read_gbps(size_t bytes, int reps) {
+  const mmrec::Tensor a = mmrec::Tensor::full({static_cast<int64_t>(bytes / sizeof(float))}, 1.0);
+  const double sec = median_seconds([&] { mmrec::ops::sum(a); }, reps);
+  return static_cast<double>(bytes) / sec / 1e9;
 }
 
 }  // namespace bench

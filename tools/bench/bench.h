@@ -67,6 +67,10 @@ double median_of(std::vector<double> v);
 // STREAM triad a[i] = b[i] + s*c[i] over arrays of `bytes_per_array`, on the
 // current thread setting, in GB/s counting 3 arrays (median of reps).
 double triad_gbps(size_t bytes_per_array, int reps);
+// A read-only stream: ops::sum (Highway, every thread) over `bytes` of f32,
+// in GB/s (median of reps). The ceiling of a kernel that only reads, such as
+// a matrix-vector product streaming its weight.
+double read_gbps(size_t bytes, int reps);
 
 }  // namespace bench
 

@@ -384,14 +384,15 @@ BENCH_SUITE(model) {
                                                  {"speedup_packed", t_plain / t}});
     if (ctx.wants("model_generate_compiled")) {
       // The same tokens through the captured one-token step (GenerationGraph)
-      // and the packed eager path, timed in turn with the triad (a neighbour
-      // on this shared machine weighs on all alike); the weight-streaming
-      // limit is that triad bandwidth over the weight bytes read per token.
+      // and the packed eager path, timed in turn with the triad and a
+      // read-only stream (a neighbour on this shared machine weighs on all
+      // alike); the weight-streaming limit is that triad bandwidth over the
+      // weight bytes read per token.
       State s = m.initial_state(1);
       m.forward(random_tokens(1, 64, V, 4), s);
       GenerationGraph g(m, s, &pack);
       g.step(one[0]);  // the capture
-      std::vector<double> triads;  // GB/s, one per round
+      std::vector<double> triads, reads;  // GB/s, one per round
       std::vector<double> in_calls;  // seconds per round inside the replays' kernel calls
       const std::vector<double> both = bench::median_seconds_interleaved(
           {[&] {
@@ -407,7 +408,8 @@ BENCH_SUITE(model) {
              State e = s;
              for (const Tensor& tok : one) m.forward(tok, e, &pack);
            },
-           [&] { triads.push_back(bench::triad_gbps(256 << 20, 1)); }},
+           [&] { triads.push_back(bench::triad_gbps(256 << 20, 1)); },
+           [&] { reads.push_back(bench::read_gbps(256 << 20, 1)); }},
           std::max(reps, 5));
       const double tc = both[0], te = both[1];
       std::sort(triads.begin(), triads.end());
@@ -419,6 +421,12 @@ BENCH_SUITE(model) {
       fig["triad_gbps"] = bw;
       fig["limit_tokens_s"] = bw * 1e9 / generation_weight_bytes(m);
       fig["of_limit"] = n / tc / (bw * 1e9 / generation_weight_bytes(m));
+      // The same against a read-only stream (a token's weights are only
+      // read): what a matrix-vector product can reach on this machine.
+      const double rd = bench::median_of(reads);
+      fig["read_gbps"] = rd;
+      fig["of_read_limit"] = n / tc / (rd * 1e9 / generation_weight_bytes(m));
+      fig["weight_gbps"] = n / tc * generation_weight_bytes(m) / 1e9;
       ctx.report("model_generate_compiled", fig);
       // Where a generated token's time goes: the replay's calls by kind, each
       // timed alone (their sum is above the replay's: every call then starts
