@@ -449,9 +449,28 @@ TEST_CASE("sum over an axis with a row stride: the columns of a wider buffer, bi
     }
     set_num_threads(0);
   }
+  // Slabs in groups (the rows of each batch but its last, a column slice:
+  // the memory's chunk means of k): few tasks (chunks of n) and many.
+  for (const Shape& s : {Shape{2, 1, 3000, 600, 2048}, Shape{8, 8, 128, 512, 2048}, Shape{3, 5, 17, 7, 9}}) {
+    CAPTURE(s);
+    const int64_t groups = s[0], group = s[1], n = s[2], inner = s[3], ld = s[4], rows = group * n;
+    const Tensor wide = uniform({groups, rows + 1, ld}, 64, -1.0f, 1.0f);
+    const Tensor cols = wide.slice(1, 0, rows).slice(2, 0, inner).contiguous();
+    Tensor a = Tensor::empty({groups * group, inner}), b = Tensor::empty({groups * group, inner});
+    for (int t : {1, 2}) {
+      set_num_threads(t);
+      kernels::sum_axis_f32(wide.data<float>(), groups * group, n, inner, 0.25f, a.data<float>(), nullptr,
+                            kernels::SumBlockFn(), ld, group, (rows + 1) * ld);
+      kernels::sum_axis_f32(cols.data<float>(), groups * group, n, inner, 0.25f, b.data<float>());
+      CHECK(bit_equal(a, b));
+    }
+    set_num_threads(0);
+  }
   float x[8] = {};
   CHECK_THROWS_WITH_AS(kernels::sum_axis_f32(x, 1, 2, 1, 1.0f, x, nullptr, kernels::SumBlockFn(), 4),
                        doctest::Contains("row stride 4 for rows of 1"), Error);
+  CHECK_THROWS_WITH_AS(kernels::sum_axis_f32(x, 4, 1, 2, 1.0f, x, nullptr, kernels::SumBlockFn(), 2, 2, 3),
+                       doctest::Contains("groups of 2 slabs 3 apart do not fit 4 slabs of 1 rows 2 apart"), Error);
   // The same for expand_axis and the fused kernel's output rows.
   CHECK_THROWS_WITH_AS(kernels::expand_axis_f32(x, 1, 2, 4, 1.0f, x, 3), doctest::Contains("row stride 3 for rows of 4"),
                        Error);

@@ -205,6 +205,19 @@ TEST_CASE("strided sums: a copy only a sum reads is dropped, the sum reads its s
                          "floats apart)") != std::string::npos);
   const Tensor x2 = rand_uniform({3, 40, 20}, gen, -1, 1);
   CHECK(bit_equal(f({x2})[0], fn({x2})[0]));
+  // Rows one stride apart within each batch only (all rows of a batch but
+  // its last: the model's k before its memory token): the sum reads the
+  // batches as groups.
+  auto fg = [&](const std::vector<Tensor>& in) {
+    return std::vector<Tensor>{chunk_mean(ops::slice(ops::slice(in[0], 1, 0, 40), 2, 4, 12))};
+  };
+  CompiledFn grouped = autograd::compile(fg);
+  const Tensor xg = rand_uniform({3, 41, 20}, gen, -1, 1), xg2 = rand_uniform({3, 41, 20}, gen, -1, 1);
+  grouped({xg});
+  CHECK(count_kind(*grouped.last_graph(), OpKind::copy) == 0);
+  CHECK(grouped.last_graph()->fusions().find("rows 20 floats apart, in groups of 40 rows 820 floats apart)") !=
+        std::string::npos);
+  CHECK(bit_equal(grouped({xg2})[0], fg({xg2})[0]));
   // Left alone: rows that are not one stride apart (a transposed source),
   // and an intermediate another call reads.
   CompiledFn t = autograd::compile([&](const std::vector<Tensor>& in) {

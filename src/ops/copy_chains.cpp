@@ -179,6 +179,25 @@ std::optional<int64_t> uniform_rows(const ElemView& v, int64_t inner) {
   return ld >= inner ? std::optional<int64_t>(ld) : std::nullopt;
 }
 
+// uniform_rows for each index of v's leading axis, whose step may differ
+// (rows of a slice that skips rows between batches): {groups, their stride,
+// the row stride}; nullopt where that does not hold either.
+struct GroupedRows {
+  int64_t groups, group_stride, ld;
+};
+std::optional<GroupedRows> grouped_rows(const ElemView& v, int64_t inner) {
+  size_t a = 0;
+  while (a < v.shape.size() && v.shape[a] == 1) ++a;
+  if (a + 1 >= v.shape.size()) return std::nullopt;
+  const ElemView rest{v.offset, Shape(v.shape.begin() + static_cast<std::ptrdiff_t>(a) + 1, v.shape.end()),
+                      Shape(v.strides.begin() + static_cast<std::ptrdiff_t>(a) + 1, v.strides.end())};
+  const std::optional<int64_t> ld = uniform_rows(rest, inner);
+  if (!ld) return std::nullopt;
+  const int64_t rows = numel_of(rest.shape) / inner;
+  if (v.strides[a] < rows * *ld) return std::nullopt;  // groups overlap
+  return GroupedRows{v.shape[a], v.strides[a], *ld};
+}
+
 // The elements of v's innermost contiguous run (1 if its last axis is strided).
 int64_t contiguous_run(const ElemView& v) {
   int64_t p = 1;
@@ -209,13 +228,22 @@ size_t fuse_strided_sum(std::vector<Call>& calls, const std::function<bool(const
     AxisAttrs a = attrs_of_call<AxisAttrs>(sum);
     if (a.ld != 0 || a.inner < 2 || !whole(view_of(sum.in[0]), mid)) continue;
     const std::optional<int64_t> ld = uniform_rows(view_of(src), a.inner);
-    bool clear = ld.has_value();  // the source is read at j instead of i
+    // Else rows uniform within each batch, whose slabs a group holds.
+    std::optional<GroupedRows> gr = ld ? std::nullopt : grouped_rows(view_of(src), a.inner);
+    if (gr && (a.outer % gr->groups != 0 || (a.outer / gr->groups) * a.n * a.inner * gr->groups != mid.numel()))
+      gr.reset();
+    bool clear = ld.has_value() || gr.has_value();  // the source is read at j instead of i
     for (size_t k : ix[ss].writers) clear &= k < i || k >= j;
     for (const Tensor& o : sum.out) clear &= !o.defined() || storage_of(o) != ss;
     if (!clear) continue;
-    a.ld = *ld;
+    if (ld) {
+      a.ld = *ld;
+      sum.in[0] = src.as_strided({a.outer * a.n, a.inner}, {a.ld, 1}, src.offset());
+    } else {
+      a.ld = gr->ld, a.group = a.outer / gr->groups, a.group_stride = gr->group_stride;
+      sum.in[0] = src.as_strided({gr->groups, a.group * a.n, a.inner}, {a.group_stride, a.ld, 1}, src.offset());
+    }
     sum.attrs = autograd::Attrs::of(a);
-    sum.in[0] = src.as_strided({a.outer * a.n, a.inner}, {a.ld, 1}, src.offset());
     drop[i] = true;
     ++fused;
   }
@@ -229,7 +257,9 @@ std::string describe_strided_sum(const Call& c) {
   std::ostringstream os;
   os << "copy -> sum_axis (2 calls, the sum reads the copy's source in place: "
      << size_text(static_cast<size_t>(a.outer * a.n * a.inner) * sizeof(float)) << ", rows " << a.ld
-     << " floats apart)";
+     << " floats apart";
+  if (a.group > 0) os << ", in groups of " << a.group * a.n << " rows " << a.group_stride << " floats apart";
+  os << ")";
   return os.str();
 }
 

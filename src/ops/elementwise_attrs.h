@@ -37,6 +37,7 @@ struct AxisAttrs {
   int64_t outer, n, inner;
   float scale;
   int64_t ld = 0;
+  int64_t group = 0, group_stride = 0;  // sum_axis: slabs in groups (kernels::sum_axis_f32)
 };
 
 // A captured call's attributes as the struct its builder wrote.

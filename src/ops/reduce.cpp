@@ -10,7 +10,7 @@ namespace {
 using detail::AxisAttrs;
 void run_sum_axis(const AxisAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::sum_axis_f32(in[0].data<float>(), a.outer, a.n, a.inner, a.scale, out[0].data<float>(),
-                        detail::scratch_ptr(out[1]), kernels::SumBlockFn(), a.ld);
+                        detail::scratch_ptr(out[1]), kernels::SumBlockFn(), a.ld, a.group, a.group_stride);
 }
 void run_expand_axis(const AxisAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::expand_axis_f32(in[0].data<float>(), a.outer, a.n, a.inner, a.scale, out[0].data<float>(), a.ld);
@@ -26,7 +26,7 @@ Tensor reduce_raw(const char* op, const Tensor& x_in, int64_t outer, int64_t n, 
     out.fill(0.0);
     return out;
   }
-  detail::dispatch<run_sum_axis>(detail::OpKind::sum_axis, AxisAttrs{outer, n, inner, scale, 0}, {x},
+  detail::dispatch<run_sum_axis>(detail::OpKind::sum_axis, AxisAttrs{outer, n, inner, scale, 0, 0, 0}, {x},
                                  {out, detail::scratch(kernels::sum_axis_scratch_bytes(outer, n, inner))});
   return out;
 }
@@ -35,7 +35,7 @@ Tensor expand_raw(const Tensor& g_in, int64_t outer, int64_t n, int64_t inner, f
   const Tensor g = g_in.contiguous();
   Tensor out = Tensor::empty(shape);
   if (out.numel())
-    detail::dispatch<run_expand_axis>(detail::OpKind::expand_axis, AxisAttrs{outer, n, inner, scale, 0}, {g}, {out});
+    detail::dispatch<run_expand_axis>(detail::OpKind::expand_axis, AxisAttrs{outer, n, inner, scale, 0, 0, 0}, {g}, {out});
   return out;
 }
 

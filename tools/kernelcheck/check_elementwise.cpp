@@ -233,6 +233,28 @@ KERNELCHECK_SUITE(gather_shape) {
           a, b, 0);
     }
   }
+  if (ctx.wants("mean_axis_strided_grouped")) {
+    // The same where each batch's rows but its last are summed (the slabs
+    // in groups, training's chunk means of k and v): {batches, chunks a
+    // batch, chunk rows, columns}.
+    for (Shape s : {Shape{8, 8, 128, 512}, Shape{2, 1, 3000, 600}, Shape{3, 5, 17, 7}}) {
+      const int64_t outer = s[0] * s[1], rows = s[1] * s[2], ld = s[3] * 4, c0 = s[3];
+      Tensor wide = rand_uniform({s[0], rows + 1, ld}, gen);
+      Tensor part = Tensor::empty({s[0], rows, s[3]});
+      Tensor a = Tensor::empty({outer, s[3]}), b = Tensor::empty({outer, s[3]});
+      const float scale = 1.0f / static_cast<float>(s[2]);
+      row(ctx, "mean_axis_strided_grouped", s,
+          [&] {
+            kernels::sum_axis_f32(wide.data<float>() + c0, outer, s[2], s[3], scale, a.data<float>(), nullptr,
+                                  kernels::SumBlockFn(), ld, s[1], (rows + 1) * ld);
+          },
+          [&] {
+            part.copy_from(wide.slice(1, 0, rows).slice(2, c0, c0 + s[3]));
+            kernels::sum_axis_f32(part.data<float>(), outer, s[2], s[3], scale, b.data<float>());
+          },
+          a, b, 0);
+    }
+  }
   Tensor w = rand_uniform({7, 5}, gen).set_requires_grad();
   Tensor ids = Tensor::from_vector(std::vector<int32_t>{3, 0, 3, 6, 3, 1}, {2, 3});
   grad_row(ctx, "embedding_gradcheck", {2, 3, 5}, [ids](auto& in) { return ops::embedding(in[0], ids); }, {w});

@@ -114,10 +114,17 @@ void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float
 }
 
 void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float scale, float* out, void* scratch,
-                  const SumBlockFn& make, int64_t row_stride) {
+                  const SumBlockFn& make, int64_t row_stride, int64_t group, int64_t group_stride) {
   const int64_t ld = row_stride == 0 ? inner : row_stride;
   check(ld == inner || (inner > 1 && ld > inner), "sum_axis_f32: row stride ", row_stride, " for rows of ", inner,
         " elements (a stride needs rows of two or more, no wider than it)");
+  check(group == 0 || (inner > 1 && group > 0 && outer % group == 0 && group_stride >= group * n * ld),
+        "sum_axis_f32: groups of ", group, " slabs ", group_stride, " apart do not fit ", outer, " slabs of ", n,
+        " rows ", ld, " apart");
+  // Row k of slab o.
+  const auto row = [&](int64_t o, int64_t k) {
+    return group == 0 ? x + (o * n + k) * ld : x + (o / group) * group_stride + ((o % group) * n + k) * ld;
+  };
   if (outer * inner == 0) return;
   if (n == 0) {
     std::fill_n(out, outer * inner, 0.0f);
@@ -153,7 +160,7 @@ void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float
     for (int64_t k = k0; k < k1; k += kPiece) {
       const int64_t ke = std::min(k1, k + kPiece);
       if (make) make(o, k, ke, c0, c1);
-      HWY_DYNAMIC_DISPATCH(SumColumns)(x + (o * n + k) * ld + c0, static_cast<size_t>(ke - k),
+      HWY_DYNAMIC_DISPATCH(SumColumns)(row(o, k) + c0, static_cast<size_t>(ke - k),
                                        static_cast<size_t>(ld), static_cast<size_t>(c1 - c0), acc);
     }
     return c1 - c0;
@@ -184,7 +191,7 @@ void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float
           make(o, k, ke, 0, inner);
           for (int64_t blk = 0; blk < nb; ++blk) {
             const int64_t c0 = blk * width, w = std::min(inner, c0 + width) - c0;
-            HWY_DYNAMIC_DISPATCH(SumColumns)(x + (o * n + k) * ld + c0, static_cast<size_t>(ke - k),
+            HWY_DYNAMIC_DISPATCH(SumColumns)(row(o, k) + c0, static_cast<size_t>(ke - k),
                                              static_cast<size_t>(ld), static_cast<size_t>(w),
                                              part + ((o * nb + blk) * nch + c) * width);
           }

@@ -24,10 +24,14 @@ size_t sum_axis_scratch_bytes(int64_t outer, int64_t n, int64_t inner);
 // bit, as making all of x and then calling sum_axis_f32.
 // `row_stride` (0: inner) spaces the outer * n rows of `inner` elements in x:
 // x[o, k, i] is x[(o * n + k) * row_stride + i] (a column slice of a wider
-// buffer, summed in place; inner > 1). The same additions in the same order.
+// buffer, summed in place; inner > 1). With `group` > 0 the slabs come in
+// groups of that many, `group_stride` floats apart: x[o, k, i] is
+// x[(o / group) * group_stride + ((o % group) * n + k) * row_stride + i]
+// (the slice also skips rows between batches). The same additions in the
+// same order whatever the layout.
 using SumBlockFn = std::function<void(int64_t o, int64_t k0, int64_t k1, int64_t c0, int64_t c1)>;
 void sum_axis_f32(const float* x, int64_t outer, int64_t n, int64_t inner, float scale, float* out, void* scratch,
-                  const SumBlockFn& make, int64_t row_stride = 0);
+                  const SumBlockFn& make, int64_t row_stride = 0, int64_t group = 0, int64_t group_stride = 0);
 // out[o, k, i] = scale * g[o, i]   (the backward of sum_axis); `row_stride`
 // (0: inner) spaces the outer * n rows of out (a column slice of a wider
 // buffer: a concatenation written in place).
