@@ -352,6 +352,42 @@ TEST_CASE("packed weights give the plain result; other row counts fall back") {
   }
 }
 
+TEST_CASE("packed weights: calls on new buffers and from two threads at once give each caller its own result") {
+  // A part's arguments are made once and re-pointed per call; a second
+  // thread meanwhile makes its own.
+  Generator g(10);
+  const Tensor w = rand_uniform({512, 256}, g, -1, 1), b = rand_uniform({512}, g);
+  kernels::PackedLinear p(w, b, Activation::none, 1);
+  set_num_threads(2);
+  for (int i = 0; i < 3; ++i) {
+    const Tensor x = rand_uniform({1, 256}, g, -1, 1);
+    Tensor y = Tensor::empty({1, 512}), plain = Tensor::empty({1, 512});
+    p.forward(x, y);
+    kernels::linear_fwd(x, w, b, Activation::none, plain);
+    CHECK(test_util::bit_equal(y, plain));
+  }
+  std::vector<Tensor> xs, ys, want;
+  for (int t = 0; t < 2; ++t) {
+    xs.push_back(rand_uniform({1, 256}, g, -1, 1));
+    ys.push_back(Tensor::empty({1, 512}));
+    want.push_back(Tensor::empty({1, 512}));
+    kernels::linear_fwd(xs[t], w, b, Activation::none, want[t]);
+  }
+  bool ok[2] = {true, true};
+  std::vector<std::thread> th;
+  for (int t = 0; t < 2; ++t)
+    th.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        p.forward(xs[t], ys[t]);
+        ok[t] = ok[t] && test_util::bit_equal(ys[t], want[t]);
+      }
+    });
+  for (auto& t : th) t.join();
+  set_num_threads(0);
+  CHECK(ok[0]);
+  CHECK(ok[1]);
+}
+
 TEST_CASE("a large packed weight runs as two column halves with the plain result, one thread or two") {
   Generator g(10);
   const int threads = num_threads();

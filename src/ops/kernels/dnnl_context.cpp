@@ -48,6 +48,11 @@ dnnl::primitive_attr user_scratchpad() {
   return attr;
 }
 
+size_t scratchpad_bytes(const dnnl::primitive& p) {
+  const dnnl_memory_desc_t* md = dnnl_primitive_desc_query_md(p.get_primitive_desc(), dnnl_query_scratchpad_md, 0);
+  return md ? dnnl_memory_desc_get_size(md) : 0;
+}
+
 void run_primitive(const dnnl::primitive& p, std::unordered_map<int, dnnl::memory> args) {
   const dnnl_memory_desc_t* md = dnnl_primitive_desc_query_md(p.get_primitive_desc(), dnnl_query_scratchpad_md, 0);
   const size_t bytes = md ? dnnl_memory_desc_get_size(md) : 0;

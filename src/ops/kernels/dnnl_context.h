@@ -33,6 +33,9 @@ dnnl::primitive_attr user_scratchpad();
 // Runs p on this thread's stream, with this thread's scratchpad (grown to
 // what p asks, kept for the next call), and waits for it.
 void run_primitive(const dnnl::primitive& p, std::unordered_map<int, dnnl::memory> args);
+// Bytes of scratchpad p asks for (0: run_primitive adds none, and p may run
+// on dnnl_stream() with its arguments as they are).
+size_t scratchpad_bytes(const dnnl::primitive& p);
 // Bytes of this thread's scratchpad (tests, benchmarks).
 size_t thread_scratchpad_bytes();
 
