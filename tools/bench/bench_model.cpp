@@ -394,6 +394,18 @@ BENCH_SUITE(model) {
       g.step(one[0]);  // the capture
       std::vector<double> triads, reads;  // GB/s, one per round
       std::vector<double> in_calls;  // seconds per round inside the replays' kernel calls
+      // The graph's weight products (linear_packed calls) alone, back to back
+      // with nothing between them: the rate oneDNN's one-row products reach
+      // on these weights, the ceiling of a token that were only its products.
+      std::vector<const autograd::Call*> products;
+      double product_bytes = 0;
+      for (const autograd::Call& c : g.compiled().last_graph()->calls())
+        if (c.kind == autograd::OpKind::linear_packed) {
+          products.push_back(&c);
+          product_bytes += static_cast<double>(c.in[0].shape().back() * c.out[0].shape().back()) *
+                           static_cast<double>(dtype_size(c.in[0].dtype()));
+        }
+      constexpr int kPasses = 32;  // product passes a round (one pass is about a token's worth)
       const std::vector<double> both = bench::median_seconds_interleaved(
           {[&] {
              g.set_state(s);
@@ -409,9 +421,13 @@ BENCH_SUITE(model) {
              for (const Tensor& tok : one) m.forward(tok, e, &pack);
            },
            [&] { triads.push_back(bench::triad_gbps(256 << 20, 1)); },
-           [&] { reads.push_back(bench::read_gbps(256 << 20, 1)); }},
+           [&] { reads.push_back(bench::read_gbps(256 << 20, 1)); },
+           [&] {
+             for (int k = 0; k < kPasses; ++k)
+               for (const autograd::Call* c : products) c->run(c->attrs.bytes, c->in.data(), c->out.data());
+           }},
           std::max(reps, 5));
-      const double tc = both[0], te = both[1];
+      const double tc = both[0], te = both[1], tp = both[4] / kPasses;
       std::sort(triads.begin(), triads.end());
       const double bw = triads[triads.size() / 2];
       nlohmann::json fig = {{"tokens_s", n / tc}, {"ms_per_token", tc * 1e3 / n}, {"eager_tokens_s", n / te},
@@ -427,6 +443,9 @@ BENCH_SUITE(model) {
       fig["read_gbps"] = rd;
       fig["of_read_limit"] = n / tc / (rd * 1e9 / generation_weight_bytes(m));
       fig["weight_gbps"] = n / tc * generation_weight_bytes(m) / 1e9;
+      fig["products_ms_per_token"] = tp * 1e3;
+      fig["products_gbps"] = product_bytes / tp / 1e9;
+      fig["products_of_limit"] = product_bytes / tp / 1e9 / bw;  // of_limit if a token were its products alone
       ctx.report("model_generate_compiled", fig);
       // Where a generated token's time goes: the replay's calls by kind, each
       // timed alone (their sum is above the replay's: every call then starts
