@@ -1,9 +1,9 @@
 // The MM-Rec model end to end on the "bench" config (dim 512, 4 layers, 8
 // heads, batch 8 x 1024 tokens): training step (forward + loss + backward;
 // f32, and bf16 mixed precision against it) tokens/s, peak allocator bytes
-// and parameter+gradient+optimizer bytes, inference on one 8192-token sequence
-// and token-by-token generation (f32 and bf16 weights), the sequential core,
-// and a per-op profile of a training step (models/profile.h: forward scopes + each backward node).
+// and parameter+gradient+optimizer bytes, inference on one 8192-token sequence,
+// the sequential core, compiled steps against eager, and a per-op profile of a training step (models/profile.h: forward scopes + each backward node).
+// Generation's rows are in bench_generate.cpp.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -25,6 +25,8 @@
 
 using namespace mmrec;
 using bench::bench_config;
+using bench::clocked;
+using bench::ms_by_kind;
 using bench::random_tokens;
 using bench::train_step;
 
@@ -34,33 +36,6 @@ namespace {
 double gemm_macs_per_token(const ModelConfig& c) {
   const double D = c.dim, I = c.mdi_dim, F = c.ffn_dim;
   return c.layers * (4 * D * D + D * D + 4 * D * I + D * D + 2 * D * F) + c.vocab_size * D;
-}
-
-// Milliseconds per replay of a graph's calls, by op kind (each call timed
-// alone, `reps` replays), largest first.
-std::vector<std::pair<std::string, double>> ms_by_kind(const autograd::Graph& g, int reps) {
-  using Clock = std::chrono::steady_clock;
-  std::map<std::string, double> by;
-  for (int r = 0; r < reps; ++r)
-    for (const autograd::Call& c : g.calls()) {
-      const auto t0 = Clock::now();
-      c.run(c.attrs.bytes, c.in.data(), c.out.data());
-      by[autograd::op_kind_name(c.kind)] += std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / reps;
-    }
-  std::vector<std::pair<std::string, double>> v(by.begin(), by.end());
-  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
-  return v;
-}
-
-// Runs f with a KernelClock set on this thread; returns its seconds.
-autograd::KernelClock clocked(const std::function<void()>& f) {
-  autograd::KernelClock clock;
-  autograd::set_kernel_clock(&clock);
-  struct Unset {
-    ~Unset() { autograd::set_kernel_clock(nullptr); }
-  } unset;
-  f();
-  return clock;
 }
 
 // A whole optimizer step as mmrec-train runs it (forward, loss, backward,
@@ -266,17 +241,6 @@ std::function<void(const Tensor&)> training_call(const bench::Context& ctx, cons
   return [fn](const Tensor& tokens) { (*fn)({tokens}); };
 }
 
-// Bytes of weights one generated token reads: every parameter but the norms
-// and the embedding table (of which it reads one row), plus the head (the
-// table itself when tied).
-double generation_weight_bytes(const Model& m) {
-  double bytes = 0;
-  for (const auto& [name, p] : m.parameters())
-    if (name.find("norm") == std::string::npos && name != "embed.weight") bytes += static_cast<double>(p.nbytes());
-  if (m.config().tie_embeddings) bytes += static_cast<double>(m.parameter("embed.weight").nbytes());
-  return bytes;
-}
-
 }  // namespace
 
 BENCH_SUITE(model) {
@@ -350,119 +314,7 @@ BENCH_SUITE(model) {
     if (ctx.wants("model_inference_1x8192_bf16")) measure(inf16, "model_inference_1x8192_bf16", f32_tps);
   }
 
-  if (ctx.wants("model_generate_token_by_token") || ctx.wants("model_generate_compiled")) {
-    // As mmrec-generate: weights packed for 1-row calls, against the plain path.
-    autograd::NoGradGuard ng;
-    const int64_t n = 256;
-    std::vector<Tensor> one;
-    for (int64_t i = 0; i < n; ++i) one.push_back(random_tokens(1, 1, V, 100 + i));
-    auto run = [&](const Model& mm, const InferencePack* pk) {
-      State s = mm.initial_state(1);
-      mm.forward(random_tokens(1, 64, V, 4), s);  // a prompt, then one token per call
-      if (ctx.compiled()) {  // through GenerationGraph
-        GenerationGraph gg(mm, s, pk);
-        gg.step(one[0]);  // the capture
-        return bench::median_seconds(
-            [&] {
-              gg.set_state(s);
-              for (const Tensor& tok : one) gg.step(tok);
-            },
-            reps);
-      }
-      return bench::median_seconds(
-          [&] {
-            State g = s;
-            for (const Tensor& tok : one) mm.forward(tok, g, pk);
-          },
-          reps);
-    };
-    const InferencePack pack = m.pack_for_inference(1);
-    const double t = run(m, &pack), t_plain = run(m, nullptr);
-    ctx.report("model_generate_token_by_token", {{"tokens_s", n / t},
-                                                 {"ms_per_token", t * 1e3 / n},
-                                                 {"plain_tokens_s", n / t_plain},
-                                                 {"speedup_packed", t_plain / t}});
-    if (ctx.wants("model_generate_compiled")) {
-      // The same tokens through the captured one-token step (GenerationGraph)
-      // and the packed eager path, timed in turn with the triad and a
-      // read-only stream (a neighbour on this shared machine weighs on all
-      // alike); the weight-streaming limit is that triad bandwidth over the
-      // weight bytes read per token.
-      State s = m.initial_state(1);
-      m.forward(random_tokens(1, 64, V, 4), s);
-      GenerationGraph g(m, s, &pack);
-      g.step(one[0]);  // the capture
-      std::vector<double> triads, reads;  // GB/s, one per round
-      std::vector<double> in_calls;  // seconds per round inside the replays' kernel calls
-      // The graph's weight products (linear_packed calls) alone, back to back
-      // with nothing between them: the rate oneDNN's one-row products reach
-      // on these weights, the ceiling of a token that were only its products.
-      std::vector<const autograd::Call*> products;
-      double product_bytes = 0;
-      for (const autograd::Call& c : g.compiled().last_graph()->calls())
-        if (c.kind == autograd::OpKind::linear_packed) {
-          products.push_back(&c);
-          product_bytes += static_cast<double>(c.in[0].shape().back() * c.out[0].shape().back()) *
-                           static_cast<double>(dtype_size(c.in[0].dtype()));
-        }
-      constexpr int kPasses = 32;  // product passes a round (one pass is about a token's worth)
-      const std::vector<double> both = bench::median_seconds_interleaved(
-          {[&] {
-             g.set_state(s);
-             const autograd::KernelClock clock = clocked([&] {
-               for (const Tensor& tok : one) g.step(tok);
-             });
-             double t = 0;
-             for (double x : clock.seconds) t += x;
-             in_calls.push_back(t);
-           },
-           [&] {
-             State e = s;
-             for (const Tensor& tok : one) m.forward(tok, e, &pack);
-           },
-           [&] { triads.push_back(bench::triad_gbps(256 << 20, 1)); },
-           [&] { reads.push_back(bench::read_gbps(256 << 20, 1)); },
-           [&] {
-             for (int k = 0; k < kPasses; ++k)
-               for (const autograd::Call* c : products) c->run(c->attrs.bytes, c->in.data(), c->out.data());
-           }},
-          std::max(reps, 5));
-      const double tc = both[0], te = both[1], tp = both[4] / kPasses;
-      std::sort(triads.begin(), triads.end());
-      const double bw = triads[triads.size() / 2];
-      nlohmann::json fig = {{"tokens_s", n / tc}, {"ms_per_token", tc * 1e3 / n}, {"eager_tokens_s", n / te},
-                            {"ratio", te / tc}, {"weight_mib", generation_weight_bytes(m) / 1048576.0},
-                            {"calls", g.compiled().last_graph()->size()},
-                            {"kernels_ms_per_token", bench::median_of(in_calls) * 1e3 / n}};
-      fig["triad_gbps"] = bw;
-      fig["limit_tokens_s"] = bw * 1e9 / generation_weight_bytes(m);
-      fig["of_limit"] = n / tc / (bw * 1e9 / generation_weight_bytes(m));
-      // The same against a read-only stream (a token's weights are only
-      // read): what a matrix-vector product can reach on this machine.
-      const double rd = bench::median_of(reads);
-      fig["read_gbps"] = rd;
-      fig["of_read_limit"] = n / tc / (rd * 1e9 / generation_weight_bytes(m));
-      fig["weight_gbps"] = n / tc * generation_weight_bytes(m) / 1e9;
-      fig["products_ms_per_token"] = tp * 1e3;
-      fig["products_gbps"] = product_bytes / tp / 1e9;
-      fig["products_of_limit"] = product_bytes / tp / 1e9 / bw;  // of_limit if a token were its products alone
-      ctx.report("model_generate_compiled", fig);
-      // Where a generated token's time goes: the replay's calls by kind, each
-      // timed alone (their sum is above the replay's: every call then starts
-      // cold), with its share of that sum.
-      const auto kinds = ms_by_kind(*g.compiled().last_graph(), 64);
-      double sum = 0;
-      for (const auto& [kind, ms] : kinds) sum += ms;
-      for (const auto& [kind, ms] : kinds)
-        ctx.report("model_generate_compiled " + kind, {{"ms_per_token", ms}, {"share", ms / sum}});
-    }
-    if (ctx.wants("model_generate_token_by_token_bf16")) {
-      const InferencePack pack16 = inf16.pack_for_inference(1);
-      const double t16 = run(inf16, &pack16);
-      ctx.report("model_generate_token_by_token_bf16",
-                 {{"tokens_s", n / t16}, {"ms_per_token", t16 * 1e3 / n}, {"ref_tokens_s", n / t}, {"ratio", t / t16}});
-    }
-  }
+  if (ctx.wants_prefix("model_generate")) bench::generation_rows(ctx, m, inf16, reps);
 
   if (ctx.wants("model_train_step_sequential_8x128")) {
     const Model ms(bench_config(ctx, "sequential"), 1);

@@ -1,8 +1,16 @@
 // What the model benchmarks share: the "bench" config (dim 512, 4 layers, 8
-// heads) or the user's (--model), seeded tokens, and one training step (forward + loss + backward).
+// heads) or the user's (--model), seeded tokens, one training step (forward +
+// loss + backward), and timing a graph's calls by op kind.
 #pragma once
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
 #include <vector>
 
+#include "autograd/graph.h"
 #include "autograd/tape.h"
 #include "bench/bench.h"
 #include "models/model.h"
@@ -37,5 +45,35 @@ inline void train_step(const mmrec::Model& m, const mmrec::Tensor& tokens) {
   mmrec::autograd::backward(loss);
   for (const auto& [name, p] : m.parameters()) mmrec::Tensor(p).zero_grad();
 }
+
+// Milliseconds per replay of a graph's calls, by op kind (each call timed
+// alone, `reps` replays), largest first.
+inline std::vector<std::pair<std::string, double>> ms_by_kind(const mmrec::autograd::Graph& g, int reps) {
+  using Clock = std::chrono::steady_clock;
+  std::map<std::string, double> by;
+  for (int r = 0; r < reps; ++r)
+    for (const mmrec::autograd::Call& c : g.calls()) {
+      const auto t0 = Clock::now();
+      c.run(c.attrs.bytes, c.in.data(), c.out.data());
+      by[mmrec::autograd::op_kind_name(c.kind)] += std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / reps;
+    }
+  std::vector<std::pair<std::string, double>> v(by.begin(), by.end());
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  return v;
+}
+
+// Runs f with a KernelClock set on this thread; returns what it counted.
+inline mmrec::autograd::KernelClock clocked(const std::function<void()>& f) {
+  mmrec::autograd::KernelClock clock;
+  mmrec::autograd::set_kernel_clock(&clock);
+  struct Unset {
+    ~Unset() { mmrec::autograd::set_kernel_clock(nullptr); }
+  } unset;
+  f();
+  return clock;
+}
+
+// The model suite's generation rows (bench_generate.cpp).
+void generation_rows(Context& ctx, const mmrec::Model& m, const mmrec::Model& inf16, int reps);
 
 }  // namespace bench
