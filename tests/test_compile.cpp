@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -166,6 +167,45 @@ TEST_CASE("dead calls are removed and temporaries share one planned arena") {
   CHECK(sum.find("3 temporary") != std::string::npos);
   CHECK(std::count(list.begin(), list.end(), '\n') == 4);
   CHECK(list.find("#0 affine ( v0[1000]f32:input ) -> v1[1000]f32:temporary") == 0);
+}
+
+TEST_CASE("planned temporaries that a call touches together start apart within a 4 KiB page") {
+  // Eight large intermediates, each read twice (no chain to fuse), and a
+  // last call reading four of them: page-multiple sizes would put every
+  // one at the same offset in a page without the colours.
+  CompiledFn f = autograd::compile([](const std::vector<Tensor>& in) {
+    std::vector<Tensor> t{ops::scale(in[0], 2.0f)};
+    for (int i = 1; i < 8; ++i) t.push_back(ops::add(t.back(), ops::scale(t.back(), 0.5f)));
+    return std::vector<Tensor>{ops::add(ops::add(t[4], t[5]), ops::add(t[6], t[7]))};
+  });
+  const Tensor x = Tensor::full({64, 1024}, 1.0);  // 256 KiB
+  CHECK(f({x})[0].at({3, 7}) == doctest::Approx(2.0 * std::pow(1.5, 4) * (1 + 1.5 + 2.25 + 3.375)));
+  const autograd::Graph& g = *f.last_graph();
+  const auto& bufs = g.buffers();
+  int pairs = 0;
+  for (const autograd::Call& c : g.calls()) {
+    std::vector<int64_t> offs;
+    for (const std::vector<int32_t>* ids : {&c.in_ids, &c.out_ids})
+      for (int32_t id : *ids) {
+        if (id < 0) continue;
+        const autograd::Buffer& b = bufs[static_cast<size_t>(g.values()[static_cast<size_t>(id)].buffer)];
+        if (b.role == autograd::Role::temporary && b.bytes >= (64 << 10)) offs.push_back(b.offset);
+      }
+    for (size_t i = 0; i < offs.size(); ++i)
+      for (size_t j = i + 1; j < offs.size(); ++j) {
+        const int64_t d = ((offs[i] - offs[j]) % 4096 + 4096) % 4096;
+        CHECK(std::min(d, 4096 - d) >= 256);
+        ++pairs;
+      }
+  }
+  CHECK(pairs > 8);
+  // Buffers live at the same time never overlap.
+  for (const autograd::Buffer& a : bufs)
+    for (const autograd::Buffer& b : bufs)
+      if (&a != &b && a.role == autograd::Role::temporary && b.role == autograd::Role::temporary &&
+          a.first <= b.last && b.first <= a.last)
+        CHECK((a.offset + static_cast<int64_t>(a.bytes) <= b.offset || b.offset + static_cast<int64_t>(b.bytes) <= a.offset));
+  CHECK(g.planned_bytes() < g.captured_temp_bytes());
 }
 
 TEST_CASE("compiled logits equal eager logits (both recurrence modes)") {

@@ -1,9 +1,11 @@
 // Tensor core: factories, views, copies, casts, allocator, RNG, errors.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "tensor/allocator.h"
 #include "tensor/random.h"
@@ -129,6 +131,25 @@ TEST_CASE("allocator: 64-byte alignment, counters, peak reset and cache reuse") 
   { Tensor b = Tensor::empty({1000}); }
   CHECK(alloc::stats().cache_hits == hits + 1);
   alloc::empty_cache();
+  CHECK(alloc::stats().cached_bytes == 0);
+}
+
+TEST_CASE("allocator: large blocks start at different offsets in a 4 KiB page") {
+  // 16 new blocks of 128 KiB held at once: 16 colours, 256 bytes apart.
+  alloc::empty_cache();
+  std::vector<Tensor> held;
+  std::vector<uintptr_t> in_page;
+  for (int i = 0; i < 16; ++i) {
+    held.push_back(Tensor::empty({32768}));
+    const auto p = reinterpret_cast<uintptr_t>(held.back().raw_data());
+    CHECK(p % 64 == 0);
+    in_page.push_back(p % 4096);
+  }
+  std::sort(in_page.begin(), in_page.end());
+  for (size_t i = 0; i < in_page.size(); ++i) CHECK(in_page[i] == 256 * i);
+  for (Tensor& t : held) t.fill(1.0);  // the whole block is usable
+  held.clear();
+  alloc::empty_cache();  // frees each block from its page-aligned start
   CHECK(alloc::stats().cached_bytes == 0);
 }
 

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "autograd/plan.h"
 #include "tensor/allocator.h"
 #include "tensor/capture_hook.h"
 
@@ -214,34 +215,6 @@ size_t remove_dead_calls(std::vector<Call>& calls, const std::unordered_set<cons
   return erase_calls(calls, dead);
 }
 
-// Offsets for buffers with live ranges [first, last], greedily by size
-// (largest first, each at the lowest gap free during its whole range).
-size_t plan_offsets(std::vector<Buffer*>& temps) {
-  std::sort(temps.begin(), temps.end(), [](const Buffer* a, const Buffer* b) {
-    return a->bytes != b->bytes ? a->bytes > b->bytes : a->first < b->first;
-  });
-  const auto round = [](size_t b) { return (b + alloc::kAlignment - 1) / alloc::kAlignment * alloc::kAlignment; };
-  std::vector<const Buffer*> placed;
-  size_t total = 0;
-  std::vector<std::pair<size_t, size_t>> busy;
-  for (Buffer* b : temps) {
-    busy.clear();
-    for (const Buffer* p : placed)
-      if (p->first <= b->last && b->first <= p->last)
-        busy.emplace_back(static_cast<size_t>(p->offset), static_cast<size_t>(p->offset) + round(p->bytes));
-    std::sort(busy.begin(), busy.end());
-    size_t off = 0;
-    for (const auto& [lo, hi] : busy) {
-      if (off + round(b->bytes) <= lo) break;
-      off = std::max(off, hi);
-    }
-    b->offset = static_cast<int64_t>(off);
-    total = std::max(total, off + round(b->bytes));
-    placed.push_back(b);
-  }
-  return total;
-}
-
 }  // namespace
 
 Graph Capture::run(const std::function<void()>& fn, const std::vector<Tensor>& inputs) {
@@ -331,7 +304,7 @@ Graph Capture::run(const std::function<void()>& fn, const std::vector<Tensor>& i
       temps.push_back(&b);
       g.captured_bytes_ += b.bytes;
     }
-  const size_t total = plan_offsets(temps);
+  const size_t total = detail::plan_offsets(temps, g.calls_);
   g.planned_bytes_ = total;
   if (total > 0) {
     void* base = alloc::allocate(total);

@@ -1,5 +1,7 @@
 #include "tensor/allocator.h"
 
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -24,6 +26,24 @@ Pool& pool() {
 
 size_t round_up(size_t bytes) { return (bytes + kAlignment - 1) / kAlignment * kAlignment; }
 
+// Large blocks start at one of 16 offsets, 256 bytes apart, in a 4 KiB page,
+// in turn: streams whose addresses agree in their low 12 bits alias in the
+// core's store-to-load checks (autograd/plan.cpp, which colours a compiled
+// graph's arena by the calls; this is eager's round-robin stand-in).
+constexpr size_t kPage = 4096, kColourStep = 256, kColourMinBytes = 64 << 10;
+
+void* system_alloc(size_t size) {
+  if (size < kColourMinBytes) return std::aligned_alloc(kAlignment, size);
+  static std::atomic<size_t> turn{0};
+  char* base = static_cast<char*>(std::aligned_alloc(kPage, size + kPage));
+  return base ? base + (turn++ % (kPage / kColourStep)) * kColourStep : nullptr;
+}
+
+void system_free(void* ptr, size_t size) {
+  if (size < kColourMinBytes) return std::free(ptr);
+  std::free(reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(ptr) / kPage * kPage));
+}
+
 }  // namespace
 
 void* allocate(size_t bytes) {
@@ -44,10 +64,10 @@ void* allocate(size_t bytes) {
       return ptr;
     }
   }
-  void* ptr = std::aligned_alloc(kAlignment, size);
+  void* ptr = system_alloc(size);
   if (!ptr) {
     empty_cache();
-    ptr = std::aligned_alloc(kAlignment, size);
+    ptr = system_alloc(size);
     if (!ptr) throw std::bad_alloc();
   }
   std::lock_guard<std::mutex> lock(p.mu);
@@ -82,7 +102,7 @@ void empty_cache() {
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mu);
   for (auto& [size, blocks] : p.free_blocks)
-    for (void* b : blocks) std::free(b);
+    for (void* b : blocks) system_free(b, size);
   p.free_blocks.clear();
   p.stats.cached_bytes = 0;
 }
