@@ -21,6 +21,7 @@
 
 #include "models/model.h"
 #include "models/profile.h"
+#include "ops/kernels/dnnl_context.h"
 #include "tensor/threads.h"
 #include "train/distributed.h"
 #include "train/metrics.h"
@@ -174,6 +175,9 @@ int main(int argc, char** argv) {
                 static_cast<long long>(cfg.train.seq_len), static_cast<long long>(cfg.train.grad_accum),
                 num_threads(), job.size() > 1 ? (" x " + std::to_string(job.size()) + " ranks").c_str() : "",
                 run_dir.c_str());
+    if (cfg.train.amp == "bf16" && !kernels::dnnl_has_avx512())
+      std::printf("note: this CPU has no AVX-512, where oneDNN 2.6 has its bf16 GEMMs: train.amp \"bf16\" runs them "
+                  "on operands widened to f32, no faster than f32 (README, \"CPUs\")\n");
     std::fflush(stdout);
 
     const double t0 = now_s();

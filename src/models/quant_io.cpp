@@ -31,9 +31,19 @@ Tensor scalar_i32(int32_t v) {
 // where float rounding would not), so that an int8 file can also run through
 // fake quantization (QuantMode::fake with observers frozen).
 void set_observers(QuantSite& s, float xs, int32_t xz, const Tensor& w_scale) {
-  std::vector<float> lo = {-static_cast<float>(xz) * xs}, hi = {static_cast<float>(255 - xz) * xs};
-  for (int i = 0; i < 64 && kernels::qparams_affine_u8(lo[0], hi[0]).first != xs; ++i)
-    hi[0] = std::nextafter(hi[0], kernels::qparams_affine_u8(lo[0], hi[0]).first < xs ? INFINITY : -INFINITY);
+  // The scale (hi - lo) / 255 moves by about its own ulp per ulp of hi, so
+  // walking hi alone can step over xs: lo is nudged too where it does.
+  const std::pair<float, int32_t> want{xs, xz};
+  const float lo0 = -static_cast<float>(xz) * xs;
+  std::vector<float> lo = {lo0}, hi = {static_cast<float>(255 - xz) * xs};
+  for (int j = 0; j < 16 && kernels::qparams_affine_u8(lo[0], hi[0]) != want; ++j) {
+    lo[0] = lo0;  // 0, one ulp up, one down, two up, ...
+    for (int k = 0; k < (j + 1) / 2; ++k) lo[0] = std::nextafter(lo[0], j % 2 ? INFINITY : -INFINITY);
+    if (lo[0] > 0) continue;
+    hi[0] = lo[0] + 255.0f * xs;
+    for (int i = 0; i < 64 && kernels::qparams_affine_u8(lo[0], hi[0]).first != xs; ++i)
+      hi[0] = std::nextafter(hi[0], kernels::qparams_affine_u8(lo[0], hi[0]).first < xs ? INFINITY : -INFINITY);
+  }
   s.input.set(lo, hi);
   const int64_t N = w_scale.numel();
   std::vector<float> wlo(static_cast<size_t>(N)), whi(static_cast<size_t>(N));

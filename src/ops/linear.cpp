@@ -60,7 +60,7 @@ void run_linear(const LinearAttrs& a, const Tensor* in, const Tensor* out) {
   Tensor y = out[0];
   if (a.accumulate)  // y += x wᵀ + b (the gemm_residual pass)
     kernels::gemm(in[0], in[1].transpose(0, 1), y, in[2], a.act, true);
-  else if (a.residual == 3)  // y = (x wᵀ + b) + r (the gemm_residual pass, r live)
+  else if (a.residual >= 3)  // y = (x wᵀ + b) + r (the gemm_residual pass, binary post-op)
     kernels::gemm(in[0], in[1].transpose(0, 1), y, in[2], Activation::none, false, in[3]);
   else
     kernels::linear_fwd(in[0], in[1], in[2], a.act, y);
@@ -71,7 +71,7 @@ void run_linear_packed(const LinearAttrs& a, const Tensor* in, const Tensor* out
 }
 void run_gemm(const LinearAttrs& a, const Tensor* in, const Tensor* out) {
   Tensor c = out[0];
-  kernels::gemm(in[0], in[1], c, Tensor(), a.act, a.accumulate, a.residual == 3 ? in[2] : Tensor());
+  kernels::gemm(in[0], in[1], c, Tensor(), a.act, a.accumulate, a.residual >= 3 ? in[2] : Tensor());
 }
 void run_act_forward(const LinearAttrs& a, const Tensor* in, const Tensor* out) {
   Tensor y = out[0];

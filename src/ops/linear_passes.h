@@ -4,7 +4,8 @@
 //     into the gradient (oneDNN's sum post-op);
 //   gemm_residual: a linear whose only use is a residual add accumulates into
 //     the residual (sum post-op) where the residual dies there, or adds the
-//     residual as it writes the sum (binary post-op) where it stays live;
+//     residual as it writes the sum (binary post-op) where it stays live or
+//     where the sum post-op would round otherwise (AVX2);
 //   bias_grad: an activation backward whose output a bias gradient sums
 //     becomes one pass making both (kernels::act_backward_col_sum).
 // Each leaves the replay bit for bit equal to the calls it replaces.
@@ -27,8 +28,9 @@ struct LinearAttrs {
   const kernels::PackedLinear* packed;  // linear_packed: must outlive any graph holding the call
   // gemm_residual: the sum post-op took an add of the product to a summand
   // that dies there (0: none; 1: a binary.add; 2: the tape's fused g = copy(r); g += t),
-  // or (3) the binary post-op adds a summand that stays live, the call's last
-  // input, and the call writes the sum.
+  // or the binary post-op adds the summand, the call's last input, and the
+  // call writes the sum (3: a binary.add; 4: the tape's fused add), where the
+  // summand stays live or the CPU's sum post-op would round otherwise.
   uint8_t residual = 0;
 };
 

@@ -85,7 +85,7 @@ Tensor cast(const Tensor& x, DType dtype) {
   if (x.dtype() == dtype) return x;
   Tensor y;
   if ((x.dtype() == DType::f32 || x.dtype() == DType::bf16) && (dtype == DType::f32 || dtype == DType::bf16)) {
-    y = Tensor::empty(x.shape(), dtype);  // the parallel oneDNN reorder (mixed precision casts every GEMM input)
+    y = Tensor::empty(x.shape(), dtype);  // kernels::convert, in parallel (mixed precision casts every GEMM input)
     convert_into(x.contiguous(), y);
   } else {
     y = x.to(dtype);

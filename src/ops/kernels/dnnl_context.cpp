@@ -118,4 +118,23 @@ DnnlThreads::~DnnlThreads() {
 
 int dnnl_max_threads() { return omp_get_max_threads(); }
 
+namespace {
+unsigned effective_isa() {
+  static const unsigned isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  return isa;
+}
+}  // namespace
+
+// The ISA values are bit sets (dnnl_types.h): avx512_core 0x27, and the VNNI
+// bit 0x40 of avx512_core_vnni (0x67) or 0x400 of avx2_vnni (0x407).
+bool dnnl_has_avx512() {
+  const unsigned core = static_cast<unsigned>(dnnl_cpu_isa_avx512_core);
+  return (effective_isa() & core) == core;
+}
+bool dnnl_has_vnni() {
+  const unsigned avx512_vnni = static_cast<unsigned>(dnnl_cpu_isa_avx512_core_vnni) & ~static_cast<unsigned>(dnnl_cpu_isa_avx512_core);
+  const unsigned avx2_vnni = static_cast<unsigned>(dnnl_cpu_isa_avx2_vnni) & ~static_cast<unsigned>(dnnl_cpu_isa_avx2);
+  return (effective_isa() & (avx512_vnni | avx2_vnni)) != 0;
+}
+
 }  // namespace mmrec::kernels

@@ -77,6 +77,18 @@ dnnl::primitive cached_primitive(const std::string& key, Make&& make) {
   return p;
 }
 
+// What oneDNN 2.6 runs natively on this CPU (as it sees it: DNNL_MAX_CPU_ISA
+// can lower it, which is how the tests exercise the paths for older CPUs).
+// bf16 matmuls exist only from AVX-512 (avx512_core) on: below it they fail
+// to create, and kernels::gemm widens bf16 operands to f32 instead (which
+// is why bf16 is no faster than f32 there). u8 x s8
+// products sum without saturation only with VNNI (AVX512_VNNI or AVX-VNNI):
+// before it oneDNN multiplies with vpmaddubsw, whose pairwise sums saturate at
+// 16 bits (oneDNN's "Nuances of int8 computations"), so kernels::Int8Linear
+// splits its inputs into two 7-bit halves there.
+bool dnnl_has_avx512();
+bool dnnl_has_vnni();
+
 // OpenMP threads that oneDNN primitives created and run on this thread use
 // in this scope (omp_set_num_threads is per calling thread). n <= 0 keeps
 // the current setting.

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "ops/kernels/activation.h"
+#include "ops/kernels/convert.h"
 #include "ops/kernels/dnnl_context.h"
 #include "ops/kernels/reduce.h"
 
@@ -131,16 +132,12 @@ void convert(const Tensor& src, Tensor& dst) {
   check((src.dtype() == DType::f32 || src.dtype() == DType::bf16) &&
             (dst.dtype() == DType::f32 || dst.dtype() == DType::bf16),
         "convert: only f32 and bf16, got ", dtype_name(src.dtype()), " -> ", dtype_name(dst.dtype()));
-  const dt st = src.dtype() == DType::f32 ? dt::f32 : dt::bf16, dtt = dst.dtype() == DType::f32 ? dt::f32 : dt::bf16;
-  DnnlThreads threads(eltwise_threads(n));
-  PrimitiveKey key("reorder");
-  key.add(n).add(static_cast<int64_t>(st)).add(static_cast<int64_t>(dtt)).add(dnnl_max_threads());
-  auto& eng = dnnl_engine();
-  const memory::desc smd = flat(n, st), dmd = flat(n, dtt);
-  auto prim = cached_primitive(
-      key.str(), [&] { return dnnl::reorder(dnnl::reorder::primitive_desc(eng, smd, eng, dmd, user_scratchpad())); });
-  memory sm(smd, eng, src.raw_data()), dm(dmd, eng, dst.raw_data());
-  run_primitive(prim, {{DNNL_ARG_FROM, sm}, {DNNL_ARG_TO, dm}});
+  if (src.dtype() == dst.dtype()) {
+    if (src.raw_data() != dst.raw_data()) std::memcpy(dst.raw_data(), src.raw_data(), src.nbytes());
+    return;
+  }
+  if (src.dtype() == DType::f32) f32_to_bf16(src.data<float>(), static_cast<uint16_t*>(dst.raw_data()), n);
+  else bf16_to_f32(static_cast<const uint16_t*>(src.raw_data()), dst.data<float>(), n);
 }
 
 namespace ref {

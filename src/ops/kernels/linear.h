@@ -1,6 +1,6 @@
 // Linear-layer kernels: the fused forward y = act(x wᵀ + b), the separate
-// activation pass of training and f32 <-> bf16 conversion on oneDNN (cached
-// primitives), the activation's backward and the column sums for db on the
+// activation pass of training on oneDNN (cached primitives), f32 <-> bf16
+// conversion, the activation's backward and the column sums for db on the
 // Highway kernels of kernels/activation.h and kernels/reduce.h;
 // double-precision references beside them.
 //
@@ -45,8 +45,9 @@ void act_forward(ops::Activation act, const Tensor& x, Tensor& y);
 // output σ(·) for sigmoid (all f32 contiguous, same size; dx may alias dy).
 void act_backward(ops::Activation act, const Tensor& dy, const Tensor& saved, Tensor& dx);
 
-// dst = src converted between f32 and bf16 (round to nearest even), both
-// contiguous with the same number of elements.
+// dst = src converted between f32 and bf16 (round to nearest even; the
+// Highway kernels of kernels/convert.h), both contiguous with the same
+// number of elements.
 void convert(const Tensor& src, Tensor& dst);
 
 // A linear layer's weight pre-packed in oneDNN's blocked layout for one row

@@ -1,10 +1,12 @@
 #include "ops/kernels/linear_int8.h"
 
 #include <cmath>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <vector>
 
+#include "ops/kernels/activation.h"
 #include "ops/kernels/dnnl_context.h"
 #include "ops/kernels/fake_quant.h"
 #include "ops/kernels/matmul.h"
@@ -15,9 +17,17 @@ using dnnl::memory;
 using dt = memory::data_type;
 }  // namespace
 
+// Without VNNI (dnnl_context.h) oneDNN's u8 x s8 products sum pairs of
+// products in 16 bits with saturation: 255 * 127 * 2 overflows. There each
+// call splits q_x into q_x >> 1 and q_x & 1 (both at most 127, and
+// 2 * 127 * 128 fits), runs both halves as one product of twice the rows
+// into s32, and makes y = act((2 hi + lo - zero-point term + bias) * scale)
+// itself in the order oneDNN's epilogue uses: the same exact sums.
 struct Int8Linear::Impl {
   Tensor w_q, bias;  // bias: folded (accumulator units) or b / (s_x s_w) for runtime mode
   std::vector<float> out_scales;  // s_x s_w[n]
+  std::vector<int64_t> row_sums;  // Σ_k q_w[n, k]
+  bool split = false;             // no VNNI: the 7-bit halves above
   float x_scale = 1;
   int32_t x_zp = 0;
   ops::Activation act = ops::Activation::none;
@@ -33,7 +43,40 @@ struct Int8Linear::Impl {
   std::vector<std::pair<memory::desc, memory>> packed;               // one per layout seen
 
   std::shared_ptr<Entry> entry(int64_t M);
+  void run_split(const Entry& e, const Tensor& xq, Tensor& y) const;
 };
+
+void Int8Linear::Impl::run_split(const Entry& e, const Tensor& xq, Tensor& y) const {
+  const int64_t M = xq.size(0), MK = M * K;
+  thread_local std::vector<uint8_t> halves;  // [2M, K]: q_x >> 1, then q_x & 1
+  thread_local std::vector<int32_t> acc;     // [2M, N]
+  halves.resize(static_cast<size_t>(2 * MK));
+  acc.resize(static_cast<size_t>(2 * M * N));
+  const uint8_t* x = xq.data<uint8_t>();
+  for (int64_t i = 0; i < MK; ++i) {
+    halves[static_cast<size_t>(i)] = static_cast<uint8_t>(x[i] >> 1);
+    halves[static_cast<size_t>(MK + i)] = static_cast<uint8_t>(x[i] & 1);
+  }
+  auto& eng = dnnl_engine();
+  memory xm({{2 * M, K}, dt::u8, memory::format_tag::ab}, eng, halves.data());
+  memory am({{2 * M, N}, dt::s32, memory::format_tag::ab}, eng, acc.data());
+  run_primitive(e.prim, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, e.weights}, {DNNL_ARG_DST, am}});
+  // oneDNN's order: the s32 sum (less the zero point's part in runtime mode)
+  // to f32, plus the bias, times the output scale, then the activation.
+  const int64_t zp = mode == ZeroPointMode::runtime ? x_zp : 0;
+  const float* b = bias.data<float>();
+  float* out = y.data<float>();
+  for (int64_t m = 0; m < M; ++m) {
+    const int32_t *hi = acc.data() + m * N, *lo = acc.data() + (M + m) * N;
+    float* row = out + m * N;
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t sum = 2 * static_cast<int64_t>(hi[n]) + lo[n] - zp * row_sums[static_cast<size_t>(n)];
+      row[n] = (static_cast<float>(sum) + b[n]) * out_scales[static_cast<size_t>(n)];
+    }
+  }
+  if (act != ops::Activation::none)
+    activation_f32(act == ops::Activation::gelu ? Activation::gelu : Activation::sigmoid, out, out, M * N);
+}
 
 std::shared_ptr<Int8Linear::Impl::Entry> Int8Linear::Impl::entry(int64_t M) {
   const int threads = gemm_threads(M, K, N);
@@ -44,18 +87,28 @@ std::shared_ptr<Int8Linear::Impl::Entry> Int8Linear::Impl::entry(int64_t M) {
   auto e = std::make_shared<Entry>();
   e->threads = dnnl_max_threads();
   auto& eng = dnnl_engine();
-  const memory::desc xd({M, K}, dt::u8, memory::format_tag::ab), wd({K, N}, dt::s8, memory::format_tag::any);
-  const memory::desc bd({1, N}, dt::f32, memory::format_tag::ab), yd({M, N}, dt::f32, memory::format_tag::ab);
+  const memory::desc wd({K, N}, dt::s8, memory::format_tag::any);
+  const memory::desc bd({1, N}, dt::f32, memory::format_tag::ab);
   dnnl::primitive_attr attr = user_scratchpad();
-  attr.set_output_scales(1 << 1, out_scales);
-  if (mode == ZeroPointMode::runtime) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
-  dnnl::post_ops po;
-  if (act != ops::Activation::none)
-    po.append_eltwise(1.0f, act == ops::Activation::gelu ? dnnl::algorithm::eltwise_gelu_tanh
-                                                         : dnnl::algorithm::eltwise_logistic,
-                      0.0f, 0.0f);
-  attr.set_post_ops(po);
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(xd, wd, bd, yd), attr, eng);
+  const auto pd = [&] {
+    if (split)  // both halves, s32 out; the epilogue is forward_quantized's
+      return dnnl::matmul::primitive_desc(
+          dnnl::matmul::desc(memory::desc({2 * M, K}, dt::u8, memory::format_tag::ab), wd,
+                             memory::desc({2 * M, N}, dt::s32, memory::format_tag::ab)),
+          attr, eng);
+    attr.set_output_scales(1 << 1, out_scales);
+    if (mode == ZeroPointMode::runtime) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+    dnnl::post_ops po;
+    if (act != ops::Activation::none)
+      po.append_eltwise(1.0f, act == ops::Activation::gelu ? dnnl::algorithm::eltwise_gelu_tanh
+                                                           : dnnl::algorithm::eltwise_logistic,
+                        0.0f, 0.0f);
+    attr.set_post_ops(po);
+    return dnnl::matmul::primitive_desc(
+        dnnl::matmul::desc(memory::desc({M, K}, dt::u8, memory::format_tag::ab), wd, bd,
+                           memory::desc({M, N}, dt::f32, memory::format_tag::ab)),
+        attr, eng);
+  }();
   e->prim = dnnl::matmul(pd);
   const memory::desc want = pd.weights_desc();
   for (auto& [d, m] : packed)
@@ -94,7 +147,9 @@ Int8Linear::Int8Linear(const Tensor& w_q, const Tensor& w_scale, const Tensor& b
   const float* s = ws.data<float>();
   const int8_t* q = p->w_q.data<int8_t>();
   const float* pb = b.defined() ? b.contiguous().data<float>() : nullptr;
+  p->split = !dnnl_has_vnni();
   p->out_scales.resize(static_cast<size_t>(N));
+  p->row_sums.resize(static_cast<size_t>(N));
   p->bias = Tensor::empty({N});
   float* bias = p->bias.data<float>();
   for (int64_t n = 0; n < N; ++n) {
@@ -103,6 +158,7 @@ Int8Linear::Int8Linear(const Tensor& w_q, const Tensor& w_scale, const Tensor& b
     p->out_scales[static_cast<size_t>(n)] = os;
     int64_t row_sum = 0;
     for (int64_t k = 0; k < K; ++k) row_sum += q[n * K + k];
+    p->row_sums[static_cast<size_t>(n)] = row_sum;
     // oneDNN 2.x applies the output scale after adding the bias: the bias
     // lives in accumulator units.
     const double folded = mode == ZeroPointMode::folded ? static_cast<double>(x_zero_point) * row_sum : 0.0;
@@ -149,6 +205,7 @@ void Int8Linear::forward_quantized(const Tensor& xq, Tensor& y) const {
   const auto e = p.entry(M);
   DnnlThreads threads(e->threads);
   auto& eng = dnnl_engine();
+  if (p.split) return p.run_split(*e, xq, y);
   memory xm({{M, p.K}, dt::u8, memory::format_tag::ab}, eng, xq.raw_data());
   memory ym({{M, p.N}, dt::f32, memory::format_tag::ab}, eng, y.raw_data());
   memory bm({{1, p.N}, dt::f32, memory::format_tag::ab}, eng, p.bias.raw_data());

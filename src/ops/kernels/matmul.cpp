@@ -1,9 +1,13 @@
 #include "ops/kernels/matmul.h"
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_map>
+#include <vector>
 
+#include "ops/kernels/convert.h"
 #include "ops/kernels/dnnl_context.h"
+#include "tensor/threads.h"
 
 namespace mmrec::kernels {
 namespace {
@@ -61,6 +65,32 @@ void gemm_k0(const Tensor& bias, ops::Activation act, bool acc, const Tensor& ad
 }
 }  // namespace
 
+// t (bf16, rank 2 or 3, unit stride on one of its last two axes) widened to
+// f32 in `buf` (exact), keeping which of those axes has the unit stride: the
+// conversion reads t in its memory order, and a transposed weight stays a
+// transposed view.
+Tensor widen_bf16(const Tensor& t, std::vector<float>& buf) {
+  const Mat3 m = as3(t);
+  const int64_t B = m.dims[0], R = m.dims[1], C = m.dims[2];
+  buf.resize(static_cast<size_t>(B * R * C));
+  const bool rows = m.strides[2] == 1;  // else the columns are contiguous
+  const int64_t outer = rows ? R : C, inner = rows ? C : R, step = rows ? m.strides[1] : m.strides[2];
+  const auto* src = static_cast<const uint16_t*>(t.raw_data());
+  float* dst = buf.data();
+  if (step == inner && (B == 1 || m.strides[0] == outer * inner)) {  // one dense block
+    bf16_to_f32(src, dst, B * outer * inner);
+  } else {
+    parallel_for(B * outer, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(inner, 1)),
+                 [&](int64_t s, int64_t e) {
+                   for (int64_t r = s; r < e; ++r)
+                     bf16_to_f32(src + (r / outer) * m.strides[0] + (r % outer) * step, dst + r * inner, inner);
+                 });
+  }
+  const Shape shape = t.shape();
+  const Shape strides = t.dim() == 2 ? (rows ? Shape{C, 1} : Shape{1, R})
+                                     : (rows ? Shape{R * C, C, 1} : Shape{R * C, 1, R});
+  return Tensor::from_blob(dst, {B * R * C}, DType::f32, nullptr).as_strided(shape, strides, 0);
+}
 int gemm_threads(int64_t m, int64_t k, int64_t n) {
   // Measured (mmrec-bench --filter linear_small_threads): on a quiet machine
   // 2 threads give 0.1x on 1000x17x3, 0.75x on 8x512x512, 1.24x on
@@ -85,6 +115,13 @@ void gemm(const Tensor& a, const Tensor& b, Tensor& c, const Tensor& bias, ops::
   if (c.numel() == 0) return;
   const int64_t K = a.shape().back();
   if (K == 0) return gemm_k0(bias, act, accumulate, addend, c);
+  if (a.dtype() == DType::bf16 && !dnnl_has_avx512()) {
+    // No bf16 matmul on this CPU (dnnl_context.h): the f32 product of the
+    // widened operands, i.e. the same exact products accumulated in f32, in
+    // the f32 kernel's order. Per thread, grown as needed.
+    thread_local std::vector<float> wide_a, wide_b;
+    return gemm(widen_bf16(a, wide_a), widen_bf16(b, wide_b), c, bias, act, accumulate, addend);
+  }
   const Mat3 ma = as3(a), mb = as3(b), mc = as3(c), md = has_addend ? as3(addend) : Mat3{};
   const dt type = dnnl_type(a.dtype());
   const bool has_bias = bias.defined();

@@ -4,6 +4,8 @@
 //
 //   kernels::gemm(x, w.transpose(0, 1), y, b, ops::Activation::gelu);  // y = gelu(x wᵀ + b)
 #pragma once
+#include <vector>
+
 #include "ops/linear.h"
 #include "tensor/tensor.h"
 
@@ -30,6 +32,11 @@ void matmul_f32(const Tensor& a, const Tensor& b, Tensor& c, bool accumulate = f
 // <= 1.5x when the machine is quiet and costs milliseconds per call when the
 // other core is busy; 0 (= the process setting) otherwise.
 int gemm_threads(int64_t m, int64_t k, int64_t n);
+
+// t (bf16, rank 2 or 3, unit stride on one of its last two axes) widened to
+// f32 (exactly) in buf, as a view of the same shape that keeps which of those
+// axes has the unit stride: for CPUs without bf16 matmuls (dnnl_context.h).
+Tensor widen_bf16(const Tensor& t, std::vector<float>& buf);
 
 namespace ref {
 // Double-precision reference of gemm (any dtype f32/bf16).

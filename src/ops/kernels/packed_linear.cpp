@@ -54,7 +54,9 @@ struct Binding {
 };
 
 struct PackedLinear::Impl {
-  Tensor w, b;  // the originals: the path for other row counts
+  Tensor w, b;  // the originals (w widened to f32, see widen): the path for other row counts
+  DType dtype = DType::f32;  // of the weight given, which x must match
+  bool widen = false;        // bf16 on a CPU without bf16 matmuls: w and x run widened to f32
   ops::Activation act = ops::Activation::none;
   int64_t rows = 0, K = 0, N = 0;
   // Output columns [n0, n0 + n) of y, from rows [n0, n0 + n) of w.
@@ -158,7 +160,10 @@ PackedLinear::PackedLinear(const Tensor& w, const Tensor& b, ops::Activation act
   check(!b.defined() || (b.dtype() == DType::f32 && b.dim() == 1 && b.shape()[0] == w.shape()[0]),
         "PackedLinear: bias ", b.defined() ? b.shape() : Shape{}, " does not match weight ", w.shape());
   auto p = std::make_shared<Impl>();
-  p->w = w.strides()[0] == 1 || w.strides()[1] == 1 ? w.detach() : w.contiguous().detach();
+  p->dtype = w.dtype();
+  p->widen = w.dtype() == DType::bf16 && !dnnl_has_avx512();
+  if (p->widen) p->w = w.to(DType::f32).detach();
+  else p->w = w.strides()[0] == 1 || w.strides()[1] == 1 ? w.detach() : w.contiguous().detach();
   p->b = b.defined() ? b.contiguous().detach() : Tensor();
   p->act = act;
   p->rows = rows;
@@ -171,7 +176,7 @@ PackedLinear::PackedLinear(const Tensor& w, const Tensor& b, ops::Activation act
                         p->N % 32 == 0;
     const int64_t n = halves ? p->N / 2 : p->N;
     p->parts.resize(halves ? 2 : 1);
-    const dt type = dnnl_type(w.dtype());
+    const dt type = dnnl_type(p->w.dtype());
     auto& eng = dnnl_engine();
     for (size_t i = 0; i < p->parts.size(); ++i) {
       Impl::Part& part = p->parts[i];
@@ -181,7 +186,7 @@ PackedLinear::PackedLinear(const Tensor& w, const Tensor& b, ops::Activation act
       const auto pd = p->make(part, rows);
       part.prim = dnnl::matmul(pd);
       // The user's Wᵀ [K, n] is a strided view of w's rows; one reorder packs it.
-      const int64_t es = static_cast<int64_t>(dtype_size(w.dtype()));
+      const int64_t es = static_cast<int64_t>(dtype_size(p->w.dtype()));
       memory user({{p->K, n}, type, {p->w.strides()[1], p->w.strides()[0]}}, eng,
                   static_cast<char*>(p->w.raw_data()) + part.n0 * p->w.strides()[0] * es);
       part.packed = memory(pd.weights_desc(), eng);
@@ -195,20 +200,23 @@ PackedLinear::PackedLinear(const Tensor& w, const Tensor& b, ops::Activation act
 int64_t PackedLinear::rows() const { return impl_ ? impl_->rows : 0; }
 int64_t PackedLinear::in_features() const { return impl_ ? impl_->K : 0; }
 int64_t PackedLinear::out_features() const { return impl_ ? impl_->N : 0; }
-DType PackedLinear::dtype() const { return impl_ ? impl_->w.dtype() : DType::f32; }
+DType PackedLinear::dtype() const { return impl_ ? impl_->dtype : DType::f32; }
 int PackedLinear::parts() const { return impl_ ? static_cast<int>(impl_->parts.size()) : 0; }
 
-void PackedLinear::forward(const Tensor& x, Tensor& y) const {
+void PackedLinear::forward(const Tensor& x_in, Tensor& y) const {
   check(impl_ != nullptr, "PackedLinear: forward on an empty PackedLinear");
   const Impl& p = *impl_;
+  check(x_in.dtype() == p.dtype, "PackedLinear: x is ", dtype_name(x_in.dtype()), ", the weight ",
+        dtype_name(p.dtype));
+  thread_local std::vector<float> wide;
+  const Tensor x = p.widen && x_in.dim() == 2 ? widen_bf16(x_in, wide) : x_in;
   const int64_t M = x.dim() == 2 ? x.shape()[0] : -1;
   const bool dense_rows = x.dim() == 2 && x.strides()[1] == 1 && (M == 1 || x.strides()[0] == p.K);
   const dnnl::matmul* prims[2] = {};
   bool ok = dense_rows && !p.parts.empty();
   for (size_t i = 0; ok && i < p.parts.size(); ++i) ok = (prims[i] = p.for_rows(p.parts[i], M)) != nullptr;
   if (!ok) return linear_fwd(x, p.w, p.b, p.act, y);
-  check(x.dtype() == p.w.dtype() && x.shape()[1] == p.K, "PackedLinear: x ", x.shape(), " ", dtype_name(x.dtype()),
-        " does not match weight ", p.w.shape(), " ", dtype_name(p.w.dtype()));
+  check(x.shape()[1] == p.K, "PackedLinear: x ", x.shape(), " does not match weight ", p.w.shape());
   if (p.parts.size() == 1) return p.run(p.parts[0], *prims[0], x, y);
   parallel_for(2, 1, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) p.run(p.parts[static_cast<size_t>(i)], *prims[i], x, y);
