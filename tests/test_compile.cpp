@@ -25,6 +25,7 @@
 #include "ops/shape.h"
 #include "ops/view.h"
 #include "ops/softmax.h"
+#include "tensor/allocator.h"
 #include "tensor/random.h"
 #include "compiled_steps.h"
 #include "test_util.h"
@@ -206,6 +207,31 @@ TEST_CASE("planned temporaries that a call touches together start apart within a
           a.first <= b.last && b.first <= a.last)
         CHECK((a.offset + static_cast<int64_t>(a.bytes) <= b.offset || b.offset + static_cast<int64_t>(b.bytes) <= a.offset));
   CHECK(g.planned_bytes() < g.captured_temp_bytes());
+}
+
+TEST_CASE("a capture holds what the eager run holds, not every temporary it made") {
+  // 33 intermediates of 1 MiB, at most three alive at once in the eager run.
+  auto fn = [](const std::vector<Tensor>& in) {
+    Tensor t = ops::scale(in[0], 1.0f);
+    for (int i = 0; i < 16; ++i) t = ops::add(t, ops::scale(t, 0.5f));
+    return std::vector<Tensor>{t};
+  };
+  const Tensor x = Tensor::full({256, 1024}, 1.0);
+  alloc::empty_cache();
+  const size_t base = alloc::stats().current_bytes;
+  alloc::reset_peak();
+  const Tensor want = fn({x})[0];
+  const size_t eager = alloc::stats().peak_bytes - base;
+  alloc::reset_peak();
+  CompiledFn f = autograd::compile(fn);
+  CHECK(bit_equal(f({x})[0], want));
+  const size_t capture = alloc::stats().peak_bytes - base;
+  MESSAGE("allocator peak: eager ", eager >> 10, " KiB, capture ", capture >> 10, " KiB, arena ",
+          f.last_graph()->planned_bytes() >> 10, " KiB");
+  // At most the eager run's, then the arena beside the input's and output's
+  // buffers (all 33 held at once would be 33 MiB).
+  CHECK(capture <= eager + f.last_graph()->planned_bytes() + 2 * x.nbytes());
+  CHECK(bit_equal(f({x})[0], want));
 }
 
 TEST_CASE("compiled logits equal eager logits (both recurrence modes)") {

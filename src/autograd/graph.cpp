@@ -29,15 +29,52 @@ void run_fill(const FillAttrs& a, const Tensor*, const Tensor* out) { fill_raw(o
 struct Recorder final : CaptureObserver {
   std::vector<Call> calls;
   std::vector<std::shared_ptr<Storage>> created;
+  // For each created buffer: the references the recording holds (created's
+  // and the calls' views) and whether a call wrote it before any read it.
+  struct Track {
+    long refs = 1;
+    bool touched = false, written_first = false;
+  };
+  std::unordered_map<const Storage*, Track> tracks;
+  // Buffers whose memory went back to the allocator during the capture: a
+  // call made them, and the function let go of them (its tape too), so only
+  // the recording refers to them and nothing the function runs later can
+  // read them. The capture then holds what the eager run holds, not every
+  // temporary of the step; the plan gives them their place in the arena.
+  std::unordered_set<const Storage*> released;
   bool in_kernel = false;
   bool has_last = false;
   OpKind last = OpKind::copy;
+
+  void note(const Call& c) {
+    for (const std::vector<Tensor>* v : {&c.in, &c.out})
+      for (const Tensor& t : *v) {
+        if (!t.defined()) continue;
+        auto it = tracks.find(t.impl()->storage.get());
+        if (it == tracks.end()) continue;
+        ++it->second.refs;
+        if (!it->second.touched) it->second.touched = true, it->second.written_first = v == &c.out;
+      }
+  }
+  void release_unreferenced() {
+    for (const std::shared_ptr<Storage>& s : created) {
+      if (!s->data || s->owner) continue;
+      const Track& t = tracks[s.get()];
+      if (!t.written_first || s.use_count() != t.refs) continue;
+      alloc::release(s->data, s->bytes);
+      s->data = nullptr;
+      released.insert(s.get());
+    }
+  }
 
   void copy(const Tensor& dst, const Tensor& src) override { dispatch<run_copy>(OpKind::copy, NoAttrs{}, {src}, {dst}); }
   void fill(const Tensor& dst, double value) override {
     dispatch<run_fill>(OpKind::fill, FillAttrs{value}, {}, {dst});
   }
-  void allocated(const std::shared_ptr<Storage>& s) override { created.push_back(s); }
+  void allocated(const std::shared_ptr<Storage>& s) override {
+    created.push_back(s);
+    tracks[s.get()];
+  }
   void host_access(const char* what) override {
     fail("capture: ", what, " reads or writes tensor data on the host inside a captured region (",
          has_last ? std::string("after op '") + op_kind_name(last) + "'" : std::string("before any op"),
@@ -168,7 +205,9 @@ void dispatch_call(OpKind kind, KernelFn run, const Attrs& attrs, std::initializ
   run(c.attrs.bytes, c.in.data(), c.out.data());
   r->last = kind;
   r->has_last = true;
+  r->note(c);
   r->calls.push_back(std::move(c));
+  r->release_unreferenced();
 }
 
 namespace {
@@ -299,23 +338,30 @@ Graph Capture::run(const std::function<void()>& fn, const std::vector<Tensor>& i
 
   // Memory planning: every temporary into one arena by liveness.
   std::vector<Buffer*> temps;
-  for (Buffer& b : g.buffers_)
-    if (b.role == Role::temporary && b.bytes > 0 && b.storage->data && !b.storage->owner) {
+  for (Buffer& b : g.buffers_) {
+    Storage& s = *b.storage;
+    if (b.role == Role::temporary && b.bytes > 0 && (s.data || rec.released.count(&s)) && !s.owner) {
       temps.push_back(&b);
       g.captured_bytes_ += b.bytes;
     }
+  }
   const size_t total = detail::plan_offsets(temps, g.calls_);
   g.planned_bytes_ = total;
+  // The captured temporaries' blocks go back to the system before the arena
+  // is allocated: the two are never held at once.
+  for (Buffer* b : temps) {
+    Storage& s = *b->storage;
+    alloc::release(s.data, s.bytes);
+    s.data = nullptr;
+  }
+  alloc::empty_cache();
   if (total > 0) {
     void* base = alloc::allocate(total);
     g.arena_ = std::shared_ptr<void>(base, [total](void* p) { alloc::release(p, total); });
     for (Buffer* b : temps) {
-      Storage& s = *b->storage;
-      alloc::release(s.data, s.bytes);
-      s.data = static_cast<char*>(base) + b->offset;
-      s.owner = g.arena_;
+      b->storage->data = static_cast<char*>(base) + b->offset;
+      b->storage->owner = g.arena_;
     }
-    alloc::empty_cache();  // the captured temporaries' blocks go back to the system
   }
   return g;
 }
