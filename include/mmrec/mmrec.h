@@ -15,6 +15,7 @@
 #include "ops/linear.h"
 #include "ops/loss.h"
 #include "ops/matmul.h"
+#include "ops/memattn.h"
 #include "ops/memory_slots.h"
 #include "ops/norm.h"
 #include "ops/reduce.h"

@@ -92,7 +92,7 @@ const char* const kKindNames[] = {
     "embedding_bwd", "copy_rows", "linear_scan", "linear_scan_bwd", "cumprod_scan", "cumprod_scan_bwd",
     "grad_accumulate", "adamw", "sum_squares", "clip_coef", "clip_scale",
     "fake_quant", "fake_quant_bwd", "observe_min_max", "quant_params", "quantize_u8", "linear_int8",
-    "memory_update",
+    "memory_update", "memattn", "memattn_bwd",
     "fused_pointwise"};
 static_assert(std::size(kKindNames) == static_cast<size_t>(OpKind::count_), "one name per OpKind");
 

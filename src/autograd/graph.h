@@ -47,7 +47,7 @@ enum class OpKind : uint16_t {
   grad_accumulate,                                        // the tape
   adamw, sum_squares, clip_coef, clip_scale,              // optimizer and clipping
   fake_quant, fake_quant_bwd, observe_min_max, quant_params, quantize_u8, linear_int8,  // quantization
-  memory_update,                                          // generation's fixed-shape memory
+  memory_update, memattn, memattn_bwd,                    // the memory: generation's slots, attention
   fused_pointwise,                                        // a fused chain of elementwise calls (ops/fuse_pointwise.cpp)
   count_
 };

@@ -7,6 +7,7 @@
 #include "autograd/tape.h"
 #include "models/profile.h"
 #include "ops/elementwise.h"
+#include "ops/memattn.h"
 #include "ops/matmul.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
@@ -100,13 +101,7 @@ MemoryLevels memory_levels(const Tensor& mem_k, const Tensor& mem_v, int64_t hea
 }
 
 Tensor memory_read(const Tensor& q, const MemoryLevels& mem, int64_t heads, const Tensor& mask) {
-  const int64_t B = q.size(0), Tc = q.size(1), D = q.size(2), H = heads, d = D / H;
-  // q [B, Tc, D] -> [B*H, Tc, d]
-  Tensor qh = ops::reshape(ops::permute(ops::reshape(q, {B, Tc, H, d}), {0, 2, 1, 3}), {B * H, Tc, d});
-  Tensor scores = ops::scale(ops::matmul(qh, mem.kt), 1.0f / std::sqrt(static_cast<float>(d)));  // [B*H, Tc, St]
-  if (mask.defined()) scores = ops::add(scores, mask);
-  Tensor o = ops::matmul(ops::softmax(scores), mem.v);                                          // [B*H, Tc, d]
-  return ops::reshape(ops::permute(ops::reshape(o, {B, H, Tc, d}), {0, 2, 1, 3}), {B, Tc, D});
+  return ops::memattn(q, mem.kt, mem.v, heads, mask);  // [B, Tc, D], q's heads read in place
 }
 
 Tensor memory_attention(const Tensor& q, const Tensor& mem_k, const Tensor& mem_v, int64_t heads,

@@ -24,7 +24,7 @@ struct MemoryLevels {
   Tensor kt, v;
 };
 MemoryLevels memory_levels(const Tensor& mem_k, const Tensor& mem_v, int64_t heads, int64_t levels);
-// softmax(q_h K_hᵀ / sqrt(d) + mask) V_h per head: q [B, Tc, D] -> [B, Tc, D];
+// softmax(q_h K_hᵀ / sqrt(d) + mask) V_h per head (ops::memattn): q [B, Tc, D] -> [B, Tc, D];
 // mask [St] (optional) is added to the scores.
 Tensor memory_read(const Tensor& q, const MemoryLevels& mem, int64_t heads, const Tensor& mask = Tensor());
 
