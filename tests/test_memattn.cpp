@@ -59,10 +59,12 @@ TEST_CASE("memattn kernels match the double references: strided q, masks, no slo
       std::vector<float> m(static_cast<size_t>(c.S), 0.0f);
       for (size_t i = 0; i < m.size(); ++i)
         if (masked && i % 3 == 1) m[i] = -1e30f;
-      const kernels::MemattnShape s{c.B, c.T, c.D, c.H, c.S, q.strides()[0], q.strides()[1]};
+      // out and dout: rows of 2D, the head outputs in their first D (a
+      // chunk's place in a longer sequence's rows); the rest stays as it was.
+      const kernels::MemattnShape s{c.B, c.T, c.D, c.H, c.S, q.strides()[0], q.strides()[1], c.T * 2 * c.D, 2 * c.D};
       const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-      const size_t n_out = static_cast<size_t>(c.B * c.T * c.D), n_p = static_cast<size_t>(c.B * c.H * c.T * c.S);
-      std::vector<float> out(n_out), out_ref(n_out), p(n_p), p_ref(n_p);
+      const size_t n_out = static_cast<size_t>(c.B * c.T * 2 * c.D), n_p = static_cast<size_t>(c.B * c.H * c.T * c.S);
+      std::vector<float> out(n_out, 7.0f), out_ref(n_out, 7.0f), p(n_p), p_ref(n_p);
       const float* mp = masked ? m.data() : nullptr;
       kernels::memattn_f32(q.data<float>(), kt.data<float>(), v.data<float>(), mp, scale, out.data(), p.data(), s);
       kernels::ref::memattn_f32(q.data<float>(), kt.data<float>(), v.data<float>(), mp, scale, out_ref.data(),
@@ -71,8 +73,9 @@ TEST_CASE("memattn kernels match the double references: strided q, masks, no slo
       for (size_t i = 0; i < n_out; ++i) e = std::max(e, std::fabs(double(out[i]) - out_ref[i]));
       for (size_t i = 0; i < n_p; ++i) e = std::max(e, std::fabs(double(p[i]) - p_ref[i]));
       CHECK(e < 2e-6);
-      const Tensor dout = uniform({c.B, c.T, c.D}, g);
-      std::vector<float> dq(n_out), dq_ref(n_out), dk(kt.numel()), dk_ref(kt.numel()), dv(v.numel()), dv_ref(v.numel());
+      const Tensor dout = uniform({c.B, c.T, 2 * c.D}, g).slice(2, 0, c.D);
+      const size_t n_dq = static_cast<size_t>(c.B * c.T * c.D);
+      std::vector<float> dq(n_dq), dq_ref(n_dq), dk(kt.numel()), dk_ref(kt.numel()), dv(v.numel()), dv_ref(v.numel());
       kernels::memattn_bwd_f32(q.data<float>(), kt.data<float>(), v.data<float>(), p.data(), dout.data<float>(), scale,
                                dq.data(), dk.data(), dv.data(), s);
       kernels::ref::memattn_bwd_f32(q.data<float>(), kt.data<float>(), v.data<float>(), p.data(), dout.data<float>(),

@@ -9,6 +9,7 @@
 #include "ops/elementwise_attrs.h"
 #include "ops/fuse_pointwise.h"
 #include "ops/kernels/fused.h"
+#include "ops/memattn_attrs.h"
 #include "tensor/capture_hook.h"
 
 namespace mmrec::ops::detail {
@@ -299,10 +300,34 @@ bool disjoint(const Region& a, const Region& b) {
   return ca + a.width <= cb || cb + b.width <= ca;
 }
 
+// Element `flat` (row-major) of view v, as an offset from v's buffer start.
+int64_t offset_at(const ElemView& v, int64_t flat) {
+  int64_t off = v.offset;
+  for (size_t k = v.shape.size(); k-- > 0;) {
+    off += flat % v.shape[k] * v.strides[k];
+    flat /= v.shape[k];
+  }
+  return off;
+}
+
+// The view v of B·T rows of D elements (row-major, as memattn writes them)
+// as rows (b, t) at b ob + t or, each D contiguous elements: {ob, or}, or
+// nullopt where v is not that.
+std::optional<std::pair<int64_t, int64_t>> memattn_rows(const ElemView& v, int64_t B, int64_t T, int64_t D) {
+  if (B * T * D == 0 || contiguous_run(v) % D != 0) return std::nullopt;
+  const int64_t base = offset_at(v, 0);
+  const int64_t ob = B > 1 ? offset_at(v, T * D) - base : T * D, orow = T > 1 ? offset_at(v, D) - base : D;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t)
+      if (offset_at(v, (b * T + t) * D) != base + b * ob + t * orow) return std::nullopt;
+  return std::make_pair(ob, orow);
+}
+
 // Call w, which writes (part of) the temporary s, rewritten to write the same
 // elements where copy c (reading all of s) puts them: `to`, c's destination.
 std::optional<Call> retarget(const Call& w, const Storage* s, const Call& c, const ElemView& to) {
-  if (w.out.size() != 1 || storage_of(w.out[0]) != s) return std::nullopt;
+  // (memattn's second output is the weights it keeps for backward.)
+  if ((w.out.size() != 1 && w.kind != OpKind::memattn) || storage_of(w.out[0]) != s) return std::nullopt;
   if (w.out[0].numel() == 0) return w;  // writes nothing, wherever
   const Tensor& d = c.out[0];
   if (const auto ws = sides(w)) {  // a copy: one strided copy from its source to there
@@ -324,6 +349,14 @@ std::optional<Call> retarget(const Call& w, const Storage* s, const Call& c, con
     if (p.out_ld != 0 || !ld || p.n % width) return std::nullopt;
     if (*ld != width) p.out_row = width, p.out_ld = *ld;
     n.attrs = autograd::Attrs::of(p);
+    return n;
+  }
+  if (w.kind == OpKind::memattn) {  // rows (b, t) of D floats at b o_batch + t o_row
+    MemattnAttrs a = attrs_of_call<MemattnAttrs>(w);
+    const auto rows = memattn_rows(to, a.s.B, a.s.T, a.s.D);
+    if (!rows) return std::nullopt;
+    a.s.o_batch = rows->first, a.s.o_row = rows->second;
+    n.attrs = autograd::Attrs::of(a);
     return n;
   }
   if (w.kind == OpKind::expand_axis) {  // rows of the expanded axis' inner elements
@@ -367,8 +400,20 @@ size_t write_in_place(std::vector<Call>& calls, const std::function<bool(const S
     const Region to = region_of(p->dst);
     const autograd::BufferUses& du = ix[d];
     bool clear = to.hi > to.lo;
+    // A copy in between reading or writing another part of the destination
+    // (the other chunks of a concatenation) leaves it clear.
+    auto elsewhere = [&](size_t k) {
+      const auto ks = sides(calls[k]);
+      if (!ks) return false;
+      for (const auto& [t, v] : {std::pair{&calls[k].in[0], &ks->src}, std::pair{&calls[k].out[0], &ks->dst}}) {
+        if (storage_of(*t) != d) continue;
+        const Region r = region_of(*v);
+        if (r.hi <= r.lo || !disjoint(r, to)) return false;
+      }
+      return true;
+    };
     for (const auto* list : {&du.readers, &du.writers})
-      for (size_t k : *list) clear &= k == i || k < first || k > i || drop[k];
+      for (size_t k : *list) clear &= k == i || k < first || k > i || drop[k] || elsewhere(k);
     for (const auto& [k, r] : moved[d]) clear &= k < first || disjoint(r, to);
     if (!clear) continue;
     for (size_t j = 0; j < plan.size(); ++j) {
@@ -380,6 +425,15 @@ size_t write_in_place(std::vector<Call>& calls, const std::function<bool(const S
   }
   autograd::erase_calls(calls, drop);
   return fused;
+}
+
+std::string describe_memattn_in_place(const Call& c) {
+  const MemattnAttrs a = attrs_of_call<MemattnAttrs>(c);
+  if (a.s.o_row == a.s.D && a.s.o_batch == a.s.T * a.s.D) return "";
+  std::ostringstream os;
+  os << "memattn -> copy_rows (2 calls, written in place: rows of " << a.s.D << " floats, " << a.s.o_row
+     << " apart, batches " << a.s.o_batch << " apart)";
+  return os.str();
 }
 
 std::string describe_expand_in_place(const Call& c) {

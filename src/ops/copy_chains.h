@@ -50,11 +50,14 @@ std::string describe_strided_sum(const autograd::Call& call);
 // (a part copied into its place in a concatenation: the qkvz gradient joined
 // from dq, dk, dv and dz) is dropped when every call writing the temporary
 // can write the copy's destination instead: copies (one strided copy each),
-// fused_pointwise and expand_axis (rows a stride apart: PointwiseProgram's
-// out_ld, AxisAttrs' ld). Nothing between the first such write and the copy
-// may touch the destination there. Registered last, after pointwise fusion.
+// fused_pointwise, expand_axis and memattn (rows a stride apart:
+// PointwiseProgram's out_ld, AxisAttrs' ld, MemattnShape's o_row and
+// o_batch). Nothing between the first such write and the copy may touch the
+// destination there, but for copies of other parts of it (a concatenation's
+// other chunks). Registered after pointwise fusion.
 size_t write_in_place(std::vector<autograd::Call>& calls, const std::function<bool(const Storage*)>& temporary);
 // "expand_axis -> copy_rows (...)" for an expand writing rows in place.
 std::string describe_expand_in_place(const autograd::Call& call);
+std::string describe_memattn_in_place(const autograd::Call& call);
 
 }  // namespace mmrec::ops::detail

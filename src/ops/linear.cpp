@@ -108,6 +108,7 @@ const bool fuse_registered = (autograd::register_pass("copy_chains", detail::col
                               autograd::register_describer(OpKind::fused_pointwise, detail::describe_pointwise),
                               autograd::register_pass("write_in_place", detail::write_in_place),
                               autograd::register_describer(OpKind::expand_axis, detail::describe_expand_in_place),
+                              autograd::register_describer(OpKind::memattn, detail::describe_memattn_in_place),
                               autograd::register_pass("gemm_residual", detail::fuse_gemm_residual),
                               autograd::register_describer(OpKind::linear, detail::describe_gemm),
                               autograd::register_pass("norm_accumulate", detail::fuse_norm_accumulate),

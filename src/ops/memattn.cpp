@@ -4,13 +4,11 @@
 
 #include "ops/common.h"
 #include "ops/kernels/memattn.h"
+#include "ops/memattn_attrs.h"
 
 namespace mmrec::ops {
 namespace {
-struct MemattnAttrs {
-  kernels::MemattnShape s;
-  float scale;
-};
+using detail::MemattnAttrs;
 void run_memattn(const MemattnAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::memattn_f32(in[0].data<float>(), in[1].data<float>(), in[2].data<float>(), detail::f32_or_null(in[3]),
                        a.scale, out[0].data<float>(), detail::f32_or_null(out[1]), a.s);
@@ -40,7 +38,8 @@ Tensor memattn(const Tensor& q_in, const Tensor& kt_in, const Tensor& v_in, int6
     check(mask.shape() == Shape{S}, op, ": mask must be [S] = [", S, "], got ", mask.shape());
   }
   const Tensor q = q_in.strides()[2] == 1 || D <= 1 ? q_in : q_in.contiguous();
-  const MemattnAttrs a{{B, T, D, H, S, q.strides()[0], q.strides()[1]}, 1.0f / std::sqrt(static_cast<float>(d))};
+  const MemattnAttrs a{{B, T, D, H, S, q.strides()[0], q.strides()[1], T * D, D},
+                      1.0f / std::sqrt(static_cast<float>(d))};
   const bool grad = autograd::needs_grad({q_in, kt_in, v_in});
   Tensor out = Tensor::empty({B, T, D}), p = grad ? Tensor::empty({B * H, T, S}) : Tensor();
   detail::dispatch<run_memattn>(detail::OpKind::memattn, a, {q, kt, v, mask}, {out, p});
@@ -48,10 +47,14 @@ Tensor memattn(const Tensor& q_in, const Tensor& kt_in, const Tensor& v_in, int6
   const bool gq = q_in.requires_grad(), gk = kt_in.requires_grad(), gv = v_in.requires_grad();
   const Tensor qs = q.detach(), ks = kt.detach(), vs = v.detach(), ps = p.detach();
   autograd::record(op, {q_in, kt_in, v_in}, {out}, [=](const std::vector<Tensor>& g) {
-    const Tensor go = g[0].contiguous();
+    // dout read in place where its rows are (a chunk's rows of the whole
+    // sequence's gradient), as q is.
+    const Tensor go = g[0].strides()[2] == 1 || D <= 1 ? g[0] : g[0].contiguous();
+    MemattnAttrs ab = a;
+    ab.s.o_batch = go.strides()[0], ab.s.o_row = go.strides()[1];
     Tensor dq = gq ? Tensor::empty({B, T, D}) : Tensor(), dk = gk ? Tensor::empty(ks.shape()) : Tensor();
     Tensor dv = gv ? Tensor::empty(vs.shape()) : Tensor();
-    detail::dispatch<run_memattn_bwd>(detail::OpKind::memattn_bwd, a, {qs, ks, vs, ps, go}, {dq, dk, dv});
+    detail::dispatch<run_memattn_bwd>(detail::OpKind::memattn_bwd, ab, {qs, ks, vs, ps, go}, {dq, dk, dv});
     return std::vector<Tensor>{dq, dk, dv};
   });
   return out;

@@ -32,9 +32,10 @@ KERNELCHECK_SUITE(memattn) {
       Tensor mask = Tensor::zeros({c.S});
       for (int64_t s = 1; masked && s < c.S; s += 3) mask.data<float>()[s] = -1e30f;
       const float* mp = masked ? mask.data<float>() : nullptr;
-      const kernels::MemattnShape s{c.B, c.T, c.D, c.H, c.S, q.strides()[0], q.strides()[1]};
+      // out and dout rows twice as wide (a chunk's place in a longer sequence)
+      const kernels::MemattnShape s{c.B, c.T, c.D, c.H, c.S, q.strides()[0], q.strides()[1], c.T * 2 * c.D, 2 * c.D};
       const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-      Tensor out = Tensor::empty({c.B, c.T, c.D}), p = Tensor::empty({n_p}), out_r = Tensor::empty(out.shape()),
+      Tensor out = Tensor::zeros({c.B, c.T, 2 * c.D}), p = Tensor::empty({n_p}), out_r = Tensor::zeros(out.shape()),
              p_r = Tensor::empty({n_p});
       const double tk = kc::time_us([&] {
         kernels::memattn_f32(q.data<float>(), kt.data<float>(), v.data<float>(), mp, scale, out.data<float>(),
@@ -46,9 +47,9 @@ KERNELCHECK_SUITE(memattn) {
       }, 1);
       ctx.compare("memattn" + tag, shape, out, out_r, 2e-6, tk, tr);
       ctx.compare("memattn_weights" + tag, shape, p, p_r, 2e-6, tk, tr);
-      const Tensor dout = rand_uniform({c.B, c.T, c.D}, g, -1, 1);
-      Tensor dq = Tensor::empty(out.shape()), dk = Tensor::empty(kt.shape()), dv = Tensor::empty(v.shape());
-      Tensor dq_r = Tensor::empty(out.shape()), dk_r = Tensor::empty(kt.shape()), dv_r = Tensor::empty(v.shape());
+      const Tensor dout = rand_uniform({c.B, c.T, 2 * c.D}, g, -1, 1).slice(2, 0, c.D);
+      Tensor dq = Tensor::empty({c.B, c.T, c.D}), dk = Tensor::empty(kt.shape()), dv = Tensor::empty(v.shape());
+      Tensor dq_r = Tensor::empty(dq.shape()), dk_r = Tensor::empty(kt.shape()), dv_r = Tensor::empty(v.shape());
       const double tb = kc::time_us([&] {
         kernels::memattn_bwd_f32(q.data<float>(), kt.data<float>(), v.data<float>(), p.data<float>(),
                                  dout.data<float>(), scale, dq.data<float>(), dk.data<float>(), dv.data<float>(), s);

@@ -8,7 +8,7 @@
 // (Highway over the slots or the head's channels, oneTBB over heads), and
 // the double-precision references beside them.
 //
-//   kernels::MemattnShape s{B, T, D, H, S, T * D, D};
+//   kernels::MemattnShape s{B, T, D, H, S, T * D, D, T * D, D};
 //   kernels::memattn_f32(q, kt, v, nullptr, 0.125f, out, p, s);
 #pragma once
 #include <cstdint>
@@ -18,16 +18,18 @@ namespace mmrec::kernels {
 struct MemattnShape {
   int64_t B = 0, T = 0, D = 0, H = 1, S = 0;
   int64_t q_batch = 0, q_row = 0;  // strides of q (elements): its rows need not be adjacent
+  int64_t o_batch = 0, o_row = 0;  // strides of out (forward) or dout (backward): T D and D when contiguous
 };
 
 // q: rows of D floats, row (b, t) at q + b q_batch + t q_row; kt [B·H, d, S]
 // and v [B·H, S, d] contiguous; mask [S] (added to the scores) or null; out
-// [B, T, D] contiguous; p [B·H, T, S] (the weights, for backward) or null.
-// S = 0 gives zeros.
+// rows of D floats, row (b, t) at out + b o_batch + t o_row (e.g. a chunk's
+// place in the rows of the whole sequence); p [B·H, T, S] (the weights, for
+// backward) or null. S = 0 gives zeros.
 void memattn_f32(const float* q, const float* kt, const float* v, const float* mask, float scale, float* out,
                  float* p, const MemattnShape& s);
 
-// Backward from dout [B, T, D] contiguous and the forward's p: with
+// Backward from dout (rows at dout + b o_batch + t o_row) and the forward's p: with
 // dp[s] = Σ_j dout[j] v[s, j] and g[s] = p[s] (dp[s] - Σ_s' p[s'] dp[s']),
 // dq[b, t, h·d + j] = scale Σ_s g[s] kt[j, s] (dq [B, T, D] contiguous),
 // dkt[j, s] = scale Σ_t q[j] g[s], dv[s, j] = Σ_t p[s] dout[j]. Any of dq,

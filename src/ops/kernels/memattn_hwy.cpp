@@ -149,7 +149,7 @@ void MemattnHead(const float* q, const float* kt, const float* v, const float* m
     // out [R, d] = P · V
     Gemm(R, w.sc.data(), Sp, 1, static_cast<size_t>(S), w.v.data(), dp, w.o.data(), dp, false);
     for (size_t r = 0; r < R; ++r)
-      std::memcpy(out + (b * T + t0 + static_cast<int64_t>(r)) * s.D + h * d, w.o.data() + r * dp,
+      std::memcpy(out + b * s.o_batch + (t0 + static_cast<int64_t>(r)) * s.o_row + h * d, w.o.data() + r * dp,
                   static_cast<size_t>(d) * sizeof(float));
   }
 }
@@ -169,7 +169,7 @@ void MemattnBwdHead(const float* q, const float* kt, const float* v, const float
   for (int64_t t0 = 0; t0 < T; t0 += kTokens) {
     const size_t R = static_cast<size_t>(std::min(kTokens, T - t0));
     PadRows(p + (bh * T + t0) * S, R, uS, uS, pp);                           // P [R, Sp]
-    PadRows(dout + (b * T + t0) * s.D + h * d, R, ud, static_cast<size_t>(s.D), go);  // dO [R, dp]
+    PadRows(dout + b * s.o_batch + t0 * s.o_row + h * d, R, ud, static_cast<size_t>(s.o_row), go);  // dO [R, dp]
     // dP [R, Sp] = dO · Vᵀ, then G = P ⊙ (dP - rowsum(P ⊙ dP)) (zero in the padding)
     Gemm(R, go, dp, 1, ud, w.vt.data(), Sp, g, Sp, false);
     for (size_t r = 0; r < R; ++r) {
@@ -226,7 +226,8 @@ void memattn_f32(const float* q, const float* kt, const float* v, const float* m
                  float* p, const MemattnShape& s) {
   if (s.B * s.T * s.D == 0) return;
   if (s.S == 0) {
-    std::fill(out, out + s.B * s.T * s.D, 0.0f);
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t t = 0; t < s.T; ++t) std::fill_n(out + b * s.o_batch + t * s.o_row, s.D, 0.0f);
     return;
   }
   for_heads(s, [&](int64_t bh) { HWY_DYNAMIC_DISPATCH(MemattnHead)(q, kt, v, mask, scale, out, p, s, bh); });

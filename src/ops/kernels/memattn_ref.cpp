@@ -33,7 +33,7 @@ void memattn_f32(const float* q, const float* kt, const float* v, const float* m
         for (int64_t i = 0; i < d; ++i) {
           double a = 0;
           for (int64_t j = 0; j < S; ++j) a += w[static_cast<size_t>(j)] * V[j * d + i];
-          out[(b * s.T + t) * s.D + h * d + i] = static_cast<float>(a);
+          out[b * s.o_batch + t * s.o_row + h * d + i] = static_cast<float>(a);
         }
       }
 }
@@ -48,7 +48,7 @@ void memattn_bwd_f32(const float* q, const float* kt, const float* v, const floa
       for (int64_t h = 0; h < s.H; ++h) {
         const int64_t bh = b * s.H + h;
         const float* qr = q + b * s.q_batch + t * s.q_row + h * d;
-        const float* go = dout + (b * s.T + t) * s.D + h * d;
+        const float* go = dout + b * s.o_batch + t * s.o_row + h * d;
         const float* pr = p + (bh * s.T + t) * S;
         const float* K = kt + bh * d * S;
         const float* V = v + bh * S * d;
