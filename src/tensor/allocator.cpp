@@ -35,7 +35,8 @@ constexpr size_t kPage = 4096, kColourStep = 256, kColourMinBytes = 64 << 10;
 void* system_alloc(size_t size) {
   if (size < kColourMinBytes) return std::aligned_alloc(kAlignment, size);
   static std::atomic<size_t> turn{0};
-  char* base = static_cast<char*>(std::aligned_alloc(kPage, size + kPage));
+  // aligned_alloc wants a multiple of the alignment (ASan's returns null otherwise).
+  char* base = static_cast<char*>(std::aligned_alloc(kPage, (size + kPage - 1) / kPage * kPage + kPage));
   return base ? base + (turn++ % (kPage / kColourStep)) * kColourStep : nullptr;
 }
 
