@@ -61,9 +61,10 @@ TEST_CASE("memattn kernels match the double references: strided q, masks, no slo
         if (masked && i % 3 == 1) m[i] = -1e30f;
       // out and dout: rows of 2D, the head outputs in their first D (a
       // chunk's place in a longer sequence's rows); the rest stays as it was.
-      const kernels::MemattnShape s{c.B, c.T, c.D, c.H, c.S, q.strides()[0], q.strides()[1], c.T * 2 * c.D, 2 * c.D};
+      const kernels::MemattnShape s{c.B, c.T, c.D, c.H, c.S, q.strides()[0], q.strides()[1], c.T * 2 * c.D, 2 * c.D,
+                                    kernels::memattn_weight_row(c.S)};
       const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-      const size_t n_out = static_cast<size_t>(c.B * c.T * 2 * c.D), n_p = static_cast<size_t>(c.B * c.H * c.T * c.S);
+      const size_t n_out = static_cast<size_t>(c.B * c.T * 2 * c.D), n_p = static_cast<size_t>(c.B * c.H * c.T * kernels::memattn_weight_row(c.S));
       std::vector<float> out(n_out, 7.0f), out_ref(n_out, 7.0f), p(n_p), p_ref(n_p);
       const float* mp = masked ? m.data() : nullptr;
       kernels::memattn_f32(q.data<float>(), kt.data<float>(), v.data<float>(), mp, scale, out.data(), p.data(), s);

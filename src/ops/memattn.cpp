@@ -11,12 +11,12 @@ namespace {
 using detail::MemattnAttrs;
 void run_memattn(const MemattnAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::memattn_f32(in[0].data<float>(), in[1].data<float>(), in[2].data<float>(), detail::f32_or_null(in[3]),
-                       a.scale, out[0].data<float>(), detail::f32_or_null(out[1]), a.s);
+                       a.scale, out[0].data<float>(), detail::f32_or_null(out[1]), a.s, detail::scratch_ptr(out[2]));
 }
 void run_memattn_bwd(const MemattnAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::memattn_bwd_f32(in[0].data<float>(), in[1].data<float>(), in[2].data<float>(), in[3].data<float>(),
                            in[4].data<float>(), a.scale, detail::f32_or_null(out[0]), detail::f32_or_null(out[1]),
-                           detail::f32_or_null(out[2]), a.s);
+                           detail::f32_or_null(out[2]), a.s, detail::scratch_ptr(out[3]));
 }
 }  // namespace
 
@@ -38,11 +38,13 @@ Tensor memattn(const Tensor& q_in, const Tensor& kt_in, const Tensor& v_in, int6
     check(mask.shape() == Shape{S}, op, ": mask must be [S] = [", S, "], got ", mask.shape());
   }
   const Tensor q = q_in.strides()[2] == 1 || D <= 1 ? q_in : q_in.contiguous();
-  const MemattnAttrs a{{B, T, D, H, S, q.strides()[0], q.strides()[1], T * D, D},
-                      1.0f / std::sqrt(static_cast<float>(d))};
+  const int64_t pr = kernels::memattn_weight_row(S);
+  const MemattnAttrs a{{B, T, D, H, S, q.strides()[0], q.strides()[1], T * D, D, pr},
+                       1.0f / std::sqrt(static_cast<float>(d))};
   const bool grad = autograd::needs_grad({q_in, kt_in, v_in});
-  Tensor out = Tensor::empty({B, T, D}), p = grad ? Tensor::empty({B * H, T, S}) : Tensor();
-  detail::dispatch<run_memattn>(detail::OpKind::memattn, a, {q, kt, v, mask}, {out, p});
+  Tensor out = Tensor::empty({B, T, D}), p = grad ? Tensor::empty({B * H, T, pr}) : Tensor();
+  const size_t scratch = S > 0 ? kernels::memattn_scratch_bytes(a.s) : 0;
+  detail::dispatch<run_memattn>(detail::OpKind::memattn, a, {q, kt, v, mask}, {out, p, detail::scratch(scratch)});
   if (!grad) return out;
   const bool gq = q_in.requires_grad(), gk = kt_in.requires_grad(), gv = v_in.requires_grad();
   const Tensor qs = q.detach(), ks = kt.detach(), vs = v.detach(), ps = p.detach();
@@ -54,7 +56,8 @@ Tensor memattn(const Tensor& q_in, const Tensor& kt_in, const Tensor& v_in, int6
     ab.s.o_batch = go.strides()[0], ab.s.o_row = go.strides()[1];
     Tensor dq = gq ? Tensor::empty({B, T, D}) : Tensor(), dk = gk ? Tensor::empty(ks.shape()) : Tensor();
     Tensor dv = gv ? Tensor::empty(vs.shape()) : Tensor();
-    detail::dispatch<run_memattn_bwd>(detail::OpKind::memattn_bwd, ab, {qs, ks, vs, ps, go}, {dq, dk, dv});
+    detail::dispatch<run_memattn_bwd>(detail::OpKind::memattn_bwd, ab, {qs, ks, vs, ps, go},
+                                      {dq, dk, dv, detail::scratch(scratch)});
     return std::vector<Tensor>{dq, dk, dv};
   });
   return out;

@@ -25,7 +25,7 @@ KERNELCHECK_SUITE(memattn) {
     for (bool masked : {false, true}) {
       const std::string tag = masked ? "_masked" : "";
       if (!ctx.wants("memattn" + tag) && !ctx.wants("memattn_bwd" + tag)) continue;
-      const int64_t d = c.D / c.H, n_p = c.B * c.H * c.T * c.S;
+      const int64_t d = c.D / c.H, n_p = c.B * c.H * c.T * kernels::memattn_weight_row(c.S);
       const Shape shape{c.B, c.T, c.D, c.H, c.S};
       const Tensor wide = rand_uniform({c.B, c.T, 2 * c.D}, g, -1, 1), q = wide.slice(2, c.D, 2 * c.D);
       const Tensor kt = rand_uniform({c.B * c.H, d, c.S}, g, -1, 1), v = rand_uniform({c.B * c.H, c.S, d}, g, -1, 1);
@@ -33,7 +33,8 @@ KERNELCHECK_SUITE(memattn) {
       for (int64_t s = 1; masked && s < c.S; s += 3) mask.data<float>()[s] = -1e30f;
       const float* mp = masked ? mask.data<float>() : nullptr;
       // out and dout rows twice as wide (a chunk's place in a longer sequence)
-      const kernels::MemattnShape s{c.B, c.T, c.D, c.H, c.S, q.strides()[0], q.strides()[1], c.T * 2 * c.D, 2 * c.D};
+      const kernels::MemattnShape s{c.B, c.T, c.D, c.H, c.S, q.strides()[0], q.strides()[1], c.T * 2 * c.D, 2 * c.D,
+                                    kernels::memattn_weight_row(c.S)};
       const float scale = 1.0f / std::sqrt(static_cast<float>(d));
       Tensor out = Tensor::zeros({c.B, c.T, 2 * c.D}), p = Tensor::empty({n_p}), out_r = Tensor::zeros(out.shape()),
              p_r = Tensor::empty({n_p});

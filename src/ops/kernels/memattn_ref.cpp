@@ -28,8 +28,8 @@ void memattn_f32(const float* q, const float* kt, const float* v, const float* m
         for (int64_t j = 0; j < S; ++j) sum += (w[static_cast<size_t>(j)] = std::exp(w[static_cast<size_t>(j)] - mx));
         for (int64_t j = 0; j < S; ++j) w[static_cast<size_t>(j)] /= sum;
         if (p)
-          for (int64_t j = 0; j < S; ++j)
-            p[((b * s.H + h) * s.T + t) * S + j] = static_cast<float>(w[static_cast<size_t>(j)]);
+          for (int64_t j = 0; j < s.p_row; ++j)
+            p[((b * s.H + h) * s.T + t) * s.p_row + j] = j < S ? static_cast<float>(w[static_cast<size_t>(j)]) : 0.0f;
         for (int64_t i = 0; i < d; ++i) {
           double a = 0;
           for (int64_t j = 0; j < S; ++j) a += w[static_cast<size_t>(j)] * V[j * d + i];
@@ -49,7 +49,7 @@ void memattn_bwd_f32(const float* q, const float* kt, const float* v, const floa
         const int64_t bh = b * s.H + h;
         const float* qr = q + b * s.q_batch + t * s.q_row + h * d;
         const float* go = dout + b * s.o_batch + t * s.o_row + h * d;
-        const float* pr = p + (bh * s.T + t) * S;
+        const float* pr = p + (bh * s.T + t) * s.p_row;
         const float* K = kt + bh * d * S;
         const float* V = v + bh * S * d;
         double c = 0;
