@@ -43,8 +43,8 @@ Tensor memattn(const Tensor& q_in, const Tensor& kt_in, const Tensor& v_in, int6
                        1.0f / std::sqrt(static_cast<float>(d))};
   const bool grad = autograd::needs_grad({q_in, kt_in, v_in});
   Tensor out = Tensor::empty({B, T, D}), p = grad ? Tensor::empty({B * H, T, pr}) : Tensor();
-  const size_t scratch = S > 0 ? kernels::memattn_scratch_bytes(a.s) : 0;
-  detail::dispatch<run_memattn>(detail::OpKind::memattn, a, {q, kt, v, mask}, {out, p, detail::scratch(scratch)});
+  detail::dispatch<run_memattn>(detail::OpKind::memattn, a, {q, kt, v, mask},
+                                {out, p, detail::scratch(kernels::memattn_scratch_bytes(a.s, false))});
   if (!grad) return out;
   const bool gq = q_in.requires_grad(), gk = kt_in.requires_grad(), gv = v_in.requires_grad();
   const Tensor qs = q.detach(), ks = kt.detach(), vs = v.detach(), ps = p.detach();
@@ -57,7 +57,7 @@ Tensor memattn(const Tensor& q_in, const Tensor& kt_in, const Tensor& v_in, int6
     Tensor dq = gq ? Tensor::empty({B, T, D}) : Tensor(), dk = gk ? Tensor::empty(ks.shape()) : Tensor();
     Tensor dv = gv ? Tensor::empty(vs.shape()) : Tensor();
     detail::dispatch<run_memattn_bwd>(detail::OpKind::memattn_bwd, ab, {qs, ks, vs, ps, go},
-                                      {dq, dk, dv, detail::scratch(scratch)});
+                                      {dq, dk, dv, detail::scratch(kernels::memattn_scratch_bytes(ab.s, true))});
     return std::vector<Tensor>{dq, dk, dv};
   });
   return out;

@@ -1,6 +1,7 @@
 #include "ops/memory_slots.h"
 
 #include "ops/common.h"
+#include "ops/kernels/memattn.h"
 #include "ops/kernels/memory_slots.h"
 
 namespace mmrec::ops {
@@ -37,7 +38,10 @@ SlotMemory make_slot_memory(int64_t batch, int64_t dim, int64_t heads, int64_t s
   check(batch >= 1 && dim >= 1 && heads >= 1 && dim % heads == 0 && slots >= 0 && levels >= 1 && chunk >= 1,
         "make_slot_memory: invalid sizes (batch ", batch, ", dim ", dim, ", heads ", heads, ", slots ", slots,
         ", levels ", levels, ", chunk ", chunk, ")");
-  const int64_t St = level_columns(slots, levels), d = dim / heads;
+  // Every level's columns, rounded up to whole vectors of the memory
+  // attention kernel, which then reads the levels in place (the extra
+  // columns stay zero and masked).
+  const int64_t St = kernels::memattn_weight_row(level_columns(slots, levels)), d = dim / heads;
   SlotMemory m;
   m.slots_k = Tensor::zeros({batch, slots, dim});
   m.slots_v = Tensor::zeros({batch, slots, dim});

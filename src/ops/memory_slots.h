@@ -19,8 +19,9 @@ namespace mmrec::ops {
 struct SlotMemory {
   Tensor slots_k, slots_v;  // [B, M, D], oldest first; rows from `filled` on are zero
   Tensor sum_k, sum_v;      // [B, D]
-  Tensor kt, v;             // [B*H, d, St], [B*H, St, d] (St = every level's columns for M slots):
-                            // the levels of the filled slots in the eager column order, zeros after
+  Tensor kt, v;             // [B*H, d, St], [B*H, St, d] (St = every level's columns for M slots,
+                            // rounded up to 16): the levels of the filled slots in the eager column
+                            // order, zeros after
   Tensor mask;              // [St]: 0 for the filled columns, -1e30 after (added to the scores, so
                             // those columns get weight 0; with no filled slot the read is 0)
   Tensor counts;            // i64 [2]: tokens in the chunk in progress, filled slots

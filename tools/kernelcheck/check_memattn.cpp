@@ -19,9 +19,10 @@ KERNELCHECK_SUITE(memattn) {
   struct Case {
     int64_t B, T, D, H, S;
   };
-  // The last: a training chunk of the bench config reading 84 level columns.
+  // The last three: generation's slot buffers (84 columns rounded up to 96:
+  // read in place), and a training chunk of the bench config reading 84.
   for (const Case& c : {Case{1, 1, 8, 2, 0}, Case{1, 1, 3, 1, 1}, Case{2, 5, 12, 3, 7}, Case{3, 17, 20, 4, 19},
-                        Case{1, 1, 512, 8, 84}, Case{8, 128, 512, 8, 84}})
+                        Case{2, 3, 32, 2, 16}, Case{1, 1, 512, 8, 84}, Case{1, 1, 512, 8, 96}, Case{8, 128, 512, 8, 84}})
     for (bool masked : {false, true}) {
       const std::string tag = masked ? "_masked" : "";
       if (!ctx.wants("memattn" + tag) && !ctx.wants("memattn_bwd" + tag)) continue;

@@ -27,9 +27,11 @@ struct MemattnShape {
 constexpr int64_t kMemattnLanes = 16;
 // A row of the weights p: S rounded up to kMemattnLanes (zeros after S).
 int64_t memattn_weight_row(int64_t S);
-// Scratch of memattn_f32 and memattn_bwd_f32: every head's levels in rows
-// padded to whole vectors. A null scratch is allocated by the call.
-size_t memattn_scratch_bytes(const MemattnShape& s);
+// Scratch of memattn_f32 (backward: memattn_bwd_f32): every head's levels
+// in rows padded to whole vectors; none forward where S and d are multiples
+// of kMemattnLanes (the levels are read in place). A null scratch is
+// allocated by the call.
+size_t memattn_scratch_bytes(const MemattnShape& s, bool backward);
 
 // q: rows of D floats, row (b, t) at q + b q_batch + t q_row; kt [B·H, d, S]
 // and v [B·H, S, d] contiguous; mask [S] (added to the scores) or null; out

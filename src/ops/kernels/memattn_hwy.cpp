@@ -143,13 +143,16 @@ constexpr int64_t kTokens = 32;  // tokens at once (rows of their scores in L1)
 // Tokens [t0, t1) of batch row b, every head: per block of tokens, head
 // after head, so that the block's rows of q and out are read and written
 // while in cache.
-void MemattnRows(const float* q, const float* mask, float scale, float* out, float* p, const MemattnShape& s,
-                 void* scratch, int64_t b, int64_t t0, int64_t t1) {
+void MemattnRows(const float* q, const float* kt, const float* v, const float* mask, float scale, float* out,
+                 float* p, const MemattnShape& s, void* scratch, int64_t b, int64_t t0, int64_t t1) {
   const DF df;
   const size_t N = hn::Lanes(df);
   const int64_t d = s.D / s.H, S = s.S, T = s.T;
   const size_t Sp = Padded(static_cast<size_t>(S)), dp = Padded(static_cast<size_t>(d));
-  const Levels L = LevelsIn(s, scratch);
+  // The levels as they are where their rows are whole vectors (null scratch), else padded.
+  const Levels L = scratch ? LevelsIn(s, scratch)
+                           : Levels{const_cast<float*>(kt), const_cast<float*>(v), static_cast<size_t>(d * S),
+                                    static_cast<size_t>(S * d)};
   Rows& w = Rows::mine();
   w.sc.resize(kTokens * Sp), w.add.resize(Sp), w.o.resize(kTokens * dp);
   float* add = w.add.data();  // the mask, -inf in the padding lanes (their weight is 0)
@@ -281,6 +284,10 @@ constexpr int64_t kTaskTokens = 32;  // tokens of one batch row a forward task t
 
 int64_t round16(int64_t n) { return (n + kMemattnLanes - 1) / kMemattnLanes * kMemattnLanes; }
 
+// Levels whose rows are whole vectors of every target (generation's slot
+// buffers: ops::SlotMemory) are read in place; others are padded first.
+bool levels_whole(const MemattnShape& s) { return s.S % kMemattnLanes == 0 && (s.D / s.H) % kMemattnLanes == 0; }
+
 template <class F>
 void tasks(const MemattnShape& s, int64_t n, F&& f) {
   if (small(s)) return f(0, n);
@@ -292,7 +299,7 @@ void tasks(const MemattnShape& s, int64_t n, F&& f) {
 void* pad_levels(const float* kt, const float* v, const MemattnShape& s, void* scratch, std::vector<float>& own,
                  bool transposed) {
   if (!scratch) {
-    own.resize(memattn_scratch_bytes(s) / sizeof(float));
+    own.resize(memattn_scratch_bytes(s, true) / sizeof(float));
     scratch = own.data();
   }
   tasks(s, s.B * s.H, [&](int64_t lo, int64_t hi) {
@@ -304,8 +311,9 @@ void* pad_levels(const float* kt, const float* v, const MemattnShape& s, void* s
 
 int64_t memattn_weight_row(int64_t S) { return round16(S); }
 
-size_t memattn_scratch_bytes(const MemattnShape& s) {
+size_t memattn_scratch_bytes(const MemattnShape& s, bool backward) {
   const int64_t d = s.H > 0 ? s.D / s.H : 0;
+  if (s.S == 0 || (!backward && levels_whole(s))) return 0;
   return static_cast<size_t>(s.B * s.H * (d * round16(s.S) + s.S * round16(d))) * sizeof(float);
 }
 
@@ -318,13 +326,14 @@ void memattn_f32(const float* q, const float* kt, const float* v, const float* m
     return;
   }
   std::vector<float> own;
-  scratch = pad_levels(kt, v, s, scratch, own, false);
+  scratch = levels_whole(s) ? nullptr : pad_levels(kt, v, s, scratch, own, false);
   // Tasks: a batch row's tokens in blocks, every head (their rows whole).
   const int64_t blocks = (s.T + kTaskTokens - 1) / kTaskTokens;
   tasks(s, s.B * blocks, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       const int64_t b = i / blocks, t0 = i % blocks * kTaskTokens;
-      HWY_DYNAMIC_DISPATCH(MemattnRows)(q, mask, scale, out, p, s, scratch, b, t0, std::min(s.T, t0 + kTaskTokens));
+      HWY_DYNAMIC_DISPATCH(MemattnRows)(q, kt, v, mask, scale, out, p, s, scratch, b, t0,
+                                        std::min(s.T, t0 + kTaskTokens));
     }
   });
 }
