@@ -83,6 +83,8 @@ struct Recorder final : CaptureObserver {
 };
 
 thread_local Recorder* t_recorder = nullptr;
+// Buffers made by the passes of the capture running on this thread.
+thread_local std::vector<std::shared_ptr<Storage>>* t_pass_made = nullptr;
 
 const char* const kKindNames[] = {
     "copy", "fill", "binary", "unary", "affine", "activation", "activation_bwd", "clamp", "clamp_bwd",
@@ -184,6 +186,13 @@ CallDescriber& describer(OpKind k) {
 void register_describer(OpKind kind, CallDescriber describe) { describer(kind) = describe; }
 
 bool capturing() { return t_recorder && !t_recorder->in_kernel; }
+
+Tensor pass_temporary(const Shape& shape, DType dtype) {
+  check(t_pass_made != nullptr, "pass_temporary: only a graph pass makes buffers this way");
+  Tensor t = Tensor::empty(shape, dtype);
+  t_pass_made->push_back(t.impl()->storage);
+  return t;
+}
 
 void dispatch_call(OpKind kind, KernelFn run, const Attrs& attrs, std::initializer_list<Tensor> in,
                    std::initializer_list<Tensor> out) {
@@ -298,7 +307,15 @@ Graph Capture::run(const std::function<void()>& fn, const std::vector<Tensor>& i
         if (t.defined() && !created.count(t.impl()->storage.get())) external.insert(t.impl()->storage.get());
   g.removed_ = remove_dead_calls(g.calls_, external);
   const auto temporary = [&](const Storage* s) { return created.count(s) && !external.count(s); };
+  std::vector<std::shared_ptr<Storage>> pass_made;
+  t_pass_made = &pass_made;
+  struct EndPasses {
+    ~EndPasses() { t_pass_made = nullptr; }
+  } end_passes;
   for (const auto& [name, pass] : passes()) g.fused_ += pass(g.calls_, temporary);
+  t_pass_made = nullptr;
+  for (const auto& s : pass_made) created.insert(s.get());  // temporaries like the others
+  pass_made.clear();
 
   // Values and buffers, in order of first use.
   std::unordered_map<const Storage*, int32_t> buffer_of;
@@ -347,6 +364,7 @@ Graph Capture::run(const std::function<void()>& fn, const std::vector<Tensor>& i
   }
   const size_t total = detail::plan_offsets(temps, g.calls_);
   g.planned_bytes_ = total;
+  g.live_peak_bytes_ = detail::live_peak(temps, g.calls_.size());
   // The captured temporaries' blocks go back to the system before the arena
   // is allocated: the two are never held at once.
   for (Buffer* b : temps) {
@@ -374,7 +392,8 @@ std::string Graph::summary(const std::string& name) const {
      << " fused away), "
      << values_.size() << " values in " << buffers_.size() << " buffers (" << counts[0] << " input, " << counts[1]
      << " parameter/state, " << counts[2] << " output, " << counts[3] << " temporary, " << counts[4]
-     << " constant); temporaries " << mib(captured_bytes_) << " as captured, planned arena " << mib(planned_bytes_);
+     << " constant); temporaries " << mib(captured_bytes_) << " as captured, planned arena " << mib(planned_bytes_)
+     << " (at most " << mib(live_peak_bytes_) << " live at once)";
   return os.str();
 }
 

@@ -111,6 +111,8 @@ class Graph {
   // Bytes of temporaries: allocated during capture, and in the planned arena.
   size_t captured_temp_bytes() const { return captured_bytes_; }
   size_t planned_bytes() const { return planned_bytes_; }
+  // The most bytes of temporaries live during one call: no plan needs less.
+  size_t live_peak_bytes() const { return live_peak_bytes_; }
   size_t removed_calls() const { return removed_; }
   size_t fused_calls() const { return fused_; }
   // One line per call (MMREC_DEBUG=3), or the summary line (=1).
@@ -126,7 +128,7 @@ class Graph {
   std::vector<Value> values_;
   std::vector<Buffer> buffers_;
   std::shared_ptr<void> arena_;
-  size_t captured_bytes_ = 0, planned_bytes_ = 0, removed_ = 0, fused_ = 0;
+  size_t captured_bytes_ = 0, planned_bytes_ = 0, live_peak_bytes_ = 0, removed_ = 0, fused_ = 0;
 };
 
 // True while this thread is inside a capture.
@@ -174,6 +176,9 @@ inline void dispatch(OpKind kind, const A& attrs, std::initializer_list<Tensor> 
 // buffer made and dropped inside the capture. Returns the calls it removed.
 using GraphPass = size_t (*)(std::vector<Call>& calls, const std::function<bool(const Storage*)>& temporary);
 void register_pass(const char* name, GraphPass pass);
+// A new buffer for a call a pass adds: a temporary of the graph being
+// captured, planned with the others (only inside a pass).
+Tensor pass_temporary(const Shape& shape, DType dtype);
 // Removes the calls marked in `drop` (keeping the others' order); returns how many.
 size_t erase_calls(std::vector<Call>& calls, const std::vector<bool>& drop);
 // Which calls read and write a buffer (call indices in order, one entry per

@@ -95,4 +95,15 @@ size_t plan_offsets(std::vector<Buffer*>& temps, const std::vector<Call>& calls)
   return total;
 }
 
+size_t live_peak(const std::vector<Buffer*>& temps, size_t calls) {
+  std::vector<int64_t> delta(calls + 1, 0);  // bytes becoming live at call i (negative: freed after i - 1)
+  for (const Buffer* b : temps) {
+    delta[static_cast<size_t>(b->first)] += static_cast<int64_t>(round_up(b->bytes));
+    delta[static_cast<size_t>(b->last) + 1] -= static_cast<int64_t>(round_up(b->bytes));
+  }
+  int64_t live = 0, peak = 0;
+  for (int64_t x : delta) peak = std::max(peak, live += x);
+  return static_cast<size_t>(peak);
+}
+
 }  // namespace mmrec::autograd::detail

@@ -97,7 +97,8 @@ constexpr LinearAttrs attrs_of(Activation act) { return LinearAttrs{act, false, 
 // for; then the parts of a concatenation written in place (fused calls
 // among them); the residual epilogue after both, on the adds no elementwise
 // chain took (x + h + c stays one pointwise pass) and no concatenation
-// holds; the norm backward's adds (norm_pass.h); the bias gradients last.
+// holds; the norm backward's adds (norm_pass.h); the bias gradients; last,
+// activations read again in backward made again there.
 const bool fuse_registered = (autograd::register_pass("copy_chains", detail::collapse_copy_chains),
                               autograd::register_describer(OpKind::copy, detail::describe_copy_chain),
                               autograd::register_pass("strided_sum", detail::fuse_strided_sum),
@@ -114,7 +115,9 @@ const bool fuse_registered = (autograd::register_pass("copy_chains", detail::col
                               autograd::register_pass("norm_accumulate", detail::fuse_norm_accumulate),
                               autograd::register_describer(OpKind::rmsnorm_bwd, detail::describe_norm_accumulate),
                               autograd::register_pass("bias_grad", detail::fuse_bias_grad),
-                              autograd::register_describer(OpKind::act_backward, detail::describe_bias_grad), true);
+                              autograd::register_describer(OpKind::act_backward, detail::describe_bias_grad),
+                              autograd::register_pass("rematerialize", detail::rematerialize_activations),
+                              autograd::register_describer(OpKind::act_forward, detail::describe_remat), true);
 
 struct Grads {
   Tensor dx, dw, db;  // [M, K], [N, K], [N]

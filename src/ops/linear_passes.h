@@ -7,7 +7,10 @@
 //     residual as it writes the sum (binary post-op) where it stays live or
 //     where the sum post-op would round otherwise (AVX2);
 //   bias_grad: an activation backward whose output a bias gradient sums
-//     becomes one pass making both (kernels::act_backward_col_sum).
+//     becomes one pass making both (kernels::act_backward_col_sum);
+//   rematerialize_activations: an activation's output read again in
+//     backward is made again there from its input (kept for backward anyway)
+//     instead of living from forward to backward.
 // Each leaves the replay bit for bit equal to the calls it replaces.
 #pragma once
 #include <functional>
@@ -32,12 +35,16 @@ struct LinearAttrs {
   // call writes the sum (3: a binary.add; 4: the tape's fused add), where the
   // summand stays live or the CPU's sum post-op would round otherwise.
   uint8_t residual = 0;
+  bool remat = false;  // act_forward: a recomputation for late readers (rematerialize_activations)
 };
 
 using TemporaryFn = std::function<bool(const Storage*)>;
 size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const TemporaryFn& temporary);
 size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const TemporaryFn& temporary);
 size_t fuse_bias_grad(std::vector<autograd::Call>& calls, const TemporaryFn& temporary);
+size_t rematerialize_activations(std::vector<autograd::Call>& calls, const TemporaryFn& temporary);
+// "act_forward recomputed (...)" for a rematerialized activation.
+std::string describe_remat(const autograd::Call& call);
 // "gemm -> grad_accumulate (...)", "linear -> binary.add (...)" for the sum post-ops.
 std::string describe_gemm(const autograd::Call& call);
 // "act_backward -> col_sum (2 calls, 1 pass over 64 MiB)" for a fused bias gradient.
