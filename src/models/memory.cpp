@@ -1,7 +1,6 @@
 #include "models/memory.h"
 
 #include <algorithm>
-#include <cmath>
 #include <optional>
 
 #include "autograd/tape.h"
@@ -11,7 +10,6 @@
 #include "ops/matmul.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
-#include "ops/softmax.h"
 #include "ops/view.h"
 
 namespace mmrec {

@@ -213,13 +213,11 @@ void MemattnBwdRows(const float* q, const float* p, const float* dout, float sca
   const Levels L = LevelsIn(s, scratch);
   Rows& w = Rows::mine();
   w.gk.assign(static_cast<size_t>(nh) * kd, 0.0f), w.gv.assign(static_cast<size_t>(nh) * ks, 0.0f);
-  w.g.resize(kTokens * Sp), w.o.resize(kTokens * dp);
+  w.g.resize(kTokens * Sp), w.o.resize(static_cast<size_t>(nh) * kTokens * dp);
   float *g = w.g.data(), *go = w.o.data();
   for (int64_t tb = 0; tb < T; tb += kTokens) {
     const size_t R = static_cast<size_t>(std::min(kTokens, T - tb));
-    // dO [R, dp] of every head of the block: its rows of dout, zeros after d in a head
-    w.o.resize(static_cast<size_t>(nh) * R * dp);
-    go = w.o.data();
+    // dO [R, dp] of every head of the block (R <= kTokens): its rows of dout, zeros after d in a head
     for (int64_t h = h0; h < h1; ++h)
       for (size_t r = 0; r < R; ++r) {
         const float* src = dout + b * s.o_batch + (tb + static_cast<int64_t>(r)) * s.o_row + h * d;
