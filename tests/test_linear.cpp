@@ -11,6 +11,7 @@
 #include "autograd/gradcheck.h"
 #include "autograd/tape.h"
 #include "ops/elementwise.h"
+#include "ops/kernels/activation.h"
 #include "ops/kernels/linear.h"
 #include "ops/kernels/matmul.h"
 #include "ops/linear.h"
@@ -291,6 +292,36 @@ TEST_CASE("kernels: the fused activation backward and column sums equal the two 
       }
       set_num_threads(0);
     }
+  }
+}
+
+TEST_CASE("kernels: gelu made with its backward (and the bias sums) equals the separate calls bit for bit") {
+  Generator g(18);
+  for (auto [M, N] : {std::pair<int64_t, int64_t>{700, 72}, {300, 4100}, {1000, 3}, {0, 80}, {5, 0}}) {
+    CAPTURE(M);
+    CAPTURE(N);
+    // Pre-activations over [-30, 30]: lanes below -8 and above 20, where the
+    // backward clamps and the forward does not; infinities in a few places.
+    Tensor u = rand_uniform({M, N}, g, -30, 30);
+    float* up = u.data<float>();
+    for (int64_t i = 0; i < u.numel(); i += 37) up[i] = i % 2 ? INFINITY : -INFINITY;
+    const Tensor dy = rand_uniform({M, N}, g, -1, 1);
+    Tensor ca = Tensor::empty({M, N}), cx = Tensor::empty({M, N}), cb = Tensor::empty({N});
+    kernels::act_forward(Activation::gelu, u, ca);
+    kernels::act_backward_col_sum(Activation::gelu, dy, u, cx, cb);
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      Tensor a = Tensor::full({M, N}, 7.0), dx = Tensor::full({M, N}, 7.0), db = Tensor::full({N}, 7.0);
+      kernels::gelu_remat_backward_col_sum(dy, u, a, dx, db);
+      CHECK(test_util::bit_equal(a, ca));
+      CHECK(test_util::bit_equal(dx, cx));
+      CHECK(test_util::bit_equal(db, cb));
+      Tensor a2 = Tensor::full({M, N}, 7.0), dx2 = Tensor::full({M, N}, 7.0);
+      kernels::gelu_fwd_bwd_f32(u.data<float>(), dy.data<float>(), a2.data<float>(), dx2.data<float>(), u.numel());
+      CHECK(test_util::bit_equal(a2, ca));
+      CHECK(test_util::bit_equal(dx2, cx));
+    }
+    set_num_threads(0);
   }
 }
 

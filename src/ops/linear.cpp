@@ -117,7 +117,8 @@ const bool fuse_registered = (autograd::register_pass("copy_chains", detail::col
                               autograd::register_pass("bias_grad", detail::fuse_bias_grad),
                               autograd::register_describer(OpKind::act_backward, detail::describe_bias_grad),
                               autograd::register_pass("rematerialize", detail::rematerialize_activations),
-                              autograd::register_describer(OpKind::act_forward, detail::describe_remat), true);
+                              autograd::register_describer(OpKind::act_forward, detail::describe_remat),
+                              autograd::register_pass("remat_backward", detail::fuse_remat_backward), true);
 
 struct Grads {
   Tensor dx, dw, db;  // [M, K], [N, K], [N]

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "ops/common.h"
+#include "ops/kernels/activation.h"
 #include "ops/kernels/dnnl_context.h"
 #include "ops/elementwise_attrs.h"
 #include "ops/fuse_pointwise.h"
@@ -44,6 +45,28 @@ void run_bias_grad(const BiasGradAttrs& a, const Tensor* in, const Tensor* out) 
   kernels::act_backward_col_sum(a.act, in[0], in[1], dx, db, scratch_ptr(out[2]));
 }
 constexpr autograd::KernelFn kBiasGradRun = &autograd::kernel_thunk<BiasGradAttrs, run_bias_grad>;
+
+// The rematerialized gelu made with its backward: inputs (dy, saved),
+// outputs (y, dx, and with `sums` db and its scratch).
+struct RematBackwardAttrs {
+  bool sums;
+};
+void run_remat_backward(const RematBackwardAttrs& a, const Tensor* in, const Tensor* out) {
+  Tensor y = out[0], dx = out[1];
+  if (!a.sums) {
+    kernels::gelu_fwd_bwd_f32(in[1].data<float>(), in[0].data<float>(), y.data<float>(), dx.data<float>(),
+                              in[0].numel());
+    return;
+  }
+  Tensor db = out[2];
+  kernels::gelu_remat_backward_col_sum(in[0], in[1], y, dx, db, scratch_ptr(out[3]));
+}
+constexpr autograd::KernelFn kRematBackwardRun = &autograd::kernel_thunk<RematBackwardAttrs, run_remat_backward>;
+
+bool same_view(const Tensor& a, const Tensor& b) {
+  return storage_of(a) == storage_of(b) && a.offset() == b.offset() && a.shape() == b.shape() &&
+         a.strides() == b.strides() && a.dtype() == b.dtype();
+}
 
 }  // namespace
 
@@ -217,9 +240,15 @@ size_t fuse_bias_grad(std::vector<autograd::Call>& calls, const TemporaryFn& tem
 }
 
 std::string describe_bias_grad(const autograd::Call& c) {
-  if (c.run != kBiasGradRun) return "";
   std::ostringstream os;
   os.precision(3);
+  if (c.run == kRematBackwardRun) {
+    os << "act_forward -> act_backward" << (attrs_of_call<RematBackwardAttrs>(c).sums ? " -> col_sum (3" : " (2")
+       << " calls, the rematerialized activation made with its backward: 1 pass over "
+       << static_cast<double>(c.out[0].nbytes()) / 1048576.0 << " MiB no longer live from forward to backward)";
+    return os.str();
+  }
+  if (c.run != kBiasGradRun) return "";
   os << "act_backward -> col_sum (2 calls, 1 pass over " << static_cast<double>(c.out[0].nbytes()) / 1024.0
      << " KiB)";
   return os.str();
@@ -287,6 +316,56 @@ std::string describe_remat(const autograd::Call& c) {
   os << "act_forward recomputed for its late readers (rematerialized: "
      << static_cast<double>(c.out[0].nbytes()) / 1048576.0 << " MiB no longer live from forward to backward)";
   return os.str();
+}
+
+
+// Graph pass: a rematerialized gelu a = gelu(u) (act_forward at i) and the
+// activation's own backward dx = dy ⊙ gelu'(u) (at j > i, with or without
+// the bias gradient's column sums fused in) become one call at i, where dy
+// is already made (the linear after the activation computes its dX before
+// its dW, which reads a): one pass over u and dy writing a and dx
+// (kernels::gelu_remat_backward_col_sum), one exp per element for both, and
+// u and dy die at i instead of j. Taken where nothing writes u or dy from i
+// to j and the backward's outputs are first touched at j.
+size_t fuse_remat_backward(std::vector<autograd::Call>& calls, const TemporaryFn& temporary) {
+  autograd::BufferIndex ix = autograd::index_buffers(calls);
+  std::vector<bool> drop(calls.size(), false);
+  size_t fused = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const autograd::Call& r = calls[i];
+    if (r.kind != OpKind::act_forward || r.out.size() != 1 || r.in.size() != 1) continue;
+    const LinearAttrs la = attrs_of_call<LinearAttrs>(r);
+    if (!la.remat || la.act != Activation::gelu || !whole_f32(r.in[0]) || r.in[0].dim() != 2) continue;
+    const Tensor u = r.in[0];
+    size_t j = 0;
+    for (size_t k : ix[storage_of(u)].readers)
+      if (k > i && calls[k].kind == OpKind::act_backward && calls[k].in.size() == 2 && !drop[k]) {
+        j = k;
+        break;
+      }
+    if (j == 0) continue;
+    const autograd::Call& b = calls[j];
+    const bool sums = b.run == kBiasGradRun;
+    if (!sums && b.out.size() != 1) continue;
+    if (attrs_of_call<LinearAttrs>(b).act != Activation::gelu || !same_view(b.in[1], u)) continue;
+    const Tensor dy = b.in[0];
+    if (!whole_f32(dy) || dy.shape() != u.shape() || !whole_f32(b.out[0]) || b.out[0].shape() != u.shape()) continue;
+    bool clear = true;  // dy made before i, u unchanged until j, the outputs first touched at j
+    for (size_t w : ix[storage_of(dy)].writers) clear &= w < i;
+    for (size_t w : ix[storage_of(u)].writers) clear &= w < i || w > j;
+    for (const Tensor& t : b.out)
+      if (t.defined()) clear &= temporary(storage_of(t)) && ix[storage_of(t)].first() == j;
+    if (!clear) continue;
+    autograd::Call n{OpKind::act_backward, kRematBackwardRun, autograd::Attrs::of(RematBackwardAttrs{sums}),
+                     b.in, {}, {}, {}};
+    n.out = {r.out[0]};  // value ids: renumbered after the passes
+    n.out.insert(n.out.end(), b.out.begin(), b.out.end());
+    calls[i] = std::move(n);
+    drop[j] = true;
+    ++fused;
+  }
+  autograd::erase_calls(calls, drop);
+  return fused;
 }
 
 }  // namespace mmrec::ops::detail

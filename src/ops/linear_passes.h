@@ -10,7 +10,10 @@
 //     becomes one pass making both (kernels::act_backward_col_sum);
 //   rematerialize_activations: an activation's output read again in
 //     backward is made again there from its input (kept for backward anyway)
-//     instead of living from forward to backward.
+//     instead of living from forward to backward;
+//   remat_backward: a rematerialized gelu and its own backward (with the
+//     bias gradient's sums, if fused) become one pass over u and dy, where
+//     dy is already made (kernels::gelu_remat_backward_col_sum).
 // Each leaves the replay bit for bit equal to the calls it replaces.
 #pragma once
 #include <functional>
@@ -43,11 +46,13 @@ size_t fuse_gemm_accumulate(std::vector<autograd::Call>& calls, const TemporaryF
 size_t fuse_gemm_residual(std::vector<autograd::Call>& calls, const TemporaryFn& temporary);
 size_t fuse_bias_grad(std::vector<autograd::Call>& calls, const TemporaryFn& temporary);
 size_t rematerialize_activations(std::vector<autograd::Call>& calls, const TemporaryFn& temporary);
+size_t fuse_remat_backward(std::vector<autograd::Call>& calls, const TemporaryFn& temporary);
 // "act_forward recomputed (...)" for a rematerialized activation.
 std::string describe_remat(const autograd::Call& call);
 // "gemm -> grad_accumulate (...)", "linear -> binary.add (...)" for the sum post-ops.
 std::string describe_gemm(const autograd::Call& call);
-// "act_backward -> col_sum (2 calls, 1 pass over 64 MiB)" for a fused bias gradient.
+// "act_backward -> col_sum (2 calls, 1 pass over 64 MiB)" for a fused bias
+// gradient; "act_forward -> act_backward -> col_sum (3 calls, ...)" for remat_backward.
 std::string describe_bias_grad(const autograd::Call& call);
 
 }  // namespace mmrec::ops::detail

@@ -208,6 +208,27 @@ BENCH_SUITE(linear) {
                       {"ratio", t[1] / t[0]}});
   }
 
+  // The remat_backward pass's fused call (the rematerialized gelu made with
+  // its backward and the bias sums, one exp per element) against the two
+  // calls it replaces; bytes: u and dy read, a and dx written once.
+  for (int64_t n : {int64_t{128}, int64_t{2048}}) {  // the model's MDI and FFN widths
+    const std::string name = "linear_remat_bwd_db_gelu_8192x" + std::to_string(n);
+    if (!ctx.wants(name)) continue;
+    const Tensor u = rand_uniform({M, n}, g, -3, 3), gy = rand_uniform({M, n}, g, -1, 1);
+    Tensor a = Tensor::empty({M, n}), dx = Tensor::empty({M, n}), db = Tensor::empty({n});
+    std::vector<char> scratch(kernels::col_sum_scratch_bytes(M, n));
+    const std::vector<double> t = bench::median_seconds_interleaved(
+        {[&] { kernels::gelu_remat_backward_col_sum(gy, u, a, dx, db, scratch.data()); },
+         [&] {
+           kernels::act_forward(Activation::gelu, u, a);
+           kernels::act_backward_col_sum(Activation::gelu, gy, u, dx, db, scratch.data());
+         }},
+        reps);
+    const double bytes = 4.0 * 4.0 * M * n;
+    ctx.report(name, {{"us", t[0] * 1e6}, {"gbps", bytes / t[0] / 1e9}, {"chain_us", t[1] * 1e6},
+                      {"ratio", t[1] / t[0]}});
+  }
+
   // gelu with a backward to come: GEMM + separate gelu pass (saves the
   // pre-activation) against the fused post-op (would re-run the GEMM in the backward).
   if (ctx.wants("linear_gelu_strategy")) {

@@ -14,6 +14,10 @@ void activation_f32(Activation op, const float* x, float* y, int64_t n);
 // dx = g * f'(x). For sigmoid `xy` is the forward OUTPUT (σ' = y (1 - y));
 // for gelu it is the input x.
 void activation_bwd_f32(Activation op, const float* xy, const float* g, float* dx, int64_t n);
+// y = gelu(x) and dx = g * gelu'(x) in one pass (the compiled graph's
+// rematerialized activation made with its backward): the same bits as
+// activation_f32 and activation_bwd_f32.
+void gelu_fwd_bwd_f32(const float* x, const float* g, float* y, float* dx, int64_t n);
 // y = min(max(x, lo), hi)
 void clamp_f32(const float* x, float lo, float hi, float* y, int64_t n);
 // dx = g where lo < x < hi, else 0
@@ -26,6 +30,7 @@ void sigmoid_mul_bwd_f32(const float* x, const float* y, const float* g, float* 
 namespace ref {
 void activation_f32(Activation op, const float* x, float* y, int64_t n);
 void activation_bwd_f32(Activation op, const float* xy, const float* g, float* dx, int64_t n);
+void gelu_fwd_bwd_f32(const float* x, const float* g, float* y, float* dx, int64_t n);
 void clamp_f32(const float* x, float lo, float hi, float* y, int64_t n);
 void clamp_bwd_f32(const float* x, float lo, float hi, const float* g, float* dx, int64_t n);
 void sigmoid_mul_f32(const float* x, const float* y, float* out, int64_t n);

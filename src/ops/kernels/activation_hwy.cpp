@@ -69,6 +69,45 @@ void GeluBwdRow(const float* HWY_RESTRICT x, const float* HWY_RESTRICT g, float*
   });
 }
 
+// GELU and its backward in one pass over x: y = gelu(x) and dx = g gelu'(x),
+// sharing the exp (x σ(2u) and σ(2u) have the same denominator, and
+// GeluBwdRow's -2u equals Gelu's: MulAdd(x², -k1, -k0) = -MulAdd(x², k1, k0)
+// exactly). The same bits as GeluRow and GeluBwdRow. A vector holding a lane
+// outside [-8, 20] (where GeluBwdRow clamps) takes y from Gelu on x itself.
+void GeluFwdBwdRow(const float* HWY_RESTRICT x, const float* HWY_RESTRICT g, float* HWY_RESTRICT y,
+                   float* HWY_RESTRICT dx, size_t n) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  const auto nk0 = hn::Set(d, -kGeluK0), nk1 = hn::Set(d, -kGeluK1), k0 = hn::Set(d, kGeluK0);
+  const auto k3 = hn::Set(d, 3.0f * kGeluK1), one = hn::Set(d, 1.0f);
+  const auto lo = hn::Set(d, -8.0f), hi = hn::Set(d, 20.0f);
+  auto step = [&](auto xv, auto vg, auto& oy, auto& odx) {
+    const auto v = hn::Min(hn::Max(xv, lo), hi);
+    const auto x2 = hn::Mul(v, v);
+    const auto den = hn::Add(one, ExpClamped(d, hn::Mul(v, hn::MulAdd(x2, nk1, nk0))));
+    const auto s = hn::Div(one, den);
+    const auto du = hn::MulAdd(x2, k3, k0);
+    const auto ds = hn::Mul(hn::Mul(s, hn::Sub(one, s)), hn::Mul(v, du));
+    const auto below = hn::Lt(xv, lo);
+    odx = hn::IfThenZeroElse(below, hn::Mul(vg, hn::Add(s, ds)));
+    oy = hn::AllFalse(d, hn::Or(below, hn::Lt(hi, xv))) ? hn::Div(xv, den) : Gelu(d, xv);
+  };
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    hn::Vec<hn::ScalableTag<float>> oy, odx;
+    step(hn::LoadU(d, x + i), hn::LoadU(d, g + i), oy, odx);
+    hn::StoreU(oy, d, y + i);
+    hn::StoreU(odx, d, dx + i);
+  }
+  if (i < n) {
+    const size_t r = n - i;
+    hn::Vec<hn::ScalableTag<float>> oy, odx;
+    step(LoadTail(d, x + i, r, 0.0f), LoadTail(d, g + i, r, 0.0f), oy, odx);
+    StoreTail(d, oy, y + i, r);
+    StoreTail(d, odx, dx + i, r);
+  }
+}
+
 void ClampBwdRow(const float* HWY_RESTRICT x, float lo, float hi, const float* HWY_RESTRICT g,
                  float* HWY_RESTRICT dx, size_t n) {
   const hn::ScalableTag<float> d;
@@ -116,6 +155,7 @@ HWY_EXPORT(ClampRow);
 HWY_EXPORT(SigmoidMulRow);
 HWY_EXPORT(SigmoidBwdRow);
 HWY_EXPORT(GeluBwdRow);
+HWY_EXPORT(GeluFwdBwdRow);
 HWY_EXPORT(ClampBwdRow);
 HWY_EXPORT(SigmoidMulBwdRow);
 
@@ -150,6 +190,10 @@ void activation_bwd_f32(Activation op, const float* xy, const float* g, float* d
     else
       HWY_DYNAMIC_DISPATCH(GeluBwdRow)(xy + b, g + b, dx + b, len);
   });
+}
+
+void gelu_fwd_bwd_f32(const float* x, const float* g, float* y, float* dx, int64_t n) {
+  for_chunks(n, false, [&](int64_t b, size_t len) { HWY_DYNAMIC_DISPATCH(GeluFwdBwdRow)(x + b, g + b, y + b, dx + b, len); });
 }
 
 void clamp_f32(const float* x, float lo, float hi, float* y, int64_t n) {

@@ -29,6 +29,11 @@ void activation_bwd_f32(Activation op, const float* xy, const float* g, float* d
   }
 }
 
+void gelu_fwd_bwd_f32(const float* x, const float* g, float* y, float* dx, int64_t n) {
+  ref::activation_f32(Activation::gelu, x, y, n);
+  ref::activation_bwd_f32(Activation::gelu, x, g, dx, n);
+}
+
 void clamp_f32(const float* x, float lo, float hi, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(x[i], lo), hi);
 }

@@ -126,6 +126,23 @@ void act_backward_col_sum(ops::Activation act, const Tensor& dy, const Tensor& s
   sum_axis_f32(d, 1, M, N, 1.0f, db.data<float>(), scratch, make);
 }
 
+void gelu_remat_backward_col_sum(const Tensor& dy, const Tensor& saved, Tensor& y, Tensor& dx, Tensor& db,
+                                 void* scratch) {
+  const int64_t M = dy.shape()[0], N = dy.shape()[1];
+  const float *g = dy.data<float>(), *sv = saved.data<float>();
+  float *a = y.data<float>(), *d = dx.data<float>();
+  // The blocks of y and dx: rows [k0, k1), columns [c0, c1).
+  auto make = [&](int64_t, int64_t k0, int64_t k1, int64_t c0, int64_t c1) {
+    if (c0 == 0 && c1 == N) {  // whole rows: one contiguous run
+      gelu_fwd_bwd_f32(sv + k0 * N, g + k0 * N, a + k0 * N, d + k0 * N, (k1 - k0) * N);
+      return;
+    }
+    for (int64_t k = k0; k < k1; ++k)
+      gelu_fwd_bwd_f32(sv + k * N + c0, g + k * N + c0, a + k * N + c0, d + k * N + c0, c1 - c0);
+  };
+  sum_axis_f32(d, 1, M, N, 1.0f, db.data<float>(), scratch, make);
+}
+
 void convert(const Tensor& src, Tensor& dst) {
   const int64_t n = src.numel();
   if (n == 0) return;

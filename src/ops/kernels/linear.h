@@ -39,6 +39,14 @@ size_t col_sum_scratch_bytes(int64_t M, int64_t N);
 void act_backward_col_sum(ops::Activation act, const Tensor& dy, const Tensor& saved, Tensor& dx, Tensor& db,
                           void* scratch = nullptr);
 
+// The rematerialize pass's activation made again where its backward runs:
+// y = gelu(saved) and act_backward_col_sum's dx = dy ⊙ gelu'(saved), db = the
+// column sums of dx, in one pass over saved and dy (kernels::gelu_fwd_bwd_f32:
+// one exp for both). Bit for bit act_forward, then act_backward_col_sum;
+// gelu only (the fused call of ops/linear_passes.cpp's remat_backward).
+void gelu_remat_backward_col_sum(const Tensor& dy, const Tensor& saved, Tensor& y, Tensor& dx, Tensor& db,
+                                 void* scratch = nullptr);
+
 // y = act(x) elementwise (x, y f32 contiguous, same size; may alias).
 void act_forward(ops::Activation act, const Tensor& x, Tensor& y);
 // dx = dy ⊙ act'(·), where `saved` is the pre-activation for gelu and the
