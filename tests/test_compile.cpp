@@ -416,6 +416,8 @@ TEST_CASE("a compiled model fuses its pointwise chains; logits, gradients and we
     CHECK(r.micro_fused > 0);
     CHECK(r.micro_calls.count(OpKind::fused_pointwise) == 1);
     CHECK(r.micro_fusions.find("binary.add -> binary.add") != std::string::npos);
+    // The decay gate: clamp's backward keeps its output, so the product dies in the clamp.
+    CHECK(r.micro_fusions.find("binary.mul -> clamp (2 calls") != std::string::npos);
     CHECK(r.micro_fusions.find("copy -> grad_accumulate") != std::string::npos);
     CHECK(r.micro_calls.count(OpKind::memattn) == 1);  // memory attention reads q's heads in place
     CHECK(r.micro_calls.count(OpKind::memattn_bwd) == 1);

@@ -168,6 +168,15 @@ TEST_CASE("activations: values and gradient checks") {
     const float xi = cv[static_cast<size_t>(i)];
     CHECK(c.grad().flat_at(i) == ((-0.5f < xi && xi < 1.0f) ? 1.0f : 0.0f));
   }
+  // The backward keeps clamp's output: the gradient passes strictly inside
+  // the bounds only, as from the input, at the bounds, beyond them, at ±inf
+  // and at NaN alike.
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> edge{-0.5f, 1.0f, -0.49999997f, 0.99999994f, -0.50000006f, 1.0000001f, inf, -inf, nan, 0.25f};
+  Tensor e = Tensor::from_vector(edge, {10}).set_requires_grad();
+  autograd::backward(ops::sum(ops::clamp(e, -0.5f, 1.0f)));
+  const std::vector<float> want_edge{0, 0, 1, 1, 0, 0, 0, 0, 0, 1};
+  CHECK(e.grad().to_vector() == want_edge);
   // Non-contiguous input goes through a contiguous copy.
   Tensor t = uniform({5, 3}, 7).transpose(0, 1);
   CHECK(max_err(ops::gelu(t), ops::gelu(t.contiguous())) == 0);

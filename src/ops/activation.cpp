@@ -64,9 +64,13 @@ Tensor clamp(const Tensor& x_in, float lo, float hi) {
   const ActAttrs attrs{Activation{}, lo, hi, out.numel()};
   if (out.numel()) detail::dispatch<run_clamp>(detail::OpKind::clamp, attrs, {x}, {out});
   if (autograd::needs_grad({x_in})) {
-    const Tensor xs = x.detach();
-    autograd::record("clamp", {x_in}, {out}, [xs, attrs](const std::vector<Tensor>& g) {
-      return std::vector<Tensor>{backward_map<run_clamp_bwd>(detail::OpKind::clamp_bwd, attrs, xs, g[0])};
+    // The backward keeps the output, not x: lo < y < hi exactly where
+    // lo < x < hi (y is x there, a bound elsewhere; a NaN x gives no
+    // gradient either way), so x may die here (a product clamped, as the
+    // decay gate's, becomes one pass in a captured step).
+    const Tensor ys = out.detach();
+    autograd::record("clamp", {x_in}, {out}, [ys, attrs](const std::vector<Tensor>& g) {
+      return std::vector<Tensor>{backward_map<run_clamp_bwd>(detail::OpKind::clamp_bwd, attrs, ys, g[0])};
     });
   }
   return out;

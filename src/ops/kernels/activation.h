@@ -20,7 +20,8 @@ void activation_bwd_f32(Activation op, const float* xy, const float* g, float* d
 void gelu_fwd_bwd_f32(const float* x, const float* g, float* y, float* dx, int64_t n);
 // y = min(max(x, lo), hi)
 void clamp_f32(const float* x, float lo, float hi, float* y, int64_t n);
-// dx = g where lo < x < hi, else 0
+// dx = g where lo < x < hi, else 0 (x: clamp's input or its output, the
+// same mask; ops::clamp passes the output)
 void clamp_bwd_f32(const float* x, float lo, float hi, const float* g, float* dx, int64_t n);
 // out = σ(x) * y
 void sigmoid_mul_f32(const float* x, const float* y, float* out, int64_t n);
