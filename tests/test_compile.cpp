@@ -418,6 +418,14 @@ TEST_CASE("a compiled model fuses its pointwise chains; logits, gradients and we
     CHECK(r.micro_fusions.find("binary.add -> binary.add") != std::string::npos);
     // The decay gate: clamp's backward keeps its output, so the product dies in the clamp.
     CHECK(r.micro_fusions.find("binary.mul -> clamp (2 calls") != std::string::npos);
+    if (std::string(mode) == "parallel") {
+      // σ(gate) ⊙ z and its backward read z, a column slice of qkvz, in place.
+      CHECK(r.micro_fusions.find("copy -> sigmoid_mul (2 calls, y read in place") != std::string::npos);
+      CHECK(r.micro_fusions.find("copy -> sigmoid_mul_bwd (2 calls, y read in place") != std::string::npos);
+    } else {
+      // The recurrence's step σ(gate) ⊙ z_t + γ_t ⊙ h stays one pointwise pass.
+      CHECK(r.micro_fusions.find("sigmoid_mul -> binary.mul -> binary.add (3 calls") != std::string::npos);
+    }
     CHECK(r.micro_fusions.find("copy -> grad_accumulate") != std::string::npos);
     CHECK(r.micro_calls.count(OpKind::memattn) == 1);  // memory attention reads q's heads in place
     CHECK(r.micro_calls.count(OpKind::memattn_bwd) == 1);

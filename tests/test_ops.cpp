@@ -113,6 +113,42 @@ TEST_CASE("activation kernels match the reference on odd sizes, forward and back
   CHECK(max_err(dw, rw) < 2e-6);
 }
 
+TEST_CASE("sigmoid_mul over rows of a wider y equals the contiguous kernels on a copy, bit for bit, 1 or 2 threads") {
+  // Rows of odd widths (vector tails in every row), a slice in the middle of
+  // a buffer 3 columns wider; enough rows for several tasks; empty.
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{700, 37}, {3000, 512}, {5, 1}, {0, 9}}) {
+    CAPTURE(rows);
+    CAPTURE(cols);
+    const int64_t ld = cols + 3;
+    const Tensor wide = uniform({rows, ld}, 4, -2.0f, 2.0f), x = uniform({rows, cols}, 5, -9.0f, 9.0f);
+    const Tensor g = uniform({rows, cols}, 6);
+    const Tensor y = ops::slice(wide, 1, 1, 1 + cols).contiguous();
+    const float* ys = wide.data<float>() + 1;
+    Tensor want = Tensor::empty({rows, cols}), wdx = Tensor::empty({rows, cols}), wdy = Tensor::empty({rows, cols});
+    kernels::sigmoid_mul_f32(x.data<float>(), y.data<float>(), want.data<float>(), rows * cols);
+    kernels::sigmoid_mul_bwd_f32(x.data<float>(), y.data<float>(), g.data<float>(), wdx.data<float>(),
+                                 wdy.data<float>(), rows * cols);
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      Tensor out = Tensor::full({rows, cols}, 7.0), dx = Tensor::full({rows, cols}, 7.0);
+      Tensor dy = Tensor::full({rows, cols}, 7.0), dx2 = Tensor::full({rows, cols}, 7.0);
+      kernels::sigmoid_mul_rows_f32(x.data<float>(), ys, ld, out.data<float>(), rows, cols);
+      kernels::sigmoid_mul_bwd_rows_f32(x.data<float>(), ys, ld, g.data<float>(), dx.data<float>(), dy.data<float>(),
+                                        rows, cols);
+      kernels::sigmoid_mul_bwd_rows_f32(x.data<float>(), ys, ld, g.data<float>(), dx2.data<float>(), nullptr, rows,
+                                        cols);
+      CHECK(test_util::bit_equal(out, want));
+      CHECK(test_util::bit_equal(dx, wdx));
+      CHECK(test_util::bit_equal(dy, wdy));
+      CHECK(test_util::bit_equal(dx2, wdx));
+    }
+    set_num_threads(0);
+    Tensor r = Tensor::empty({rows, cols});
+    kernels::ref::sigmoid_mul_rows_f32(x.data<float>(), ys, ld, r.data<float>(), rows, cols);
+    CHECK(max_err(want, r) < 2e-6);
+  }
+}
+
 TEST_CASE("outputs above 24 MiB (non-temporal stores) match the reference, rows not vector-aligned") {
   const int64_t rows = 6300, d = 1001;  // 24.06 MiB per tensor
   Tensor x = uniform({rows, d}, 8, -6.0f, 6.0f), y = uniform({rows, d}, 9), w = uniform({d}, 10);

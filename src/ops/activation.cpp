@@ -22,9 +22,16 @@ void run_clamp_bwd(const ActAttrs& a, const Tensor* in, const Tensor* out) {
   kernels::clamp_bwd_f32(in[0].data<float>(), a.lo, a.hi, in[1].data<float>(), out[0].data<float>(), a.n);
 }
 void run_sigmoid_mul(const ActAttrs& a, const Tensor* in, const Tensor* out) {
+  if (a.ld)
+    return kernels::sigmoid_mul_rows_f32(in[0].data<float>(), in[1].data<float>(), a.ld, out[0].data<float>(),
+                                         a.n / a.cols, a.cols);
   kernels::sigmoid_mul_f32(in[0].data<float>(), in[1].data<float>(), out[0].data<float>(), a.n);
 }
 void run_sigmoid_mul_bwd(const ActAttrs& a, const Tensor* in, const Tensor* out) {
+  if (a.ld)
+    return kernels::sigmoid_mul_bwd_rows_f32(in[0].data<float>(), in[1].data<float>(), a.ld, in[2].data<float>(),
+                                             detail::f32_or_null(out[0]), detail::f32_or_null(out[1]), a.n / a.cols,
+                                             a.cols);
   kernels::sigmoid_mul_bwd_f32(in[0].data<float>(), in[1].data<float>(), in[2].data<float>(),
                                detail::f32_or_null(out[0]), detail::f32_or_null(out[1]), a.n);
 }

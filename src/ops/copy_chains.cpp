@@ -24,7 +24,6 @@ struct ChainAttrs {
 void run_chain_copy(const ChainAttrs&, const Tensor* in, const Tensor* out) { copy_raw(out[0], in[0]); }
 constexpr autograd::KernelFn kChainRun = &autograd::kernel_thunk<ChainAttrs, run_chain_copy>;
 
-ElemView view_of(const Tensor& t) { return {t.offset(), t.shape(), t.strides()}; }
 
 // A copy_rows side (its source or destination) as a view of rows x elements.
 std::optional<ElemView> rows_view(const Tensor& t, int64_t off, int64_t stride, const RowsAttrs& a) {
@@ -158,10 +157,6 @@ size_t collapse_copy_chains(std::vector<Call>& calls, const std::function<bool(c
   return fused;
 }
 
-namespace {
-// The row stride of v read as rows of `inner` elements in row-major order:
-// its trailing axes hold exactly `inner` contiguous elements and its leading
-// axes step by one stride; nullopt otherwise.
 std::optional<int64_t> uniform_rows(const ElemView& v, int64_t inner) {
   Shape sh, st;
   for (size_t k = 0; k < v.shape.size(); ++k)
@@ -179,6 +174,8 @@ std::optional<int64_t> uniform_rows(const ElemView& v, int64_t inner) {
     if (st[static_cast<size_t>(k)] != expect) return std::nullopt;
   return ld >= inner ? std::optional<int64_t>(ld) : std::nullopt;
 }
+
+namespace {
 
 // uniform_rows for each index of v's leading axis, whose step may differ
 // (rows of a slice that skips rows between batches): {groups, their stride,

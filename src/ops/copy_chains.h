@@ -21,6 +21,13 @@ struct ElemView {
   Shape shape, strides;
 };
 
+inline ElemView view_of(const Tensor& t) { return {t.offset(), t.shape(), t.strides()}; }
+
+// The row stride of v read as rows of `inner` elements in row-major order:
+// its trailing axes hold exactly `inner` contiguous elements and its leading
+// axes step by one stride; nullopt otherwise.
+std::optional<int64_t> uniform_rows(const ElemView& v, int64_t inner);
+
 // t is a contiguous buffer whose element l is element l (row-major) of w, a
 // view of a buffer s. Copying the view v of t into the view d (same shape)
 // is copying `src` of s into `dst`, both of one shape (v's axes, some split
@@ -45,6 +52,16 @@ std::string describe_copy_chain(const autograd::Call& call);
 size_t fuse_strided_sum(std::vector<autograd::Call>& calls, const std::function<bool(const Storage*)>& temporary);
 // "copy -> sum_axis (...)" for a sum reading a strided source.
 std::string describe_strided_sum(const autograd::Call& call);
+
+// The strided_operand pass (strided_operand.cpp): a copy into a temporary
+// that only sigmoid_mul and its backward read as their y (the recurrence's
+// input σ(gate) ⊙ z, z a column slice of the qkvz projection) is dropped,
+// and they read the copy's source in place, rows a stride apart (ActAttrs'
+// cols and ld): the same lanes, so the replay is unchanged bit for bit.
+size_t fuse_strided_operand(std::vector<autograd::Call>& calls,
+                            const std::function<bool(const Storage*)>& temporary);
+// "copy -> sigmoid_mul (...)" for a call reading y in place.
+std::string describe_strided_operand(const autograd::Call& call);
 
 // The write_in_place pass: a copy of a whole temporary that only it reads
 // (a part copied into its place in a concatenation: the qkvz gradient joined

@@ -28,6 +28,9 @@ struct ActAttrs {
   kernels::Activation op;
   float lo, hi;  // clamp's bounds
   int64_t n;
+  // sigmoid_mul and its backward: y read as rows of `cols` floats `ld` apart
+  // (0: contiguous; the strided_operand pass sets them).
+  int64_t cols = 0, ld = 0;
 };
 
 // sum_axis and expand_axis over x viewed as [outer, n, inner]; sum_axis

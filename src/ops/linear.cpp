@@ -94,11 +94,14 @@ constexpr LinearAttrs attrs_of(Activation act) { return LinearAttrs{act, false, 
 // Passes run in registration order: copy chains first (they only join copies
 // to copies), then the sums reading a copy's source; gemm_accumulate before
 // pointwise fusion, which would otherwise absorb the accumulations it looks
-// for; then the parts of a concatenation written in place (fused calls
+// for; then the copies sigmoid_mul reads (after pointwise fusion, which
+// takes a sigmoid_mul of a contiguous y into a chain: the sequential
+// recurrence's step); then the parts of a concatenation written in place (fused calls
 // among them); the residual epilogue after both, on the adds no elementwise
 // chain took (x + h + c stays one pointwise pass) and no concatenation
 // holds; the norm backward's adds (norm_pass.h); the bias gradients; last,
-// activations read again in backward made again there.
+// activations read again in backward made again there, and with their
+// own backward.
 const bool fuse_registered = (autograd::register_pass("copy_chains", detail::collapse_copy_chains),
                               autograd::register_describer(OpKind::copy, detail::describe_copy_chain),
                               autograd::register_pass("strided_sum", detail::fuse_strided_sum),
@@ -107,6 +110,9 @@ const bool fuse_registered = (autograd::register_pass("copy_chains", detail::col
                               autograd::register_describer(OpKind::gemm, detail::describe_gemm),
                               autograd::register_pass("fuse_pointwise", detail::fuse_pointwise),
                               autograd::register_describer(OpKind::fused_pointwise, detail::describe_pointwise),
+                              autograd::register_pass("strided_operand", detail::fuse_strided_operand),
+                              autograd::register_describer(OpKind::sigmoid_mul, detail::describe_strided_operand),
+                              autograd::register_describer(OpKind::sigmoid_mul_bwd, detail::describe_strided_operand),
                               autograd::register_pass("write_in_place", detail::write_in_place),
                               autograd::register_describer(OpKind::expand_axis, detail::describe_expand_in_place),
                               autograd::register_describer(OpKind::memattn, detail::describe_memattn_in_place),

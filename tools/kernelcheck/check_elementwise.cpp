@@ -83,6 +83,29 @@ KERNELCHECK_SUITE(activation) {
       ctx.compare("sigmoid_mul_bwd_dy", s, a2, b2, 2e-6, tk, tr);
     }
   }
+  // sigmoid_mul reading y in place, rows of a wider buffer (the
+  // strided_operand pass: z, a column slice of qkvz).
+  for (int64_t cols : kc::sizes()) {
+    const int64_t rows = 33, ld = cols + 5;
+    const Shape s{rows, cols};
+    const Tensor wide = rand_uniform({rows, ld}, gen, -1.0f, 1.0f), x = rand_uniform(s, gen, -10.0f, 10.0f);
+    const Tensor g = rand_uniform(s, gen);
+    const float *px = x.data<float>(), *pw = wide.data<float>() + 2, *pg = g.data<float>();
+    Tensor a = Tensor::empty(s), b = Tensor::empty(s), a2 = Tensor::empty(s), b2 = Tensor::empty(s);
+    if (ctx.wants("sigmoid_mul_rows"))
+      row(ctx, "sigmoid_mul_rows", s, [&] { kernels::sigmoid_mul_rows_f32(px, pw, ld, a.data<float>(), rows, cols); },
+          [&] { kernels::ref::sigmoid_mul_rows_f32(px, pw, ld, b.data<float>(), rows, cols); }, a, b, 2e-6);
+    if (ctx.wants("sigmoid_mul_bwd_rows")) {
+      const double tk = kc::time_us([&] {
+        kernels::sigmoid_mul_bwd_rows_f32(px, pw, ld, pg, a.data<float>(), a2.data<float>(), rows, cols);
+      });
+      const double tr = kc::time_us([&] {
+        kernels::ref::sigmoid_mul_bwd_rows_f32(px, pw, ld, pg, b.data<float>(), b2.data<float>(), rows, cols);
+      }, 1);
+      ctx.compare("sigmoid_mul_bwd_rows_dx", s, a, b, 2e-6, tk, tr);
+      ctx.compare("sigmoid_mul_bwd_rows_dy", s, a2, b2, 2e-6, tk, tr);
+    }
+  }
   Tensor x = rand_uniform({3, 17}, gen, -3.0f, 3.0f).set_requires_grad();
   Tensor y = rand_uniform({3, 17}, gen).set_requires_grad();
   grad_row(ctx, "sigmoid_gradcheck", {3, 17}, [](auto& in) { return ops::sigmoid(in[0]); }, {x});

@@ -27,6 +27,12 @@ void clamp_bwd_f32(const float* x, float lo, float hi, const float* g, float* dx
 void sigmoid_mul_f32(const float* x, const float* y, float* out, int64_t n);
 // dx = g * y * σ(x) (1 - σ(x)), dy = g * σ(x), in one pass; dx or dy may be null.
 void sigmoid_mul_bwd_f32(const float* x, const float* y, const float* g, float* dx, float* dy, int64_t n);
+// The same two over rows x cols, where y's rows are ldy floats apart (a
+// column slice of a wider buffer, read in place); x, g, out, dx, dy
+// contiguous. Bit for bit the contiguous kernels on a copy of y.
+void sigmoid_mul_rows_f32(const float* x, const float* y, int64_t ldy, float* out, int64_t rows, int64_t cols);
+void sigmoid_mul_bwd_rows_f32(const float* x, const float* y, int64_t ldy, const float* g, float* dx, float* dy,
+                              int64_t rows, int64_t cols);
 
 namespace ref {
 void activation_f32(Activation op, const float* x, float* y, int64_t n);
@@ -36,6 +42,9 @@ void clamp_f32(const float* x, float lo, float hi, float* y, int64_t n);
 void clamp_bwd_f32(const float* x, float lo, float hi, const float* g, float* dx, int64_t n);
 void sigmoid_mul_f32(const float* x, const float* y, float* out, int64_t n);
 void sigmoid_mul_bwd_f32(const float* x, const float* y, const float* g, float* dx, float* dy, int64_t n);
+void sigmoid_mul_rows_f32(const float* x, const float* y, int64_t ldy, float* out, int64_t rows, int64_t cols);
+void sigmoid_mul_bwd_rows_f32(const float* x, const float* y, int64_t ldy, const float* g, float* dx, float* dy,
+                              int64_t rows, int64_t cols);
 }  // namespace ref
 
 }  // namespace mmrec::kernels

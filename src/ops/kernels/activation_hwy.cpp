@@ -8,6 +8,7 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "ops/kernels/activation_hwy.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <algorithm>
 #include <hwy/highway.h>
 
 #include "ops/kernels/activation.h"
@@ -215,6 +216,26 @@ void sigmoid_mul_f32(const float* x, const float* y, float* out, int64_t n) {
 void sigmoid_mul_bwd_f32(const float* x, const float* y, const float* g, float* dx, float* dy, int64_t n) {
   for_chunks(n, false, [&](int64_t b, size_t len) {
     HWY_DYNAMIC_DISPATCH(SigmoidMulBwdRow)(x + b, y + b, g + b, dx ? dx + b : nullptr, dy ? dy + b : nullptr, len);
+  });
+}
+
+void sigmoid_mul_rows_f32(const float* x, const float* y, int64_t ldy, float* out, int64_t rows, int64_t cols) {
+  if (cols <= 0) return;
+  const bool st = stream_out(rows * cols);
+  parallel_for(rows, std::max<int64_t>(1, kGrain / cols), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r)
+      HWY_DYNAMIC_DISPATCH(SigmoidMulRow)(x + r * cols, y + r * ldy, out + r * cols, static_cast<size_t>(cols), st);
+    if (st) hwy::FlushStream();
+  });
+}
+
+void sigmoid_mul_bwd_rows_f32(const float* x, const float* y, int64_t ldy, const float* g, float* dx, float* dy,
+                              int64_t rows, int64_t cols) {
+  if (cols <= 0) return;
+  parallel_for(rows, std::max<int64_t>(1, kGrain / cols), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r)
+      HWY_DYNAMIC_DISPATCH(SigmoidMulBwdRow)(x + r * cols, y + r * ldy, g + r * cols, dx ? dx + r * cols : nullptr,
+                                             dy ? dy + r * cols : nullptr, static_cast<size_t>(cols));
   });
 }
 

@@ -54,4 +54,15 @@ void sigmoid_mul_bwd_f32(const float* x, const float* y, const float* g, float* 
   }
 }
 
+void sigmoid_mul_rows_f32(const float* x, const float* y, int64_t ldy, float* out, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) sigmoid_mul_f32(x + r * cols, y + r * ldy, out + r * cols, cols);
+}
+
+void sigmoid_mul_bwd_rows_f32(const float* x, const float* y, int64_t ldy, const float* g, float* dx, float* dy,
+                              int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r)
+    sigmoid_mul_bwd_f32(x + r * cols, y + r * ldy, g + r * cols, dx ? dx + r * cols : nullptr,
+                        dy ? dy + r * cols : nullptr, cols);
+}
+
 }  // namespace mmrec::kernels::ref
