@@ -208,18 +208,23 @@ int64_t contiguous_run(const ElemView& v) {
 }
 }  // namespace
 
+bool f32_copy_to_temporary(const Call& c, const std::function<bool(const Storage*)>& temporary) {
+  if (c.kind != OpKind::copy || c.in.size() != 1 || c.out.size() != 1) return false;
+  const Tensor &src = c.in[0], &mid = c.out[0];
+  return storage_of(src) != storage_of(mid) && src.dtype() == DType::f32 && mid.dtype() == DType::f32 &&
+         temporary(storage_of(mid)) && whole(view_of(mid), mid);
+}
+
 size_t fuse_strided_sum(std::vector<Call>& calls, const std::function<bool(const Storage*)>& temporary) {
   autograd::BufferIndex ix = autograd::index_buffers(calls);
   std::vector<bool> drop(calls.size(), false);
   size_t fused = 0;
   for (size_t i = 0; i < calls.size(); ++i) {
     const Call& c = calls[i];
-    if (c.kind != OpKind::copy || c.in.size() != 1 || c.out.size() != 1) continue;
+    if (!f32_copy_to_temporary(c, temporary)) continue;
     const Tensor src = c.in[0], mid = c.out[0];
     const Storage *ss = storage_of(src), *ts = storage_of(mid);
-    if (ss == ts || src.dtype() != DType::f32 || mid.dtype() != DType::f32 || !temporary(ts) ||
-        ix[ts].uses() != 2 || !whole(view_of(mid), mid))
-      continue;
+    if (ix[ts].uses() != 2) continue;
     const size_t j = ix[ts].last();
     Call& sum = calls[j];
     if (j <= i || sum.kind != OpKind::sum_axis || storage_of(sum.in[0]) != ts) continue;

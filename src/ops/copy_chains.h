@@ -53,6 +53,10 @@ size_t fuse_strided_sum(std::vector<autograd::Call>& calls, const std::function<
 // "copy -> sum_axis (...)" for a sum reading a strided source.
 std::string describe_strided_sum(const autograd::Call& call);
 
+// A copy of f32 from another buffer into the whole of a temporary (what
+// strided_sum and strided_operand drop where its readers read the source).
+bool f32_copy_to_temporary(const autograd::Call& c, const std::function<bool(const Storage*)>& temporary);
+
 // The strided_operand pass (strided_operand.cpp): a copy into a temporary
 // that only sigmoid_mul and its backward read as their y (the recurrence's
 // input σ(gate) ⊙ z, z a column slice of the qkvz projection) is dropped,

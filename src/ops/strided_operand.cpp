@@ -27,12 +27,9 @@ size_t fuse_strided_operand(std::vector<Call>& calls, const std::function<bool(c
   size_t fused = 0;
   for (size_t i = 0; i < calls.size(); ++i) {
     const Call& c = calls[i];
-    if (c.kind != OpKind::copy || c.in.size() != 1 || c.out.size() != 1) continue;
+    if (!f32_copy_to_temporary(c, temporary) || c.out[0].dim() < 2) continue;
     const Tensor src = c.in[0], mid = c.out[0];
     const Storage *ss = storage_of(src), *ms = storage_of(mid);
-    if (ss == ms || src.dtype() != DType::f32 || mid.dtype() != DType::f32 || !temporary(ms) || mid.dim() < 2 ||
-        !autograd::whole_buffer(mid))
-      continue;
     const autograd::BufferUses& mu = ix[ms];
     if (mu.writers.size() != 1 || mu.readers.empty()) continue;
     const int64_t cols = mid.shape().back();
