@@ -11,6 +11,7 @@
 
 #include "bench/bench.h"
 #include "ops/activation.h"
+#include "ops/kernels/activation.h"
 #include "ops/norm.h"
 #include "ops/reduce.h"
 #include "ops/softmax.h"
@@ -26,6 +27,44 @@ struct Case {
   std::function<void()> run;
 };
 }  // namespace
+
+// The strided_operand pass's trade (ops/strided_operand.cpp): σ(x) ⊙ z and
+// its backward with z a column slice of a [8192, 2048] projection (qkvz),
+// read in place (`fwd_us`, `bwd_us`) against copied out once and read
+// contiguous (`copy_us` + `fwd_contig_us`, `bwd_contig_us`).
+BENCH_SUITE(elementwise_strided) {
+  const std::string name = "sigmoid_mul_rows_8192x512";
+  if (!ctx.wants(name)) return;
+  const int64_t rows = 8192, d = 512, ld = 4 * d;
+  Generator g(8);
+  const Tensor wide = rand_uniform({rows, ld}, g), x = rand_uniform({rows, d}, g, -3.0f, 3.0f);
+  const Tensor go = rand_uniform({rows, d}, g);
+  Tensor z = Tensor::empty({rows, d}), out = Tensor::empty({rows, d}), dx = Tensor::empty({rows, d}),
+         dz = Tensor::empty({rows, d});
+  const float* zs = wide.data<float>() + 3 * d;  // the last column block, as z of qkvz
+  const Tensor slice = wide.as_strided({rows, d}, {ld, 1}, 3 * d);
+  // The backward reads z long after the forward: 128 MiB read between them
+  // leaves none of it in cache, as in a training step.
+  const Tensor flush = rand_uniform({32 << 20}, g);
+  const std::vector<double> t = bench::median_seconds_interleaved(
+      {[&] { kernels::sigmoid_mul_rows_f32(x.data<float>(), zs, ld, out.data<float>(), rows, d); },
+       [&] { z.copy_from(slice); },
+       [&] { kernels::sigmoid_mul_f32(x.data<float>(), z.data<float>(), out.data<float>(), rows * d); },
+       [&] { ops::sum(flush); },
+       [&] {
+         kernels::sigmoid_mul_bwd_rows_f32(x.data<float>(), zs, ld, go.data<float>(), dx.data<float>(),
+                                           dz.data<float>(), rows, d);
+       },
+       [&] { ops::sum(flush); },
+       [&] {
+         kernels::sigmoid_mul_bwd_f32(x.data<float>(), z.data<float>(), go.data<float>(), dx.data<float>(),
+                                      dz.data<float>(), rows * d);
+       }},
+      ctx.reps());
+  ctx.report(name, {{"fwd_us", t[0] * 1e6}, {"copy_us", t[1] * 1e6}, {"fwd_contig_us", t[2] * 1e6},
+                    {"bwd_us", t[4] * 1e6}, {"bwd_contig_us", t[6] * 1e6},
+                    {"ratio", (t[1] + t[2] + t[6]) / (t[0] + t[4])}});
+}
 
 BENCH_SUITE(elementwise) {
   const int64_t rows = 16384, d = 512;
