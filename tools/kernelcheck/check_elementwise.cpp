@@ -67,6 +67,14 @@ KERNELCHECK_SUITE(activation) {
             [&] { kernels::ref::activation_bwd_f32(op, ps, pg, pb, n); }, a, b, 2e-6);
       }
     }
+    // The rematerialized gelu made with its backward (one exp for both):
+    // y and dx against the double references, on x's own draws.
+    if (ctx.wants("gelu_fwd_bwd")) {
+      const double tk = kc::time_us([&] { kernels::gelu_fwd_bwd_f32(px, pg, pa, pa2, n); });
+      const double tr = kc::time_us([&] { kernels::ref::gelu_fwd_bwd_f32(px, pg, pb, pb2, n); }, 1);
+      ctx.compare("gelu_fwd_bwd_y", s, a, b, 2e-6, tk, tr);
+      ctx.compare("gelu_fwd_bwd_dx", s, a2, b2, 2e-6, tk, tr);
+    }
     if (ctx.wants("clamp"))
       row(ctx, "clamp", s, [&] { kernels::clamp_f32(px, -2.0f, 3.0f, pa, n); },
           [&] { kernels::ref::clamp_f32(px, -2.0f, 3.0f, pb, n); }, a, b, 0);
