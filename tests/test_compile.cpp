@@ -312,6 +312,37 @@ TEST_CASE("pointwise fusion: a chain of elementwise calls becomes one call, bit-
   }
 }
 
+TEST_CASE("with the passes off (autograd::PassesOff) a capture replays the calls eager made, bit for bit") {
+  Generator gen(27);
+  const Tensor a = rand_uniform({1000}, gen, -4, 4), b = rand_uniform({1000}, gen, -4, 4);
+  const Tensor c = rand_uniform({1000}, gen, -4, 4);
+  auto fn = [](const std::vector<Tensor>& in) {
+    autograd::NoGradGuard ng;
+    return std::vector<Tensor>{ops::clamp(ops::add(ops::mul(in[0], in[1]), in[2]), -2, 2)};
+  };
+  CompiledFn on = autograd::compile(fn), off = autograd::compile(fn);
+  CHECK(autograd::passes_enabled());
+  on({a, b, c});
+  {
+    autograd::PassesOff guard;
+    CHECK_FALSE(autograd::passes_enabled());
+    off({a, b, c});  // the capture
+  }
+  CHECK(autograd::passes_enabled());
+  CHECK(on.last_graph()->size() == 1);
+  CHECK(on.last_graph()->fused_calls() == 2);
+  const autograd::Graph& g = *off.last_graph();
+  CHECK(g.size() == 3);
+  CHECK(g.fused_calls() == 0);
+  CHECK(count_kind(g, OpKind::binary) == 2);
+  CHECK(count_kind(g, OpKind::clamp) == 1);
+  CHECK(g.fusions().empty());
+  CHECK(g.planned_bytes() > 0);  // the intermediates, planned as eager's were allocated
+  // A replay after the guard is gone runs the graph as captured.
+  CHECK(bit_equal(off({c, a, b})[0], fn({c, a, b})[0]));
+  CHECK(bit_equal(on({c, a, b})[0], fn({c, a, b})[0]));
+}
+
 TEST_CASE("pointwise fusion: a repeating operand, and the tape's accumulation") {
   Generator gen(22);
   const Tensor x = rand_uniform({3, 5, 37}, gen, -2, 2), bias = rand_uniform({37}, gen, -1, 1);

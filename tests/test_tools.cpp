@@ -121,6 +121,19 @@ TEST_CASE("mmrec-generate: greedy output matches the library, sampling is seeded
   REQUIRE(compiled.status == 0);
   CHECK(compiled.out == ids.out);
   CHECK(compiled.err.find("tokens/s), generated 20 tokens in ") != std::string::npos);
+  CHECK(compiled.err.find("graph generate: ") == std::string::npos);
+  // MMREC_PASSES=0: the graph captured with no pass (MMREC_DEBUG=1 shows
+  // nothing fused), the same tokens.
+  ::setenv("MMREC_PASSES", "0", 1);
+  ::setenv("MMREC_DEBUG", "1", 1);
+  const Run unfused = run("MMREC_GENERATE", {"--checkpoint", ckpt, "--prompt", prompt, "--tokens", "20",
+                                             "--temperature", "0", "--ids", "--compile"});
+  ::unsetenv("MMREC_PASSES");
+  ::unsetenv("MMREC_DEBUG");
+  REQUIRE(unfused.status == 0);
+  CHECK(unfused.out == ids.out);
+  CHECK(unfused.err.find("graph generate: ") != std::string::npos);
+  CHECK(unfused.err.find(" 0 fused away)") != std::string::npos);
   auto long_run = [&](bool c) {
     std::vector<std::string> a = {"--checkpoint", ckpt, "--prompt", prompt, "--tokens", "120", "--temperature", "0.8",
                                   "--seed", "3", "--ids"};
@@ -410,6 +423,12 @@ TEST_CASE("bench, kernelcheck and tokenize: argument errors exit 2 with one line
   CHECK(row["best_gflops"].get<double>() >= row["gemm_gflops"].get<double>());
   CHECK(row["floor_ms"].get<double>() <= row["gemm_ms"].get<double>() * (1 + 1e-9));
   CHECK(row["eager_vs_floor"].get<double>() > 0);
+  // The non-GEMM calls' traffic, compiled and with the passes off (eager's calls).
+  CHECK(row["non_gemm_mib"].get<double>() > 0);
+  CHECK(row["unfused_non_gemm_mib"].get<double>() > 0);
+  CHECK(row["non_gemm_fastest_ms"].get<double>() > 0);
+  CHECK(row["non_gemm_mib_ratio"].get<double>() ==
+        doctest::Approx(row["non_gemm_mib"].get<double>() / row["unfused_non_gemm_mib"].get<double>()));
   // Compiled generation against eager, with its per-kind rows; --compile runs the suite's own rows replayed.
   const Run gen = run("MMREC_BENCH", {"--model", cfg, "--filter", "model_generate_compiled", "--reps", "1", "--json"});
   REQUIRE(gen.status == 0);

@@ -1,8 +1,10 @@
 #include "autograd/graph.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <sstream>
 #include <tuple>
@@ -139,6 +141,21 @@ std::vector<std::pair<const char*, GraphPass>>& passes() {
 }  // namespace
 
 void register_pass(const char* name, GraphPass pass) { passes().emplace_back(name, pass); }
+
+namespace {
+std::atomic<int> g_passes_off{0};
+}  // namespace
+
+PassesOff::PassesOff() { g_passes_off.fetch_add(1); }
+PassesOff::~PassesOff() { g_passes_off.fetch_sub(1); }
+
+bool passes_enabled() {
+  static const bool env_off = [] {
+    const char* e = std::getenv("MMREC_PASSES");
+    return e != nullptr && std::strcmp(e, "0") == 0;
+  }();
+  return !env_off && g_passes_off.load() == 0;
+}
 
 size_t BufferUses::first() const {
   if (readers.empty()) return writers.front();
@@ -312,7 +329,8 @@ Graph Capture::run(const std::function<void()>& fn, const std::vector<Tensor>& i
   struct EndPasses {
     ~EndPasses() { t_pass_made = nullptr; }
   } end_passes;
-  for (const auto& [name, pass] : passes()) g.fused_ += pass(g.calls_, temporary);
+  if (passes_enabled())
+    for (const auto& [name, pass] : passes()) g.fused_ += pass(g.calls_, temporary);
   t_pass_made = nullptr;
   for (const auto& s : pass_made) created.insert(s.get());  // temporaries like the others
   pass_made.clear();

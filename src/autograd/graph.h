@@ -176,6 +176,19 @@ inline void dispatch(OpKind kind, const A& attrs, std::initializer_list<Tensor> 
 // buffer made and dropped inside the capture. Returns the calls it removed.
 using GraphPass = size_t (*)(std::vector<Call>& calls, const std::function<bool(const Storage*)>& temporary);
 void register_pass(const char* name, GraphPass pass);
+// While one is alive (on any thread), captures skip the registered passes:
+// the replay runs the calls the eager run made (dead calls still removed,
+// temporaries still planned). MMREC_PASSES=0 does the same for the whole
+// process. For bisecting a suspected pass problem, and for measuring what
+// the passes buy (mmrec-bench's unfused_* figures).
+class PassesOff {
+ public:
+  PassesOff();
+  ~PassesOff();
+  PassesOff(const PassesOff&) = delete;
+  PassesOff& operator=(const PassesOff&) = delete;
+};
+bool passes_enabled();
 // A new buffer for a call a pass adds: a temporary of the graph being
 // captured, planned with the others (only inside a pass).
 Tensor pass_temporary(const Shape& shape, DType dtype);

@@ -177,6 +177,31 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
   // the same math can go below it.
   double flop = 0;
   for (const autograd::Call& c : g.calls()) flop += call_flop(c);
+  // What the non-GEMM calls move and take, each call alone (its fastest of
+  // the rounds): the compiled step's, and the same step captured with the
+  // passes off (autograd::PassesOff), whose calls are eager's. Both run near
+  // the machine's bandwidth, so the time outside the GEMMs falls about as far
+  // as the bytes do.
+  const auto graph_traffic = [&](FullStep& s) {
+    bench::Traffic t;
+    for (const autograd::Graph* gr : {s.micro.last_graph(), s.update.last_graph()}) {
+      const bench::Traffic x = bench::traffic(*gr, std::max(reps, 3), not_gemm);
+      t.fastest_ms += x.fastest_ms, t.mib += x.mib;
+    }
+    return t;
+  };
+  const bench::Traffic fused = graph_traffic(st);
+  bench::Traffic unfused;
+  {
+    const Model twin2(m.config(), 1);
+    FullStep su(twin2);
+    su.opt.zero_grad_in_place();
+    {
+      autograd::PassesOff off;
+      su.compiled(tokens);  // the capture, with no pass
+    }
+    unfused = graph_traffic(su);
+  }
   const double rate = std::max(best_gemm_rate(g, reps), flop / tg), floor_s = rate > 0 ? flop / rate : 0;
   const double n = static_cast<double>(tokens.numel());
   ctx.report(name, {{"tokens_s", n / tc}, {"ms", tc * 1e3}, {"ref_ms", te * 1e3}, {"ratio", te / tc},
@@ -191,6 +216,12 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
                     {"in_step_non_gemm_ms", ic * 1e3}, {"eager_in_step_non_gemm_ms", ie * 1e3},
                     {"in_step_non_gemm_ratio", ie > 0 ? ic / ie : 0},
                     {"in_step_gemm_ms", ms_in(split_c, is_gemm)}, {"eager_in_step_gemm_ms", ms_in(split_e, is_gemm)},
+                    {"non_gemm_fastest_ms", fused.fastest_ms}, {"non_gemm_mib", fused.mib},
+                    {"unfused_non_gemm_fastest_ms", unfused.fastest_ms}, {"unfused_non_gemm_mib", unfused.mib},
+                    {"non_gemm_fastest_ratio", fused.fastest_ms / unfused.fastest_ms},
+                    {"non_gemm_mib_ratio", fused.mib / unfused.mib},
+                    {"non_gemm_gbs", fused.mib * 1.048576 / fused.fastest_ms},
+                    {"unfused_non_gemm_gbs", unfused.mib * 1.048576 / unfused.fastest_ms},
                     {"in_step_kernels_ms", ms_in(split_c, not_gemm)},
                     {"eager_in_step_kernels_ms", ms_in(split_e, not_gemm)}});
   // Where the compiled micro-step's time goes, by op kind (each call timed

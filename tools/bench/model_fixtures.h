@@ -62,6 +62,46 @@ inline std::vector<std::pair<std::string, double>> ms_by_kind(const mmrec::autog
   return v;
 }
 
+// What a graph's calls that `pick` selects move and take, each call run alone
+// `reps` times: the sum of each call's fastest time, and of its operands'
+// bytes (every input and output view once; copy_rows, which writes its rows
+// into a larger buffer, counts what it reads twice). A memory-bound kernel
+// cannot beat its bytes at the machine's bandwidth, so a pass shortens these
+// calls only as far as it moves fewer bytes.
+struct Traffic {
+  double fastest_ms = 0, mib = 0;
+};
+template <class Pick>
+Traffic traffic(const mmrec::autograd::Graph& g, int reps, const Pick& pick) {
+  using Clock = std::chrono::steady_clock;
+  Traffic t;
+  std::vector<double> best(g.size(), 1e30);
+  for (int r = 0; r < reps; ++r)
+    for (size_t i = 0; i < g.size(); ++i) {
+      const mmrec::autograd::Call& c = g.calls()[i];
+      if (!pick(c.kind)) continue;
+      const auto t0 = Clock::now();
+      c.run(c.attrs.bytes, c.in.data(), c.out.data());
+      best[i] = std::min(best[i], std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+  for (size_t i = 0; i < g.size(); ++i) {
+    const mmrec::autograd::Call& c = g.calls()[i];
+    if (!pick(c.kind)) continue;
+    t.fastest_ms += best[i];
+    double bytes = 0;
+    for (const mmrec::Tensor& x : c.in)
+      if (x.defined()) bytes += static_cast<double>(x.nbytes());
+    if (c.kind == mmrec::autograd::OpKind::copy_rows) {
+      bytes *= 2;
+    } else {
+      for (const mmrec::Tensor& x : c.out)
+        if (x.defined()) bytes += static_cast<double>(x.nbytes());
+    }
+    t.mib += bytes / 1048576.0;
+  }
+  return t;
+}
+
 // Runs f with a KernelClock set on this thread; returns what it counted.
 inline mmrec::autograd::KernelClock clocked(const std::function<void()>& f) {
   mmrec::autograd::KernelClock clock;
