@@ -179,9 +179,11 @@ void compare_steps(bench::Context& ctx, const std::string& name, const Model& m,
   for (const autograd::Call& c : g.calls()) flop += call_flop(c);
   // What the non-GEMM calls move and take, each call alone (its fastest of
   // the rounds): the compiled step's, and the same step captured with the
-  // passes off (autograd::PassesOff), whose calls are eager's. Both run near
-  // the machine's bandwidth, so the time outside the GEMMs falls about as far
-  // as the bytes do.
+  // passes off (autograd::PassesOff), whose calls are eager's. Both stream
+  // their bytes at about the same rate (28-30 GB/s on the bench config, with
+  // the triad at 42-47), so the time outside the GEMMs falls about as far as
+  // the bytes do. The capture with the passes off holds a third copy of the
+  // model and its own arena while it is measured.
   const auto graph_traffic = [&](FullStep& s) {
     bench::Traffic t;
     for (const autograd::Graph* gr : {s.micro.last_graph(), s.update.last_graph()}) {
